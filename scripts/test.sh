@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole ferrsync test suite. Installs what the tests need (the real
+# rsync and OpenSSH's sshd, the peers we are judged against) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need[*]} and not root: install them first" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+rsync --version | head -1
+
+# Release mode: the interop tests move tens of MiB through checksums.
+cargo test --release --all-targets "$@"
+cargo test --release --doc

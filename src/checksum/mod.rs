@@ -1,0 +1,1 @@
+//! checksum layer (to be filled in).

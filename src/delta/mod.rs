@@ -1,0 +1,1 @@
+//! delta layer (to be filled in).

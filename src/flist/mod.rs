@@ -1,0 +1,1 @@
+//! flist layer (to be filled in).

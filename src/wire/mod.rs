@@ -1,0 +1,139 @@
+//! Bytes to values and back: rsync's integer and string encodings, file
+//! indexes, multiplexed frames and the version/capability vocabulary.
+//!
+//! Layer: wire (L0). Uses only `bytes` and `thiserror`; does no I/O.
+//! Mirrors upstream io.c (`read_int`, `write_varint`, `read_varlong`, ...).
+//!
+//! Every decoder takes a byte slice and either finishes ([`Decoded::Done`],
+//! saying how many bytes it used) or asks for more ([`Decoded::NeedMore`]).
+//! Malformed input is a [`DecodeError`]; nothing here panics on peer data.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod int;
+mod reader;
+mod varint;
+
+pub use int::{
+    decode_i32, decode_longint, decode_u16, decode_u8, encode_i32, encode_longint, encode_u16,
+};
+pub use reader::{ReadError, Reader, encode_varint30, encode_varlong30};
+pub use varint::{decode_varint, decode_varlong, decode_vstring, encode_varint, encode_varlong, encode_vstring};
+
+/// The result of a decoder that may need more input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// A value was decoded from the first `used` bytes.
+    Done {
+        /// The decoded value.
+        value: T,
+        /// How many input bytes it took.
+        used: usize,
+    },
+    /// At least this many more bytes are needed before the value can be decoded.
+    NeedMore(usize),
+}
+
+impl<T> Decoded<T> {
+    /// Maps the value of a finished decode.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Decoded<U> {
+        match self {
+            Decoded::Done { value, used } => Decoded::Done { value: f(value), used },
+            Decoded::NeedMore(n) => Decoded::NeedMore(n),
+        }
+    }
+}
+
+/// Malformed bytes from the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A varint or varlong lead byte announced more bytes than the type holds.
+    #[error("variable-length integer tag {0:#04x} announces too many bytes")]
+    VarintTag(u8),
+    /// A length read off the wire exceeds what we accept.
+    #[error("{what} of {len} bytes exceeds the limit of {max}")]
+    TooLong {
+        /// What was being read.
+        what: &'static str,
+        /// The length announced by the peer.
+        len: u64,
+        /// The limit in force.
+        max: u64,
+    },
+    /// A value is outside its legal range.
+    #[error("invalid {what}: {value}")]
+    Invalid {
+        /// What was being read.
+        what: &'static str,
+        /// The offending value.
+        value: i64,
+    },
+    /// A structural rule of the protocol was broken.
+    #[error("{0}")]
+    Protocol(&'static str),
+}
+
+/// Upper bounds on every length read off the wire, so that memory stays
+/// bounded whatever the peer sends. The defaults follow rsync 3.5.0 where it
+/// has a limit, and are generous but finite where it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest file name (prefix + suffix), upstream MAXPATHLEN.
+    pub max_name_len: usize,
+    /// Longest symlink target.
+    pub max_link_len: usize,
+    /// Most entries in one file list.
+    pub max_flist_entries: usize,
+    /// Longest user or group name in an id list.
+    pub max_id_name_len: usize,
+    /// Longest non-data multiplexed message (rsync refuses 5120 and more).
+    pub max_msg_len: usize,
+    /// Most blocks in one signature.
+    pub max_sum_count: usize,
+    /// Longest literal token record accepted.
+    pub max_token_len: usize,
+    /// Longest filter rule.
+    pub max_filter_len: usize,
+    /// Longest negotiation string (vstring buffer of 256 bytes upstream).
+    pub max_vstring_len: usize,
+    /// Most xattrs on one file.
+    pub max_xattr_count: usize,
+    /// Largest single allocation made on behalf of the peer.
+    pub max_alloc: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_name_len: 4095,
+            max_link_len: 4095,
+            max_flist_entries: 64 * 1024 * 1024,
+            max_id_name_len: 255,
+            max_msg_len: 5119,
+            max_sum_count: 16 * 1024 * 1024,
+            max_token_len: 16 * 1024 * 1024,
+            max_filter_len: 8192,
+            max_vstring_len: 255,
+            max_xattr_count: 65536,
+            max_alloc: 1 << 30,
+        }
+    }
+}
+
+/// Checks a peer-announced length against a limit.
+///
+/// # Errors
+/// [`DecodeError::TooLong`] when `len > max`.
+pub fn check_len(what: &'static str, len: u64, max: usize) -> Result<usize, DecodeError> {
+    if len > max as u64 {
+        Err(DecodeError::TooLong { what, len, max: max as u64 })
+    } else {
+        usize::try_from(len).map_err(|_| DecodeError::TooLong { what, len, max: max as u64 })
+    }
+}
