@@ -1,20 +1,43 @@
 //! # ferrsync
 //!
 //! A pure-Rust implementation of the rsync wire protocol (protocols 27 to
-//! 32), wire-compatible with rsync 3.x.
+//! 32), wire-compatible with rsync 3.x: a library to embed, and a thin
+//! `ferrsync` binary with rsync's command line.
 //!
 //! The crate is built in layers that only look down:
 //!
 //! ```text
-//! wire      bytes <-> integers, strings, file indexes, frames     (sans-IO)
-//! checksum  rolling checksum1, strong sums                        (pure)
-//! delta     signatures, matcher, token streams, patcher          (pure)
-//! flist     file-list entries, per-protocol codec, sorting       (sans-IO)
+//! wire       bytes <-> integers, strings, file indexes, frames   (sans-IO)
+//! checksum   rolling checksum1, strong sums                      (pure)
+//! delta      signatures, matcher, token streams, patcher        (pure)
+//! flist      file-list entries, per-protocol codec, sorting     (sans-IO)
+//! fs         scanning local trees
+//! engine     generator, sender, receiver over any async stream
+//! transport  spawned peers (remote shell, local rsync --server)
+//! session    Transfer: one call per sync
+//! ```
+//!
+//! The three roles and the pipes they own:
+//!
+//! ```text
+//!  receiving side                         sending side
+//!  generator --- requests, phases --->    sender
+//!  receiver  <--- file list, tokens ---   sender
 //! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
 pub mod checksum;
 pub mod delta;
+pub mod engine;
+mod error;
 pub mod flist;
+pub mod fs;
+mod session;
+pub mod transport;
 pub mod wire;
+
+pub use engine::{DeleteTiming, Event, Options, Report, Stats};
+pub use error::{Error, ExitCode, Result};
+pub use session::Transfer;
+pub use transport::RemoteCommand;

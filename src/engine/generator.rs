@@ -1,0 +1,553 @@
+//! The generator role: walks the received file list, fixes what can be
+//! fixed locally, and requests the data of changed files with the block
+//! signatures of their old version.
+//!
+//! Layer: engine. Uses flist, delta, checksum, wire; touches local files.
+//! Mirrors upstream generator.c `generate_files`, `recv_generator`,
+//! `itemize`, `delete_in_dir` and `touch_up_dirs`.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::io::MuxWriter;
+use super::local::{self, IdMap, Preserve};
+use super::options::Options;
+use super::report::{Event, EventSink, item};
+use super::sender::item_kind;
+use super::setup::Setup;
+use crate::delta::{SignatureBuilder, SumHead};
+use crate::error::{Error, Result};
+use crate::flist::{FileEntry, FileKind};
+use crate::wire::{self, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxEncoder};
+
+/// What the receiver tells the generator.
+#[derive(Debug)]
+pub(crate) enum ToGen {
+    /// Re-request this file with full-length strong sums.
+    Redo(usize),
+    /// The receiver saw the end of this phase (1-based).
+    Phase(u32),
+    /// A message for the peer (server) or the user (client).
+    Msg(MsgCode, String),
+    /// The receiver is finished.
+    Done,
+}
+
+/// Shared view of the receiving side.
+pub(crate) struct RecvCtx<'a> {
+    pub setup: &'a Setup,
+    pub opts: &'a Options,
+    pub list: &'a [FileEntry],
+    pub active: &'a [bool],
+    pub paths: &'a [PathBuf],
+    pub ids: &'a IdMap,
+    pub preserve: Preserve,
+    pub events: Option<&'a EventSink>,
+    pub whole_file: bool,
+}
+
+impl RecvCtx<'_> {
+    pub(crate) fn emit(&self, ev: Event) {
+        if let Some(sink) = self.events {
+            sink(&ev);
+        }
+    }
+
+    fn itemize(&self, e: &FileEntry, flags: u16) {
+        self.emit(Event::Itemize {
+            flags,
+            kind: item_kind(e),
+            name: e.name.clone(),
+            extra: e.link_target.clone(),
+            sending: false,
+            times: self.opts.times,
+            known: true,
+        });
+    }
+}
+
+/// What the generator counted.
+#[derive(Debug, Default)]
+pub(crate) struct GenStats {
+    pub deleted: [i32; 5],
+    pub created_dirs: u64,
+    pub errors: Vec<String>,
+    pub io_error: i32,
+}
+
+fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
+    let o = ctx.opts;
+    let mut f = 0;
+    let is_dir = e.is_dir();
+    let is_link = e.kind() == Some(FileKind::Symlink);
+    if o.times && !(is_dir && o.omit_dir_times) && !is_link && !same_mtime(ctx, e, st) {
+        f |= item::REPORT_TIME;
+    }
+    if o.perms && !is_link && st.mode() & 0o7777 != e.mode & 0o7777 {
+        f |= item::REPORT_PERMS;
+    }
+    if o.owner && ctx.preserve.am_root && st.uid() != ctx.ids.uid(e.uid) {
+        f |= item::REPORT_OWNER;
+    }
+    if o.group && st.gid() != ctx.ids.gid(e.gid) {
+        f |= item::REPORT_GROUP;
+    }
+    f
+}
+
+fn same_mtime(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> bool {
+    if st.mtime() != e.mtime {
+        return false;
+    }
+    ctx.setup.protocol < 31 || i64::from(e.mtime_nsec) == st.mtime_nsec()
+}
+
+fn file_sum(ctx: &RecvCtx<'_>, path: &Path) -> Option<Vec<u8>> {
+    let mut f = fs::File::open(path).ok()?;
+    let mut h = ctx.setup.file_sum.file_hasher();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(h.finish().as_bytes().to_vec())
+}
+
+/// Generator state for one session.
+pub(crate) struct Generator<'a, 'b, W> {
+    ctx: &'b RecvCtx<'a>,
+    w: &'b mut MuxWriter<W>,
+    rx: UnboundedReceiver<ToGen>,
+    ndx: NdxEncoder,
+    stats: GenStats,
+    redo: Vec<usize>,
+    children: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
+    dirs: Vec<usize>,
+    new_dirs: HashSet<usize>,
+}
+
+fn split_parent(name: &[u8]) -> (&[u8], &[u8]) {
+    match name.iter().rposition(|b| *b == b'/') {
+        Some(p) => (&name[..p], &name[p + 1..]),
+        None => (b".", name),
+    }
+}
+
+impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
+    pub(crate) fn new(ctx: &'b RecvCtx<'a>, w: &'b mut MuxWriter<W>, rx: UnboundedReceiver<ToGen>) -> Self {
+        let mut children: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
+        if ctx.opts.delete.is_some() {
+            for (e, act) in ctx.list.iter().zip(ctx.active) {
+                if *act && e.name != b"." {
+                    let (p, b) = split_parent(&e.name);
+                    children.entry(p.to_vec()).or_default().insert(b.to_vec());
+                }
+            }
+        }
+        Generator {
+            ctx,
+            w,
+            rx,
+            ndx: NdxEncoder::new(ctx.setup.protocol),
+            stats: GenStats::default(),
+            redo: Vec::new(),
+            children,
+            dirs: Vec::new(),
+            new_dirs: HashSet::new(),
+        }
+    }
+
+    async fn handle(&mut self, m: ToGen) -> Result<Option<u32>> {
+        match m {
+            ToGen::Redo(i) => self.redo.push(i),
+            ToGen::Phase(p) => return Ok(Some(p)),
+            ToGen::Msg(code, text) => self.message(code, &text).await?,
+            ToGen::Done => return Ok(Some(u32::MAX)),
+        }
+        Ok(None)
+    }
+
+    async fn message(&mut self, code: MsgCode, text: &str) -> Result<()> {
+        if self.ctx.setup.is_server {
+            let mut t = text.to_string();
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            self.w.send_msg(code, t.as_bytes()).await
+        } else {
+            self.ctx.emit(Event::Message { error: code != MsgCode::Info, text: text.to_string() });
+            Ok(())
+        }
+    }
+
+    async fn drain(&mut self) -> Result<()> {
+        while let Ok(m) = self.rx.try_recv() {
+            self.handle(m).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for(&mut self, phase: u32) -> Result<()> {
+        loop {
+            let Some(m) = self.rx.recv().await else {
+                return Err(Error::Protocol("receiver stopped early".into()));
+            };
+            if let Some(p) = self.handle(m).await? {
+                if p >= phase {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn fail(&mut self, what: String) -> Result<()> {
+        self.stats.io_error |= 1;
+        self.stats.errors.push(what.clone());
+        self.message(MsgCode::ErrorXfer, &what).await
+    }
+
+    fn send_item(&mut self, i: usize, flags: u16) {
+        let p = self.ctx.setup.protocol;
+        if p >= 29 && (flags & item::SIGNIFICANT_MASK != 0 || self.ctx.opts.itemize > 1) {
+            self.ndx.encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
+            wire::encode_u16(self.w.buf(), flags);
+        }
+    }
+
+    /// Runs phases 0..=last and the goodbye.
+    pub(crate) async fn run(mut self) -> Result<GenStats> {
+        let ctx = self.ctx;
+        let protocol = ctx.setup.protocol;
+        for i in 0..ctx.list.len() {
+            if !ctx.active[i] {
+                continue;
+            }
+            self.drain().await?;
+            self.generate(i).await?;
+            self.w.maybe_flush().await?;
+        }
+        self.ndx.encode(self.w.buf(), NDX_DONE);
+        self.w.flush().await?;
+        self.wait_for(1).await?;
+        let redo = std::mem::take(&mut self.redo);
+        for i in redo {
+            self.request(i, true).await?;
+        }
+        self.ndx.encode(self.w.buf(), NDX_DONE);
+        if protocol >= 29 {
+            self.ndx.encode(self.w.buf(), NDX_DONE);
+        }
+        if protocol >= 31 {
+            if ctx.opts.delete.is_some() {
+                let d = self.stats.deleted;
+                let total: i32 = d.iter().sum();
+                self.ndx.encode(self.w.buf(), NDX_DEL_STATS);
+                wire::encode_varint(self.w.buf(), total - d[1] - d[2] - d[3] - d[4]);
+                for v in &d[1..] {
+                    wire::encode_varint(self.w.buf(), *v);
+                }
+            }
+            self.ndx.encode(self.w.buf(), NDX_DONE);
+        }
+        self.w.flush().await?;
+        self.wait_for(u32::MAX).await?;
+        self.touch_up_dirs().await;
+        self.ndx.encode(self.w.buf(), NDX_DONE);
+        self.w.flush().await?;
+        Ok(self.stats)
+    }
+
+    async fn touch_up_dirs(&mut self) {
+        let ctx = self.ctx;
+        if ctx.opts.dry_run {
+            return;
+        }
+        for &i in self.dirs.iter().rev() {
+            let e = &ctx.list[i];
+            let path = &ctx.paths[i];
+            let st = fs::symlink_metadata(path).ok();
+            let is_new = self.new_dirs.contains(&i);
+            let st = if is_new { None } else { st };
+            let _ = local::set_attrs(path, e, ctx.ids.uid(e.uid), ctx.ids.gid(e.gid), &ctx.preserve, st.as_ref(), is_new);
+        }
+    }
+
+    async fn generate(&mut self, i: usize) -> Result<()> {
+        let ctx = self.ctx;
+        let e = &ctx.list[i];
+        let path = &ctx.paths[i];
+        let dry = ctx.opts.dry_run;
+        let mut st = fs::symlink_metadata(path).ok();
+        match e.kind() {
+            Some(FileKind::Dir) => {
+                if st.as_ref().is_some_and(|m| !m.is_dir()) {
+                    if !dry {
+                        if let Err(err) = local::remove_any(path) {
+                            return self.fail(format!("delete of {} failed: {err}", path.display())).await;
+                        }
+                    }
+                    st = None;
+                }
+                let is_new = st.is_none();
+                if is_new && !dry {
+                    if let Err(err) = fs::DirBuilder::new().mode(0o700).create(path) {
+                        return self.fail(format!("mkdir \"{}\" failed: {err}", path.display())).await;
+                    }
+                    self.stats.created_dirs += 1;
+                }
+                let flags = match &st {
+                    None => item::LOCAL_CHANGE | item::IS_NEW,
+                    Some(m) => meta_flags(ctx, e, m),
+                };
+                if is_new {
+                    self.new_dirs.insert(i);
+                }
+                self.dirs.push(i);
+                if flags != 0 || ctx.opts.itemize > 1 {
+                    ctx.itemize(e, flags);
+                }
+                self.send_item(i, flags);
+                if ctx.opts.delete.is_some() && !is_new && e.xflags & crate::flist::XMIT_NO_CONTENT_DIR == 0 {
+                    self.delete_in_dir(i).await?;
+                }
+            }
+            Some(FileKind::Symlink) if ctx.opts.links => {
+                let target = e.link_target.as_deref().unwrap_or_default();
+                let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())
+                    && fs::read_link(path).ok().is_some_and(|t| t.as_os_str().as_bytes() == target);
+                self.special(i, e, path, st, same, dry).await?;
+            }
+            Some(k @ (FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo | FileKind::Socket)) => {
+                let dev = matches!(k, FileKind::CharDev | FileKind::BlockDev);
+                if (dev && !ctx.opts.devices) || (!dev && !ctx.opts.specials) {
+                    return Ok(());
+                }
+                let same = st.as_ref().is_some_and(|m| {
+                    let ft = m.file_type();
+                    let kind_ok = match k {
+                        FileKind::CharDev => ft.is_char_device(),
+                        FileKind::BlockDev => ft.is_block_device(),
+                        FileKind::Fifo => ft.is_fifo(),
+                        _ => ft.is_socket(),
+                    };
+                    kind_ok
+                        && (!dev || m.rdev() == rustix::fs::makedev(e.rdev_major, e.rdev_minor))
+                });
+                self.special(i, e, path, st, same, dry).await?;
+            }
+            Some(FileKind::Regular) => self.regular(i, e, path, st).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn special(
+        &mut self,
+        i: usize,
+        e: &FileEntry,
+        path: &Path,
+        st: Option<fs::Metadata>,
+        same: bool,
+        dry: bool,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+        let mut flags = if same {
+            0
+        } else if st.is_none() {
+            item::LOCAL_CHANGE | item::IS_NEW
+        } else {
+            item::LOCAL_CHANGE | item::REPORT_CHANGE
+        };
+        if !dry {
+            if !same {
+                if let Err(err) = local::make_special(path, e) {
+                    return self.fail(format!("creating \"{}\" failed: {err}", path.display())).await;
+                }
+            }
+            let cur = if same { st.as_ref() } else { None };
+            match local::set_attrs(path, e, uid, gid, &ctx.preserve, cur, !same) {
+                Ok(f) => flags |= f,
+                Err(err) => {
+                    return self.fail(format!("set attributes of \"{}\" failed: {err}", path.display())).await;
+                }
+            }
+        } else if let Some(m) = &st {
+            if same {
+                flags |= meta_flags(ctx, e, m);
+            }
+        }
+        if flags != 0 || ctx.opts.itemize > 1 {
+            ctx.itemize(e, flags);
+        }
+        self.send_item(i, flags);
+        Ok(())
+    }
+
+    async fn regular(&mut self, i: usize, e: &FileEntry, path: &Path, mut st: Option<fs::Metadata>) -> Result<()> {
+        let ctx = self.ctx;
+        let o = ctx.opts;
+        if st.as_ref().is_some_and(|m| !m.is_file()) {
+            if !o.dry_run {
+                if let Err(err) = local::remove_any(path) {
+                    return self.fail(format!("delete of \"{}\" failed: {err}", path.display())).await;
+                }
+            }
+            st = None;
+        }
+        if let Some(m) = &st {
+            let same_size = m.len() == e.size;
+            let unchanged = if o.checksum {
+                same_size && e.checksum.is_some() && file_sum(ctx, path) == e.checksum
+            } else if o.size_only {
+                same_size
+            } else {
+                same_size && !o.ignore_times && same_mtime(ctx, e, m)
+            };
+            if unchanged {
+                let mut flags = meta_flags(ctx, e, m);
+                if !o.dry_run && flags != 0 {
+                    let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+                    if let Err(err) = local::set_attrs(path, e, uid, gid, &ctx.preserve, Some(m), false) {
+                        return self.fail(format!("set attributes of \"{}\" failed: {err}", path.display())).await;
+                    }
+                }
+                flags &= !item::REPORT_OWNER | if ctx.preserve.am_root { 0xffff } else { 0 };
+                if flags != 0 || o.itemize > 1 {
+                    ctx.itemize(e, flags);
+                }
+                self.send_item(i, flags);
+                return Ok(());
+            }
+        }
+        self.request(i, false).await
+    }
+
+    /// Sends a transfer request for entry `i`.
+    async fn request(&mut self, i: usize, redo: bool) -> Result<()> {
+        let ctx = self.ctx;
+        let e = &ctx.list[i];
+        let path = &ctx.paths[i];
+        let protocol = ctx.setup.protocol;
+        let st = fs::symlink_metadata(path).ok().filter(fs::Metadata::is_file);
+        let mut flags = item::TRANSFER;
+        match &st {
+            None => flags |= item::IS_NEW,
+            Some(m) => {
+                if m.len() != e.size {
+                    flags |= item::REPORT_SIZE;
+                }
+                flags |= meta_flags(ctx, e, m);
+                if ctx.opts.checksum {
+                    flags |= item::REPORT_CHANGE;
+                }
+            }
+        }
+        if !redo {
+            ctx.itemize(e, flags);
+        }
+        self.ndx.encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
+        if protocol >= 29 {
+            wire::encode_u16(self.w.buf(), flags);
+        }
+        if ctx.opts.dry_run {
+            return Ok(());
+        }
+        let digest_len = ctx.setup.checksum.kind.digest_len();
+        let basis = match &st {
+            Some(m) if !ctx.whole_file && m.len() > 0 && ctx.setup.checksum.kind != crate::checksum::StrongKind::None => {
+                fs::File::open(path).ok().map(|f| (f, m.len()))
+            }
+            _ => None,
+        };
+        let Some((mut f, len)) = basis else {
+            SumHead::empty().encode(self.w.buf(), protocol);
+            return Ok(());
+        };
+        let head = SumHead::for_file(len, protocol, digest_len, ctx.opts.block_size, redo);
+        let mut sb = SignatureBuilder::new(head, ctx.setup.checksum);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        while total < len {
+            let want = usize::try_from((len - total).min(buf.len() as u64)).unwrap_or(buf.len());
+            match f.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    sb.feed(&buf[..n]);
+                    total += n as u64;
+                }
+            }
+        }
+        if total != len {
+            // The basis changed under us: send no sums rather than wrong ones.
+            SumHead::empty().encode(self.w.buf(), protocol);
+            return Ok(());
+        }
+        let sig = sb.finish();
+        sig.head.encode(self.w.buf(), protocol);
+        sig.encode_blocks(self.w.buf());
+        Ok(())
+    }
+
+    async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
+        let ctx = self.ctx;
+        let e = &ctx.list[i];
+        let dir = &ctx.paths[i];
+        let Ok(rd) = fs::read_dir(dir) else { return Ok(()) };
+        let keep = self.children.get(e.name.as_slice());
+        let mut doomed: Vec<Vec<u8>> = rd
+            .filter_map(|d| d.ok())
+            .map(|d| d.file_name().as_bytes().to_vec())
+            .filter(|n| !keep.is_some_and(|k| k.contains(n)))
+            .collect();
+        doomed.sort();
+        for name in doomed {
+            let p = dir.join(OsStr::from_bytes(&name));
+            let Ok(m) = fs::symlink_metadata(&p) else { continue };
+            let mut rel = if e.name == b"." { Vec::new() } else { [e.name.as_slice(), b"/"].concat() };
+            rel.extend_from_slice(&name);
+            let kind_idx = if m.is_dir() {
+                1
+            } else if m.file_type().is_symlink() {
+                2
+            } else if m.file_type().is_block_device() || m.file_type().is_char_device() {
+                3
+            } else if m.file_type().is_fifo() || m.file_type().is_socket() {
+                4
+            } else {
+                0
+            };
+            if !ctx.opts.dry_run {
+                if let Err(err) = local::remove_any(&p) {
+                    self.fail(format!("delete_file: unlink \"{}\" failed: {err}", p.display())).await?;
+                    continue;
+                }
+            }
+            self.stats.deleted[kind_idx] += 1;
+            let shown = if m.is_dir() { [rel.as_slice(), b"/"].concat() } else { rel.clone() };
+            if ctx.setup.is_server {
+                if ctx.setup.protocol >= 29 {
+                    let mut payload = rel.clone();
+                    if m.is_dir() {
+                        payload.push(0);
+                    }
+                    self.w.send_msg(MsgCode::Deleted, &payload).await?;
+                }
+            } else {
+                ctx.emit(Event::Deleted { name: shown });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,514 @@
+//! Buffered, optionally multiplexed reading and writing of the connection.
+//!
+//! Layer: engine. Uses wire (frame headers, codecs) and tokio's I/O traits.
+//! Mirrors upstream io.c: `read_a_msg`/`send_msg` framing, and the
+//! "decode, or read more and retry" loop around the sans-IO decoders.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::wire::{
+    self, DecodeError, Decoded, FrameHeader, Limits, MsgCode, decode_frame_header,
+    encode_frame_header,
+};
+
+/// Data bytes per multiplexed frame we write.
+const FRAME_DATA: usize = 64 * 1024;
+/// Pending output above which `maybe_flush` writes.
+const FLUSH_AT: usize = 256 * 1024;
+/// Bytes asked of the connection per read.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A message that arrived out of band (not MSG_DATA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InMessage {
+    /// Its code.
+    pub code: MsgCode,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// What the session learned from out-of-band messages; shared by the roles
+/// of one side.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// io_error bits the peer reported (MSG_IO_ERROR).
+    pub io_error: i32,
+    /// The peer reported a per-file error (MSG_ERROR_XFER), so our exit is 23.
+    pub had_xfer_error: bool,
+    /// Last error text from the peer.
+    pub last_error: Option<String>,
+    /// Exit code carried by MSG_ERROR_EXIT, if one came.
+    pub error_exit: Option<i32>,
+    /// Indexes the sender could not open (MSG_NO_SEND).
+    pub no_send: Vec<i32>,
+    /// Names the peer's generator deleted (MSG_DELETED).
+    pub deleted: Vec<Vec<u8>>,
+}
+
+/// Callback for text messages from the peer (info, warnings, errors).
+pub type MessageSink = Arc<dyn Fn(MsgCode, &[u8]) + Send + Sync>;
+
+/// Reads the peer's stream: demultiplexes frames when enabled, hands
+/// messages to the [`Inbox`] and the sink, and decodes values.
+pub struct MuxReader<R> {
+    inner: R,
+    raw: BytesMut,
+    data: BytesMut,
+    muxed: bool,
+    frame_left: usize,
+    bytes_read: u64,
+    limits: Limits,
+    timeout: Option<Duration>,
+    inbox: Arc<Mutex<Inbox>>,
+    sink: Option<MessageSink>,
+}
+
+impl<R: AsyncRead + Unpin> MuxReader<R> {
+    /// Wraps a reader; starts unmultiplexed.
+    pub fn new(inner: R, limits: Limits) -> Self {
+        MuxReader {
+            inner,
+            raw: BytesMut::with_capacity(READ_CHUNK),
+            data: BytesMut::with_capacity(READ_CHUNK),
+            muxed: false,
+            frame_left: 0,
+            bytes_read: 0,
+            limits,
+            timeout: None,
+            inbox: Arc::default(),
+            sink: None,
+        }
+    }
+
+    /// Turns demultiplexing on (from the next byte on).
+    pub fn set_muxed(&mut self, on: bool) {
+        if on && !self.muxed {
+            // Bytes already read raw but not consumed are frame bytes.
+            let pending = self.data.split();
+            let mut raw = pending;
+            raw.extend_from_slice(&self.raw);
+            self.raw = raw;
+        }
+        self.muxed = on;
+    }
+
+    /// Sets the idle timeout for reads.
+    pub fn set_timeout(&mut self, t: Option<Duration>) {
+        self.timeout = t;
+    }
+
+    /// Where out-of-band messages are recorded.
+    pub fn inbox(&self) -> Arc<Mutex<Inbox>> {
+        Arc::clone(&self.inbox)
+    }
+
+    /// Shares an inbox with another reader or role.
+    pub fn set_inbox(&mut self, inbox: Arc<Mutex<Inbox>>) {
+        self.inbox = inbox;
+    }
+
+    /// Receives text messages as they arrive.
+    pub fn set_sink(&mut self, sink: Option<MessageSink>) {
+        self.sink = sink;
+    }
+
+    /// Total bytes read from the connection.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    async fn read_raw(&mut self) -> Result<usize> {
+        let mut chunk = self.raw.split_off(self.raw.len());
+        chunk.reserve(READ_CHUNK);
+        let fut = self.inner.read_buf(&mut chunk);
+        let n = match self.timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| Error::Timeout)?,
+            None => fut.await,
+        }
+        .map_err(Error::Connection)?;
+        self.raw.unsplit(chunk);
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+
+    /// Reads more data bytes into the data buffer (at least one), handling
+    /// any messages met on the way.
+    async fn fill(&mut self) -> Result<()> {
+        let before = self.data.len();
+        loop {
+            if !self.muxed {
+                if !self.raw.is_empty() {
+                    let r = self.raw.split();
+                    self.data.unsplit(r);
+                    return Ok(());
+                }
+                if self.read_raw().await? == 0 {
+                    return Err(self.eof_error());
+                }
+                continue;
+            }
+            self.parse_frames()?;
+            if self.data.len() > before {
+                return Ok(());
+            }
+            if self.read_raw().await? == 0 {
+                return Err(self.eof_error());
+            }
+        }
+    }
+
+    fn eof_error(&self) -> Error {
+        let inbox = self.inbox.lock().map(|i| (i.error_exit, i.last_error.clone()));
+        match inbox {
+            Ok((Some(code), msg)) => Error::Remote { code, message: msg.unwrap_or_default() },
+            Ok((None, Some(msg))) => Error::Remote { code: 12, message: msg },
+            _ => Error::UnexpectedEof(self.bytes_read),
+        }
+    }
+
+    /// Moves whole or partial data frames from `raw` to `data` and handles
+    /// complete message frames.
+    fn parse_frames(&mut self) -> Result<()> {
+        loop {
+            if self.frame_left > 0 {
+                let n = self.frame_left.min(self.raw.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                let part = self.raw.split_to(n);
+                self.data.unsplit(part);
+                self.frame_left -= n;
+                continue;
+            }
+            let hdr: FrameHeader = match decode_frame_header(&self.raw)? {
+                Decoded::Done { value, .. } => value,
+                Decoded::NeedMore(_) => return Ok(()),
+            };
+            let len = hdr.len as usize;
+            if hdr.code == MsgCode::Data {
+                self.raw.advance(4);
+                self.frame_left = len;
+                continue;
+            }
+            if len > self.limits.max_msg_len {
+                return Err(DecodeError::TooLong {
+                    what: "multiplexed message",
+                    len: len as u64,
+                    max: self.limits.max_msg_len as u64,
+                }
+                .into());
+            }
+            if self.raw.len() < 4 + len {
+                return Ok(());
+            }
+            self.raw.advance(4);
+            let payload = self.raw.split_to(len).to_vec();
+            self.handle_message(hdr.code, payload)?;
+        }
+    }
+
+    fn handle_message(&mut self, code: MsgCode, payload: Vec<u8>) -> Result<()> {
+        let mut inbox = self.inbox.lock().map_err(|_| Error::Protocol("inbox poisoned".into()))?;
+        match code {
+            MsgCode::ErrorXfer | MsgCode::Error | MsgCode::Warning | MsgCode::Info => {
+                if matches!(code, MsgCode::ErrorXfer | MsgCode::Error) {
+                    inbox.last_error = Some(String::from_utf8_lossy(&payload).trim_end().to_string());
+                }
+                if code == MsgCode::ErrorXfer {
+                    inbox.had_xfer_error = true;
+                }
+                drop(inbox);
+                if let Some(sink) = &self.sink {
+                    sink(code, &payload);
+                }
+            }
+            MsgCode::IoError => {
+                let v = le_i32(&payload)?;
+                inbox.io_error |= v & 7;
+            }
+            MsgCode::NoSend => inbox.no_send.push(le_i32(&payload)?),
+            MsgCode::Deleted => {
+                let mut name = payload;
+                if name.last() == Some(&0) {
+                    name.pop();
+                    name.push(b'/');
+                }
+                inbox.deleted.push(name);
+            }
+            MsgCode::ErrorExit => {
+                let code = if payload.is_empty() { 0 } else { le_i32(&payload)? };
+                inbox.error_exit = Some(code);
+                let message = inbox.last_error.clone().unwrap_or_default();
+                if code != 0 {
+                    return Err(Error::Remote { code, message });
+                }
+            }
+            MsgCode::IoTimeout | MsgCode::Noop | MsgCode::Success => {}
+            other => {
+                return Err(Error::Protocol(format!("invalid multi-message {}", other.as_u8())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a sans-IO decoder over the buffered data, reading more until it
+    /// finishes.
+    ///
+    /// # Errors
+    /// Malformed data, end of stream, timeout, or a fatal peer message.
+    pub async fn decode<T>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> std::result::Result<Decoded<T>, DecodeError>,
+    ) -> Result<T> {
+        loop {
+            match f(&self.data)? {
+                Decoded::Done { value, used } => {
+                    self.data.advance(used);
+                    return Ok(value);
+                }
+                Decoded::NeedMore(_) => self.fill().await?,
+            }
+        }
+    }
+
+    /// Reads exactly `out.len()` data bytes.
+    ///
+    /// # Errors
+    /// End of stream, timeout, or a fatal peer message.
+    pub async fn read_exact(&mut self, out: &mut [u8]) -> Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.data.is_empty() {
+                self.fill().await?;
+            }
+            let n = (out.len() - done).min(self.data.len());
+            out[done..done + n].copy_from_slice(&self.data[..n]);
+            self.data.advance(n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` data bytes that are available (at least one) and
+    /// passes them to `f`.
+    ///
+    /// # Errors
+    /// End of stream, timeout, or a fatal peer message.
+    pub async fn read_some(&mut self, max: usize, f: impl FnOnce(&[u8])) -> Result<usize> {
+        if self.data.is_empty() {
+            self.fill().await?;
+        }
+        let n = max.min(self.data.len());
+        f(&self.data[..n]);
+        self.data.advance(n);
+        Ok(n)
+    }
+
+    /// Reads one byte.
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_u8(&mut self) -> Result<u8> {
+        self.decode(wire::decode_u8).await
+    }
+
+    /// Reads an int32.
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_i32(&mut self) -> Result<i32> {
+        self.decode(wire::decode_i32).await
+    }
+
+    /// Reads a shortint.
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_u16(&mut self) -> Result<u16> {
+        self.decode(wire::decode_u16).await
+    }
+
+    /// Reads a varint.
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_varint(&mut self) -> Result<i32> {
+        self.decode(wire::decode_varint).await
+    }
+
+    /// Reads varint30 (int32 below protocol 30).
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_varint30(&mut self, protocol: u8) -> Result<i32> {
+        if protocol >= 30 { self.read_varint().await } else { self.read_i32().await }
+    }
+
+    /// Reads varlong30 with `min` bytes (longint below protocol 30).
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_varlong30(&mut self, protocol: u8, min: usize) -> Result<i64> {
+        if protocol >= 30 {
+            self.decode(|b| wire::decode_varlong(b, min)).await
+        } else {
+            self.decode(wire::decode_longint).await
+        }
+    }
+
+    /// Reads a vstring of at most `max` bytes.
+    ///
+    /// # Errors
+    /// As [`MuxReader::decode`].
+    pub async fn read_vstring(&mut self, max: usize) -> Result<Vec<u8>> {
+        self.decode(|b| wire::decode_vstring(b, max)).await
+    }
+}
+
+fn le_i32(p: &[u8]) -> Result<i32> {
+    match p.get(..4) {
+        Some(b) => Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(Error::Protocol("short message payload".into())),
+    }
+}
+
+/// Writes our stream: buffers data, frames it when multiplexing is on.
+pub struct MuxWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    muxed: bool,
+    bytes_written: u64,
+    timeout: Option<Duration>,
+}
+
+impl<W: AsyncWrite + Unpin> MuxWriter<W> {
+    /// Wraps a writer; starts unmultiplexed.
+    pub fn new(inner: W) -> Self {
+        MuxWriter {
+            inner,
+            buf: Vec::with_capacity(FLUSH_AT + FRAME_DATA),
+            out: Vec::with_capacity(FLUSH_AT + FRAME_DATA),
+            muxed: false,
+            bytes_written: 0,
+            timeout: None,
+        }
+    }
+
+    /// Turns multiplexing on or off; pending data is framed by the old rule.
+    pub fn set_muxed(&mut self, on: bool) {
+        self.frame_pending();
+        self.muxed = on;
+    }
+
+    /// Sets the idle timeout for writes.
+    pub fn set_timeout(&mut self, t: Option<Duration>) {
+        self.timeout = t;
+    }
+
+    /// Whether output is multiplexed.
+    pub fn is_muxed(&self) -> bool {
+        self.muxed
+    }
+
+    /// Total bytes written to the connection (after framing).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written + self.out.len() as u64
+    }
+
+    /// The data buffer, for encoders to append to.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Appends data bytes.
+    pub fn put(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn frame_pending(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if self.muxed {
+            for chunk in self.buf.chunks(FRAME_DATA) {
+                encode_frame_header(&mut self.out, MsgCode::Data, chunk.len());
+                self.out.extend_from_slice(chunk);
+            }
+        } else {
+            self.out.extend_from_slice(&self.buf);
+        }
+        self.buf.clear();
+    }
+
+    async fn write_out(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let fut = self.inner.write_all(&self.out);
+        match self.timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| Error::Timeout)?,
+            None => fut.await,
+        }
+        .map_err(Error::Connection)?;
+        self.bytes_written += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Writes buffered data if a good amount has piled up.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn maybe_flush(&mut self) -> Result<()> {
+        if self.buf.len() >= FLUSH_AT {
+            self.frame_pending();
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything buffered and flushes the connection.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.frame_pending();
+        self.write_out().await?;
+        self.inner.flush().await.map_err(Error::Connection)
+    }
+
+    /// Sends an out-of-band message after the data written so far. Without
+    /// multiplexing the message cannot travel and is dropped.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn send_msg(&mut self, code: MsgCode, payload: &[u8]) -> Result<()> {
+        if !self.muxed {
+            return Ok(());
+        }
+        self.frame_pending();
+        for chunk in payload.chunks(4096).take(1) {
+            encode_frame_header(&mut self.out, code, chunk.len());
+            self.out.extend_from_slice(chunk);
+        }
+        if payload.is_empty() {
+            encode_frame_header(&mut self.out, code, 0);
+        }
+        self.flush().await
+    }
+
+    /// Shuts the write side down.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.flush().await?;
+        self.inner.shutdown().await.map_err(Error::Connection)
+    }
+}

@@ -1,0 +1,329 @@
+//! Local side effects of the receiving side: temporary names, attributes,
+//! special files, deletion, and id mapping by name.
+//!
+//! Layer: engine (local file system). Uses std, filetime, rustix.
+//! Mirrors upstream receiver.c `get_tmpname`, rsync.c `set_file_attrs`,
+//! uidlist.c (mapping by name) and delete.c.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::flist::{FileEntry, FileKind};
+
+/// Which attributes to apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preserve {
+    /// `-p`
+    pub perms: bool,
+    /// `-t`
+    pub times: bool,
+    /// `-o` (effective only as root)
+    pub owner: bool,
+    /// `-g`
+    pub group: bool,
+    /// `-O`
+    pub omit_dir_times: bool,
+    /// We run as root.
+    pub am_root: bool,
+}
+
+/// The final mode for a new item when `-p` is off: the sender's bits masked
+/// by the umask, without setuid/setgid/sticky (upstream `dest_mode`).
+#[must_use]
+pub fn dest_mode(sender_mode: u32, umask: u32, is_dir: bool) -> u32 {
+    let _ = is_dir;
+    sender_mode & 0o777 & !umask
+}
+
+/// The process umask (read once; restoring it right away).
+#[must_use]
+pub fn current_umask() -> u32 {
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.as_raw_mode()
+}
+
+/// Applies ownership, times and permissions to `path` in rsync's order
+/// (owner, times, perms). Returns the item flags of what differed.
+///
+/// # Errors
+/// The first failing system call.
+pub fn set_attrs(
+    path: &Path,
+    e: &FileEntry,
+    uid: u32,
+    gid: u32,
+    p: &Preserve,
+    st: Option<&fs::Metadata>,
+    is_new: bool,
+) -> io::Result<u16> {
+    use super::report::item;
+    let kind = e.kind();
+    let is_link = kind == Some(FileKind::Symlink);
+    let is_dir = kind == Some(FileKind::Dir);
+    let mut flags = 0u16;
+    let want_uid = if p.owner && p.am_root { Some(uid) } else { None };
+    let want_gid = if p.group { Some(gid) } else { None };
+    let cur_uid = st.map(MetadataExt::uid);
+    let cur_gid = st.map(MetadataExt::gid);
+    let uid_change = want_uid.filter(|u| Some(*u) != cur_uid);
+    let gid_change = want_gid.filter(|g| Some(*g) != cur_gid);
+    if uid_change.is_some() || gid_change.is_some() {
+        match std::os::unix::fs::lchown(path, uid_change, gid_change) {
+            Ok(()) => {}
+            Err(err) if !p.am_root && err.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(err) => return Err(err),
+        }
+        if uid_change.is_some() && !is_new {
+            flags |= item::REPORT_OWNER;
+        }
+        if gid_change.is_some() && !is_new {
+            flags |= item::REPORT_GROUP;
+        }
+    }
+    if p.times && !(is_dir && p.omit_dir_times) {
+        let cur = st.map(|m| (m.mtime(), m.mtime_nsec()));
+        let want = (e.mtime, i64::from(e.mtime_nsec));
+        if cur != Some(want) {
+            let ft = filetime::FileTime::from_unix_time(e.mtime, e.mtime_nsec);
+            if is_link {
+                filetime::set_symlink_file_times(path, ft, ft)?;
+            } else {
+                filetime::set_file_times(path, ft, ft)?;
+            }
+            if !is_new {
+                flags |= item::REPORT_TIME;
+            }
+        }
+    }
+    if !is_link {
+        let cur_mode = st.map(|m| m.mode() & 0o7777);
+        let want = if p.perms {
+            Some(e.mode & 0o7777)
+        } else if is_new {
+            Some(dest_mode(e.mode, current_umask(), is_dir))
+        } else {
+            None
+        };
+        if let Some(m) = want {
+            if cur_mode != Some(m) || uid_change.is_some() || gid_change.is_some() {
+                fs::set_permissions(path, fs::Permissions::from_mode(m))?;
+                if !is_new && cur_mode != Some(m) {
+                    flags |= item::REPORT_PERMS;
+                }
+            }
+        }
+    }
+    Ok(flags)
+}
+
+/// A temporary name beside `dest`: `.NAME.XXXXXX` (upstream `get_tmpname`).
+#[must_use]
+pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
+    let base = dest.file_name().map(OsStr::as_bytes).unwrap_or(b"tmp");
+    let mut stem: &[u8] = base.strip_prefix(b".").unwrap_or(base);
+    stem = stem.strip_suffix(b".").unwrap_or(stem);
+    let stem = &stem[..stem.len().min(240)];
+    let mut name = Vec::with_capacity(stem.len() + 9);
+    name.push(b'.');
+    name.extend_from_slice(stem);
+    name.push(b'.');
+    let mut x = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..6 {
+        name.push(ALNUM[(x % ALNUM.len() as u64) as usize]);
+        x /= ALNUM.len() as u64;
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    }
+    dest.with_file_name(OsStr::from_bytes(&name))
+}
+
+/// Creates a new temporary file beside `dest`, mode 0600.
+///
+/// # Errors
+/// The directory is not writable.
+pub fn create_tmp(dest: &Path) -> io::Result<(fs::File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut last = None;
+    for attempt in 0..100 {
+        let p = tmp_name(dest, attempt);
+        match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p) {
+            Ok(f) => return Ok((f, p)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no temporary name")))
+}
+
+/// Removes whatever is at `path` (a directory recursively, never following
+/// symlinks).
+///
+/// # Errors
+/// The removal failed.
+pub fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a symlink, fifo, socket or device node at a temporary name and
+/// renames it over `path`.
+///
+/// # Errors
+/// The creation or rename failed.
+pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    for attempt in 0..100 {
+        let tmp = tmp_name(path, attempt);
+        let res = match e.kind() {
+            Some(FileKind::Symlink) => {
+                let target = e.link_target.as_deref().unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
+            }
+            Some(k) => {
+                let ft = match k {
+                    FileKind::Fifo => FileType::Fifo,
+                    FileKind::Socket => FileType::Socket,
+                    FileKind::CharDev => FileType::CharacterDevice,
+                    FileKind::BlockDev => FileType::BlockDevice,
+                    _ => return Err(io::Error::other("not a special file")),
+                };
+                let dev = rustix::fs::makedev(e.rdev_major, e.rdev_minor);
+                mknodat(CWD, &tmp, ft, Mode::from_raw_mode(e.mode & 0o7777), dev).map_err(io::Error::from)
+            }
+            None => return Err(io::Error::other("unknown file type")),
+        };
+        match res {
+            Ok(()) => {
+                if let Ok(m) = fs::symlink_metadata(path) {
+                    if m.is_dir() {
+                        if let Err(err) = fs::remove_dir_all(path) {
+                            let _ = fs::remove_file(&tmp);
+                            return Err(err);
+                        }
+                    }
+                }
+                return fs::rename(&tmp, path).inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                });
+            }
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Err(io::Error::other("no temporary name"))
+}
+
+/// Maps remote ids to local ones by name (upstream uidlist.c): a name that
+/// exists locally gives its local id; otherwise the number stays; id 0 is
+/// never remapped.
+#[derive(Debug, Default, Clone)]
+pub struct IdMap {
+    uids: HashMap<u32, u32>,
+    gids: HashMap<u32, u32>,
+}
+
+fn read_db(path: &str) -> HashMap<Vec<u8>, u32> {
+    let mut map = HashMap::new();
+    if let Ok(text) = fs::read(path) {
+        for line in text.split(|b| *b == b'\n') {
+            let mut f = line.split(|b| *b == b':');
+            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else { continue };
+            if let Some(id) = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()) {
+                map.entry(name.to_vec()).or_insert(id);
+            }
+        }
+    }
+    map
+}
+
+impl IdMap {
+    /// Builds the map from the peer's (id, name) lists.
+    #[must_use]
+    pub fn new(users: &[(u32, Vec<u8>)], groups: &[(u32, Vec<u8>)]) -> Self {
+        let mut m = IdMap::default();
+        if !users.is_empty() {
+            let db = read_db("/etc/passwd");
+            for (id, name) in users {
+                if *id != 0 {
+                    if let Some(local) = db.get(name) {
+                        m.uids.insert(*id, *local);
+                    }
+                }
+            }
+        }
+        if !groups.is_empty() {
+            let db = read_db("/etc/group");
+            for (id, name) in groups {
+                if *id != 0 {
+                    if let Some(local) = db.get(name) {
+                        m.gids.insert(*id, *local);
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// Adds one inline name (incremental recursion).
+    pub fn add_user(&mut self, id: u32, name: &[u8]) {
+        if id != 0 {
+            if let Some(local) = read_db("/etc/passwd").get(name) {
+                self.uids.insert(id, *local);
+            }
+        }
+    }
+
+    /// The local uid for a remote one.
+    #[must_use]
+    pub fn uid(&self, id: u32) -> u32 {
+        self.uids.get(&id).copied().unwrap_or(id)
+    }
+
+    /// The local gid for a remote one.
+    #[must_use]
+    pub fn gid(&self, id: u32) -> u32 {
+        self.gids.get(&id).copied().unwrap_or(id)
+    }
+}
+
+/// Whether this process is root.
+#[must_use]
+pub fn am_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_names_look_like_rsyncs() {
+        let p = tmp_name(Path::new("/d/file.txt"), 0);
+        let n = p.file_name().unwrap().to_str().unwrap();
+        assert!(n.starts_with(".file.txt.") && n.len() == ".file.txt.".len() + 6, "{n}");
+        let p = tmp_name(Path::new("/d/.hidden"), 1);
+        assert!(p.file_name().unwrap().to_str().unwrap().starts_with(".hidden."));
+    }
+
+    #[test]
+    fn dest_mode_masks() {
+        assert_eq!(dest_mode(0o104755, 0o022, false), 0o755);
+        assert_eq!(dest_mode(0o100666, 0o027, false), 0o640);
+        assert_eq!(dest_mode(0o040750, 0o022, true), 0o750);
+    }
+}

@@ -1,0 +1,253 @@
+//! The three roles (generator, sender, receiver) over any async byte
+//! stream, and the client and server drivers that run them.
+//!
+//! Layer: engine (L4). Uses every layer below plus tokio's I/O traits; no
+//! networking. Mirrors upstream main.c (`client_run`, `start_server`,
+//! `do_server_sender`, `do_server_recv`).
+//!
+//! ```text
+//!   client (pull)                        server (--sender)
+//!   generator --requests, NDX_DONE-->    sender
+//!   receiver  <--file list, tokens--     sender
+//! ```
+//! In a push the client runs the sender and the server the generator and
+//! the receiver. The generator owns the writing half of the connection and
+//! the receiver the reading half; they run concurrently in one task.
+
+mod generator;
+pub mod io;
+pub mod local;
+pub mod options;
+mod receiver;
+pub mod report;
+pub mod sender;
+pub mod setup;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use io::{MessageSink, MuxReader, MuxWriter};
+pub use options::{DeleteTiming, Options, ServerArgs, parse_server_args};
+pub use report::{Event, EventSink, ItemKind, Report, Stats};
+pub use sender::SendList;
+pub use setup::Setup;
+
+use crate::error::{Error, Result};
+use crate::wire::{Limits, MsgCode};
+
+/// Which side of the transfer the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRole {
+    /// We receive into `dest` (a pull).
+    Receiver {
+        /// The local destination.
+        dest: PathBuf,
+    },
+    /// We send `sources` (a push).
+    Sender {
+        /// The local sources, with rsync's trailing-slash meaning.
+        sources: Vec<PathBuf>,
+    },
+}
+
+/// Observers of a running transfer.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Per-item events.
+    pub events: Option<EventSink>,
+    /// Text messages from the peer.
+    pub messages: Option<MessageSink>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("events", &self.events.is_some()).finish()
+    }
+}
+
+/// Builds the sender's file list from local sources.
+///
+/// # Errors
+/// A source cannot be read at all.
+pub fn build_send_list(sources: &[PathBuf], opts: &Options) -> Result<SendList> {
+    let so = crate::fs::ScanOptions {
+        recursive: opts.recursive,
+        links: opts.links,
+        devices: opts.devices,
+        specials: opts.specials,
+        dirs: opts.dirs,
+        ..crate::fs::ScanOptions::default()
+    };
+    let res = crate::fs::scan_sources(sources, &so)
+        .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    Ok(SendList { entries: res.entries, paths: res.paths, io_error: res.io_error })
+}
+
+fn set_timeouts<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) {
+    if opts.timeout > 0 {
+        let t = Some(Duration::from_secs(u64::from(opts.timeout)));
+        r.set_timeout(t);
+        w.set_timeout(t);
+    }
+}
+
+/// Runs the client side of a transfer over an established byte stream to
+/// an `rsync --server` (or `ferrsync --server`) that was started with
+/// [`Options::server_args`].
+///
+/// # Errors
+/// Any fatal session error; per-file problems are in the [`Report`].
+pub async fn run_client<R, W>(reader: R, writer: W, opts: &Options, role: ClientRole, hooks: &Hooks) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut r = MuxReader::new(reader, Limits::default());
+    r.set_sink(hooks.messages.clone());
+    let mut w = MuxWriter::new(writer);
+    set_timeouts(&mut r, &mut w, opts);
+    let setup = setup::client_setup(&mut r, &mut w, opts).await?;
+    r.set_muxed(true);
+    w.set_muxed(setup.protocol >= 30);
+    let whole_file = opts.whole_file.unwrap_or(false);
+    let mut report = match role {
+        ClientRole::Receiver { dest } => {
+            setup::send_filter_list(&mut w).await?;
+            receiver::run_receiving_side(&mut r, &mut w, &setup, opts, &dest, whole_file, hooks.events.as_ref())
+                .await?
+        }
+        ClientRole::Sender { sources } => {
+            if setup::filter_list_sent(false, opts) {
+                setup::send_filter_list(&mut w).await?;
+            }
+            let list = build_send_list(&sources, opts)?;
+            sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
+        }
+    };
+    let _ = w.flush().await;
+    let inbox = r.inbox();
+    if let Ok(i) = inbox.lock() {
+        report.io_error |= i.io_error;
+        if i.had_xfer_error && report.errors.is_empty() {
+            report.errors.push(i.last_error.clone().unwrap_or_default());
+        }
+        if let Some(ev) = &hooks.events {
+            for name in &i.deleted {
+                ev(&Event::Deleted { name: name.clone() });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the server side (`--server`) over a byte stream, as `rsync
+/// --server` does on its stdin/stdout.
+///
+/// # Errors
+/// Any fatal session error.
+pub async fn run_server<R, W>(reader: R, writer: W, sa: &ServerArgs, hooks: &Hooks) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut r = MuxReader::new(reader, Limits::default());
+    r.set_sink(hooks.messages.clone());
+    let mut w = MuxWriter::new(writer);
+    let opts = &sa.options;
+    set_timeouts(&mut r, &mut w, opts);
+    let setup = setup::server_setup(&mut r, &mut w, sa).await?;
+    w.set_muxed(true);
+    r.set_muxed(setup.protocol >= 30);
+    let result = server_roles(&mut r, &mut w, &setup, sa, hooks).await;
+    match result {
+        Ok(report) => {
+            let _ = w.flush().await;
+            Ok(report)
+        }
+        Err(e) => {
+            let code = e.exit_code().code();
+            let text = format!("rsync error: {e} (code {code}) [server=ferrsync {}]\n", env!("CARGO_PKG_VERSION"));
+            let _ = w.send_msg(MsgCode::Error, text.as_bytes()).await;
+            if setup.protocol >= 31 {
+                let _ = w.send_msg(MsgCode::ErrorExit, &code.to_le_bytes()).await;
+            }
+            let _ = w.flush().await;
+            Err(e)
+        }
+    }
+}
+
+async fn server_roles<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    sa: &ServerArgs,
+    hooks: &Hooks,
+) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let opts = &sa.options;
+    let limits = Limits::default();
+    if sa.sender {
+        let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+        if !rules.is_empty() {
+            return Err(Error::Unsupported("filter rules are not supported by this server yet".into()));
+        }
+        let mut sources: Vec<PathBuf> = sa.paths.iter().map(PathBuf::from).collect();
+        if sources.is_empty() {
+            sources.push(PathBuf::from("."));
+        }
+        let list = build_send_list(&sources, opts)?;
+        sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
+    } else {
+        if setup::filter_list_sent(false, opts) {
+            let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+            if !rules.is_empty() {
+                return Err(Error::Unsupported("filter rules are not supported by this server yet".into()));
+            }
+        }
+        let dest = sa.paths.first().map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let whole_file = opts.whole_file.unwrap_or(false);
+        receiver::run_receiving_side(r, w, setup, opts, &dest, whole_file, hooks.events.as_ref()).await
+    }
+}
+
+/// Copies local sources to a local destination with both sides in this
+/// process, joined by an in-memory pipe (no external rsync needed).
+///
+/// # Errors
+/// Any fatal error of either side.
+pub async fn run_local(sources: &[PathBuf], dest: &Path, opts: &Options, hooks: &Hooks) -> Result<Report> {
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let mut server_opts = opts.clone();
+    if server_opts.whole_file.is_none() {
+        server_opts.whole_file = Some(true);
+    }
+    let sa = ServerArgs {
+        sender: false,
+        daemon: false,
+        capabilities: Options::capabilities().to_string(),
+        options: server_opts.clone(),
+        paths: vec![dest.to_string_lossy().into_owned()],
+        ignored: Vec::new(),
+    };
+    let server_hooks = Hooks { events: hooks.events.clone(), messages: None };
+    let server = tokio::spawn(async move {
+        let (rd, wr) = tokio::io::split(server_io);
+        run_server(rd, wr, &sa, &server_hooks).await
+    });
+    let (rd, wr) = tokio::io::split(client_io);
+    let client = run_client(rd, wr, &server_opts, ClientRole::Sender { sources: sources.to_vec() }, hooks).await;
+    let server = server.await.map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
+    let mut report = client?;
+    let srv = server?;
+    report.errors.extend(srv.errors);
+    report.io_error |= srv.io_error;
+    report.stats.deleted += srv.stats.deleted;
+    report.stats.num_created_dirs += srv.stats.num_created_dirs;
+    Ok(report)
+}

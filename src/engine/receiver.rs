@@ -1,0 +1,407 @@
+//! The receiver role and the receiving side as a whole: reads the file
+//! list, then runs the generator and the receiver concurrently.
+//!
+//! Layer: engine. Uses flist, delta, wire; writes local files.
+//! Mirrors upstream flist.c `recv_file_list`, receiver.c `recv_files` and
+//! `receive_data`, main.c `do_recv`.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use super::generator::{Generator, RecvCtx, ToGen};
+use super::io::{MuxReader, MuxWriter};
+use super::local::{self, IdMap, Preserve};
+use super::options::Options;
+use super::report::{Event, EventSink, Report, item};
+use super::sender::flist_options;
+use super::setup::Setup;
+use crate::delta::{BasisRead, Patcher, SumHead, TokenHeader, decode_token_header};
+use crate::error::{Error, Result};
+use crate::flist::{
+    FileEntry, FileKind, FileListDecoder, check_safe_name, clean_file_list, decode_id_list, sort_file_list,
+};
+use crate::wire::{Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder};
+
+/// Reads the file list (and id lists, io_error) from the sender.
+///
+/// # Errors
+/// Malformed list, unsafe names, broken connection.
+pub async fn recv_file_list<R: AsyncRead + Unpin>(
+    r: &mut MuxReader<R>,
+    setup: &Setup,
+    opts: &Options,
+) -> Result<(Vec<FileEntry>, IdMap, i32)> {
+    let limits = Limits::default();
+    let fopts = flist_options(setup, opts);
+    let mut dec = FileListDecoder::new(fopts, limits);
+    let mut entries = Vec::new();
+    while let Some(e) = r.decode(|b| dec.decode(b)).await? {
+        check_safe_name(&e.name)?;
+        entries.push(e);
+        if entries.len() > limits.max_flist_entries {
+            return Err(Error::Protocol("file list too long".into()));
+        }
+    }
+    let mut io_error = dec.io_error();
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let id0 = fopts.id0_names;
+    if !opts.numeric_ids {
+        if opts.owner {
+            users = r.decode(|b| decode_id_list(b, setup.protocol, id0, &limits)).await?;
+        }
+        if opts.group {
+            groups = r.decode(|b| decode_id_list(b, setup.protocol, id0, &limits)).await?;
+        }
+    }
+    if setup.protocol < 30 {
+        io_error |= r.read_i32().await?;
+    }
+    let ids = if opts.numeric_ids { IdMap::default() } else { IdMap::new(&users, &groups) };
+    Ok((entries, ids, io_error))
+}
+
+/// Where the received entries go: under a directory, or (a single file)
+/// to a file name.
+fn dest_paths(dest: &Path, list: &[FileEntry]) -> Result<(Vec<PathBuf>, bool)> {
+    let dest_is_dir = fs::metadata(dest).map(|m| m.is_dir()).unwrap_or(false);
+    if list.len() == 1 && !list[0].is_dir() && !dest_is_dir && !dest.as_os_str().as_bytes().ends_with(b"/") {
+        return Ok((vec![dest.to_path_buf()], false));
+    }
+    let paths = list
+        .iter()
+        .map(|e| if e.name == b"." { dest.to_path_buf() } else { dest.join(OsStr::from_bytes(&e.name)) })
+        .collect();
+    Ok((paths, !dest_is_dir))
+}
+
+/// Rejects entries whose parent is not a directory of the same list, so
+/// that nothing is ever written through a symlink.
+fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
+    let dirs: HashSet<&[u8]> = list
+        .iter()
+        .zip(active.iter())
+        .filter(|(e, a)| **a && e.is_dir())
+        .map(|(e, _)| e.name.as_slice())
+        .collect();
+    let mut errs = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        if let Some(p) = e.name.iter().rposition(|b| *b == b'/') {
+            if active[i] && !dirs.contains(&e.name[..p]) {
+                active[i] = false;
+                errs.push(format!("invalid path from sender: {}", String::from_utf8_lossy(&e.name)));
+            }
+        }
+    }
+    errs
+}
+
+/// Runs the receiving side (generator + receiver) after the setup.
+///
+/// # Errors
+/// A broken connection or a peer that breaks the protocol.
+pub async fn run_receiving_side<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    opts: &Options,
+    dest: &Path,
+    whole_file: bool,
+    events: Option<&EventSink>,
+) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
+    let flist_bytes = r.bytes_read();
+    sort_file_list(&mut list, setup.protocol);
+    let mut active = clean_file_list(&list, setup.protocol);
+    let mut report = Report::default();
+    report.errors = check_parents(&list, &mut active);
+    report.io_error = io_error;
+    let (paths, must_create) = dest_paths(dest, &list)?;
+    if must_create && !opts.dry_run && !list.is_empty() {
+        fs::create_dir_all(dest).map_err(|e| Error::local("mkdir", dest, e))?;
+        if let Some(sink) = events {
+            if opts.verbose > 0 {
+                sink(&Event::Message { error: false, text: format!("created directory {}", dest.display()) });
+            }
+        }
+    }
+    let preserve = Preserve {
+        perms: opts.perms,
+        times: opts.times,
+        owner: opts.owner,
+        group: opts.group,
+        omit_dir_times: opts.omit_dir_times,
+        am_root: local::am_root(),
+    };
+    let ctx = RecvCtx {
+        setup,
+        opts,
+        list: &list,
+        active: &active,
+        paths: &paths,
+        ids: &ids,
+        preserve,
+        events,
+        whole_file,
+    };
+    let (tx, rx) = unbounded_channel();
+    let generator = Generator::new(&ctx, w, rx);
+    let (gen_stats, recv_report) = tokio::try_join!(generator.run(), receive(&ctx, r, tx))?;
+    report.stats = recv_report.stats;
+    report.stats.flist_size = flist_bytes;
+    report.stats.num_files = list.len() as u64;
+    for e in &list {
+        report.stats.total_size += e.size;
+        if e.kind() == Some(FileKind::Regular) {
+            report.stats.num_reg_files += 1;
+        }
+    }
+    report.stats.deleted = gen_stats.deleted.iter().map(|v| u64::try_from(*v).unwrap_or(0)).sum();
+    report.stats.num_created_dirs = gen_stats.created_dirs;
+    report.errors.extend(gen_stats.errors);
+    report.errors.extend(recv_report.errors);
+    report.io_error |= gen_stats.io_error | recv_report.io_error;
+    Ok(report)
+}
+
+struct NoBasis;
+
+impl BasisRead for NoBasis {
+    fn read_block(&mut self, _offset: u64, _buf: &mut [u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("block reference without a basis file"))
+    }
+}
+
+enum Basis {
+    None(NoBasis),
+    File(fs::File),
+}
+
+/// The receiver proper.
+async fn receive<R: AsyncRead + Unpin>(
+    ctx: &RecvCtx<'_>,
+    r: &mut MuxReader<R>,
+    tx: UnboundedSender<ToGen>,
+) -> Result<Report> {
+    let setup = ctx.setup;
+    let protocol = setup.protocol;
+    let limits = Limits::default();
+    let mut ndx_in = NdxDecoder::new(protocol);
+    let max_phase = if protocol >= 29 { 2 } else { 1 };
+    let mut phase = 0u32;
+    let mut redone: HashSet<usize> = HashSet::new();
+    let mut report = Report::default();
+    let digest_len = setup.checksum.kind.digest_len();
+    loop {
+        let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+        if ndx == NDX_DONE {
+            phase += 1;
+            let _ = tx.send(ToGen::Phase(phase));
+            if phase > max_phase {
+                break;
+            }
+            continue;
+        }
+        if ndx == NDX_DEL_STATS {
+            for _ in 0..5 {
+                r.read_varint().await?;
+            }
+            continue;
+        }
+        let idx = usize::try_from(ndx)
+            .ok()
+            .filter(|i| *i < ctx.list.len() && ctx.active[*i])
+            .ok_or_else(|| Error::Protocol(format!("invalid file index {ndx} from sender")))?;
+        let iflags = if protocol >= 29 { r.read_u16().await? } else { item::TRANSFER };
+        if iflags & item::BASIS_TYPE_FOLLOWS != 0 {
+            r.read_u8().await?;
+        }
+        if iflags & item::XNAME_FOLLOWS != 0 {
+            r.read_vstring(limits.max_name_len).await?;
+        }
+        if iflags & item::TRANSFER == 0 {
+            continue;
+        }
+        let e = &ctx.list[idx];
+        if e.kind() != Some(FileKind::Regular) {
+            return Err(Error::Protocol(format!("file data sent for a non-regular item: {ndx}")));
+        }
+        if ctx.opts.dry_run {
+            report.stats.num_transferred += 1;
+            report.stats.transferred_size += e.size;
+            continue;
+        }
+        let head = r.decode(|b| SumHead::decode(b, protocol, digest_len, &limits)).await?;
+        let path = &ctx.paths[idx];
+        let basis = if head.count > 0 {
+            fs::File::open(path).map(Basis::File).unwrap_or(Basis::None(NoBasis))
+        } else {
+            Basis::None(NoBasis)
+        };
+        let out = local::create_tmp(path);
+        let outcome = receive_data(ctx, r, head, basis, out, &limits, digest_len, &mut report).await?;
+        match outcome {
+            Outcome::Ok(tmp) => {
+                let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+                let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
+                    .and_then(|_| fs::rename(&tmp, path));
+                if let Err(err) = res {
+                    let _ = fs::remove_file(&tmp);
+                    let msg = format!("rename \"{}\" failed: {err}", path.display());
+                    report.errors.push(msg.clone());
+                    report.io_error |= 1;
+                    let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                } else {
+                    report.stats.num_transferred += 1;
+                    report.stats.transferred_size += e.size;
+                }
+            }
+            Outcome::Mismatch => {
+                let name = String::from_utf8_lossy(&e.name).into_owned();
+                if redone.insert(idx) {
+                    let _ = tx.send(ToGen::Msg(
+                        MsgCode::Warning,
+                        format!("WARNING: {name} failed verification -- update discarded (will try again)."),
+                    ));
+                    let _ = tx.send(ToGen::Redo(idx));
+                } else {
+                    let msg = format!("ERROR: {name} failed verification -- update discarded.");
+                    report.errors.push(msg.clone());
+                    report.io_error |= 1;
+                    let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                }
+            }
+            Outcome::LocalError(msg) => {
+                report.errors.push(msg.clone());
+                report.io_error |= 1;
+                let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+            }
+        }
+    }
+    if !setup.is_server {
+        // Statistics from a server sender.
+        let n = if protocol >= 29 { 5 } else { 3 };
+        for k in 0..n {
+            let v = r.read_varlong30(protocol, 3).await?;
+            let v = u64::try_from(v).unwrap_or(0);
+            match k {
+                0 => report.stats.bytes_sent = v,
+                1 => report.stats.bytes_received = v,
+                _ => {}
+            }
+        }
+    }
+    if protocol >= 31 {
+        loop {
+            let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+            if ndx == NDX_DEL_STATS {
+                for _ in 0..5 {
+                    r.read_varint().await?;
+                }
+                continue;
+            }
+            if ndx != NDX_DONE {
+                return Err(Error::Protocol(format!("expected the goodbye echo, got index {ndx}")));
+            }
+            break;
+        }
+    }
+    let _ = tx.send(ToGen::Done);
+    Ok(report)
+}
+
+enum Outcome {
+    Ok(PathBuf),
+    Mismatch,
+    LocalError(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_data<R: AsyncRead + Unpin>(
+    ctx: &RecvCtx<'_>,
+    r: &mut MuxReader<R>,
+    head: SumHead,
+    mut basis: Basis,
+    out: std::io::Result<(fs::File, PathBuf)>,
+    limits: &Limits,
+    digest_len: usize,
+    report: &mut Report,
+) -> Result<Outcome> {
+    let (mut writer, tmp, mut local_err) = match out {
+        Ok((f, p)) => (Some(BufWriter::with_capacity(256 * 1024, f)), Some(p), None),
+        Err(e) => (None, None, Some(format!("mkstemp failed: {e}"))),
+    };
+    let mut sink = std::io::sink();
+    let mut patcher = Patcher::new(head, ctx.setup.checksum);
+    loop {
+        match r.decode(|b| decode_token_header(b, limits)).await? {
+            TokenHeader::End => break,
+            TokenHeader::Literal(mut len) => {
+                report.stats.literal_data += len as u64;
+                while len > 0 {
+                    let mut res = Ok(());
+                    let n = r
+                        .read_some(len, |data| {
+                            res = match writer.as_mut() {
+                                Some(w) => patcher.literal(data, w),
+                                None => patcher.literal(data, &mut sink),
+                            };
+                        })
+                        .await?;
+                    len -= n;
+                    if let Err(e) = res {
+                        local_err.get_or_insert(format!("write failed: {e}"));
+                        writer = None;
+                    }
+                }
+            }
+            TokenHeader::Block(i) => {
+                let len = head.block_len(i).ok_or_else(|| Error::Protocol(format!("invalid block index {i}")))?;
+                report.stats.matched_data += len as u64;
+                let res = match (&mut basis, writer.as_mut()) {
+                    (Basis::File(f), Some(w)) => patcher.block(i, f, w),
+                    (Basis::File(f), None) => patcher.block(i, f, &mut sink),
+                    (Basis::None(n), Some(w)) => patcher.block(i, n, w),
+                    (Basis::None(n), None) => patcher.block(i, n, &mut sink),
+                };
+                if let Err(e) = res {
+                    local_err.get_or_insert(format!("rebuilding from the basis failed: {e}"));
+                    writer = None;
+                }
+            }
+        }
+    }
+    let mut theirs = vec![0u8; digest_len];
+    r.read_exact(&mut theirs).await?;
+    let ours = patcher.finish();
+    let flushed = match writer.take() {
+        Some(mut w) => w.flush().map_err(|e| e.to_string()),
+        None => Err(String::new()),
+    };
+    let result = if let Some(msg) = local_err {
+        Outcome::LocalError(msg)
+    } else if let Err(msg) = flushed {
+        Outcome::LocalError(format!("write failed: {msg}"))
+    } else if ours.as_bytes() != theirs.as_slice() {
+        Outcome::Mismatch
+    } else if let Some(p) = &tmp {
+        return Ok(Outcome::Ok(p.clone()));
+    } else {
+        Outcome::LocalError("no temporary file".into())
+    };
+    if let Some(p) = &tmp {
+        let _ = fs::remove_file(p);
+    }
+    Ok(result)
+}

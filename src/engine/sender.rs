@@ -1,0 +1,385 @@
+//! The sender role: sends the file list, answers each request with delta
+//! tokens and the whole-file checksum, counts the phases.
+//!
+//! Layer: engine. Uses flist, delta, checksum, wire; reads local files.
+//! Mirrors upstream flist.c `send_file_list`, sender.c `send_files`,
+//! main.c `handle_stats` and `read_final_goodbye`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::io::{MuxReader, MuxWriter};
+use super::options::Options;
+use super::report::{Event, EventSink, ItemKind, Report, item};
+use super::setup::Setup;
+use crate::delta::{Matcher, SumHead, Token, decode_blocks, encode_block, encode_end, encode_literal};
+use crate::error::{Error, Result};
+use crate::flist::{FileEntry, FileKind, FileListEncoder, FlistOptions, encode_id_list};
+use crate::wire::{self, Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder, NdxEncoder};
+
+/// Bytes of a source file read per step.
+const READ_STEP: usize = 256 * 1024;
+
+/// The list the sender offers, in sending order (which we keep equal to
+/// rsync's sorted order).
+#[derive(Debug, Clone, Default)]
+pub struct SendList {
+    /// The entries.
+    pub entries: Vec<FileEntry>,
+    /// The local path of each entry.
+    pub paths: Vec<PathBuf>,
+    /// io_error bits from building the list.
+    pub io_error: i32,
+}
+
+/// File-list options for this session.
+pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
+    FlistOptions {
+        protocol: setup.protocol,
+        varint_flags: setup.varint_flags(),
+        safe_flist: setup.safe_flist(),
+        inc_recurse: false,
+        id0_names: setup.compat.contains(crate::wire::CompatFlags::ID0_NAMES),
+        preserve_uid: opts.owner,
+        preserve_gid: opts.group,
+        preserve_links: opts.links,
+        preserve_devices: opts.devices,
+        preserve_specials: opts.specials,
+        preserve_hard_links: false,
+        preserve_atimes: false,
+        numeric_ids: opts.numeric_ids,
+        checksum_len: if opts.checksum { setup.file_sum.kind.digest_len() } else { 0 },
+    }
+}
+
+pub(crate) fn item_kind(e: &FileEntry) -> ItemKind {
+    match e.kind() {
+        Some(FileKind::Dir) => ItemKind::Dir,
+        Some(FileKind::Symlink) => ItemKind::Symlink,
+        Some(FileKind::CharDev | FileKind::BlockDev) => ItemKind::Device,
+        Some(FileKind::Fifo | FileKind::Socket) => ItemKind::Special,
+        _ => ItemKind::File,
+    }
+}
+
+/// Computes `--checksum` file sums for the regular files of a list.
+pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup) {
+    for (e, p) in list.entries.iter_mut().zip(&list.paths) {
+        if e.kind() != Some(FileKind::Regular) {
+            continue;
+        }
+        let mut h = setup.file_sum.file_hasher();
+        let ok = std::fs::File::open(p).and_then(|mut f| {
+            let mut buf = vec![0u8; READ_STEP];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                h.update(&buf[..n]);
+            }
+        });
+        match ok {
+            Ok(()) => e.checksum = Some(h.finish().as_bytes().to_vec()),
+            Err(_) => {
+                e.checksum = Some(vec![0; setup.file_sum.kind.digest_len()]);
+                list.io_error |= 1;
+            }
+        }
+    }
+}
+
+/// Runs the sender until the peer's goodbye.
+///
+/// # Errors
+/// A broken connection or a peer that breaks the protocol.
+#[allow(clippy::too_many_lines)]
+pub async fn run_sender<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    opts: &Options,
+    mut list: SendList,
+    events: Option<&EventSink>,
+) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let protocol = setup.protocol;
+    let limits = Limits::default();
+    let mut report = Report::default();
+    if opts.checksum {
+        fill_file_sums(&mut list, setup);
+    }
+    let build_ms = started.elapsed().as_millis();
+
+    // The file list.
+    let flist_start = w.bytes_written();
+    let xfer_start = Instant::now();
+    let fopts = flist_options(setup, opts);
+    let mut enc = FileListEncoder::new(fopts);
+    for e in &list.entries {
+        enc.encode_entry(w.buf(), e)?;
+        w.maybe_flush().await?;
+    }
+    let io_error = if opts.ignore_errors { 0 } else { list.io_error };
+    enc.encode_end(w.buf(), if setup.safe_flist() { io_error } else { 0 });
+    if !opts.numeric_ids {
+        let mut uids: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut gids: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut root_user = None;
+        let mut root_group = None;
+        for e in &list.entries {
+            if let Some(n) = &e.user_name {
+                if e.uid == 0 {
+                    root_user = Some(n.clone());
+                } else if !uids.iter().any(|(u, _)| *u == e.uid) {
+                    uids.push((e.uid, n.clone()));
+                }
+            }
+            if let Some(n) = &e.group_name {
+                if e.gid == 0 {
+                    root_group = Some(n.clone());
+                } else if !gids.iter().any(|(g, _)| *g == e.gid) {
+                    gids.push((e.gid, n.clone()));
+                }
+            }
+        }
+        let id0 = fopts.id0_names;
+        if opts.owner {
+            let name = root_user.unwrap_or_else(|| b"root".to_vec());
+            encode_id_list(w.buf(), protocol, &uids, id0.then_some(name.as_slice()));
+        }
+        if opts.group {
+            let name = root_group.unwrap_or_else(|| b"root".to_vec());
+            encode_id_list(w.buf(), protocol, &gids, id0.then_some(name.as_slice()));
+        }
+    }
+    if protocol < 30 {
+        wire::encode_i32(w.buf(), io_error);
+    }
+    w.flush().await?;
+    if protocol >= 30 && !setup.safe_flist() && io_error != 0 {
+        w.send_msg(MsgCode::IoError, &io_error.to_le_bytes()).await?;
+    }
+    report.stats.flist_size = w.bytes_written() - flist_start;
+    report.stats.num_files = list.entries.len() as u64;
+    for e in &list.entries {
+        if e.kind() == Some(FileKind::Regular) {
+            report.stats.num_reg_files += 1;
+        }
+        report.stats.total_size += e.size;
+    }
+    report.io_error |= list.io_error;
+
+    // Requests.
+    let mut ndx_in = NdxDecoder::new(protocol);
+    let mut ndx_out = NdxEncoder::new(protocol);
+    let max_phase = if protocol >= 29 { 2 } else { 1 };
+    let mut phase = 0;
+    let digest_len = setup.checksum.kind.digest_len();
+    let mut out = Vec::with_capacity(READ_STEP * 2);
+    loop {
+        let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+        if ndx == NDX_DONE {
+            phase += 1;
+            if phase > max_phase {
+                break;
+            }
+            ndx_out.encode(w.buf(), NDX_DONE);
+            w.flush().await?;
+            continue;
+        }
+        if ndx == NDX_DEL_STATS {
+            forward_del_stats(r, w, setup, &mut ndx_out).await?;
+            continue;
+        }
+        let idx = usize::try_from(ndx)
+            .ok()
+            .filter(|i| *i < list.entries.len())
+            .ok_or_else(|| Error::Protocol(format!("invalid file index {ndx} requested")))?;
+        let iflags = if protocol >= 29 { r.read_u16().await? } else { item::TRANSFER };
+        let basis = if iflags & item::BASIS_TYPE_FOLLOWS != 0 { Some(r.read_u8().await?) } else { None };
+        let xname =
+            if iflags & item::XNAME_FOLLOWS != 0 { Some(r.read_vstring(limits.max_name_len).await?) } else { None };
+        let entry = &list.entries[idx];
+        let echo = |w: &mut MuxWriter<W>, ndx_out: &mut NdxEncoder| -> Result<()> {
+            ndx_out.encode(w.buf(), ndx);
+            if protocol >= 29 {
+                wire::encode_u16(w.buf(), iflags);
+                if let Some(b) = basis {
+                    w.buf().push(b);
+                }
+                if let Some(x) = &xname {
+                    wire::encode_vstring(w.buf(), x)?;
+                }
+            }
+            Ok(())
+        };
+        if let Some(ev) = events {
+            ev(&Event::Itemize {
+                flags: iflags,
+                kind: item_kind(entry),
+                name: entry.name.clone(),
+                extra: entry.link_target.clone(),
+                sending: true,
+                times: opts.times,
+                known: protocol >= 29,
+            });
+        }
+        if iflags & item::TRANSFER == 0 {
+            echo(w, &mut ndx_out)?;
+            continue;
+        }
+        if opts.dry_run {
+            echo(w, &mut ndx_out)?;
+            report.stats.num_transferred += 1;
+            report.stats.transferred_size += entry.size;
+            continue;
+        }
+        let head = r.decode(|b| SumHead::decode(b, protocol, digest_len, &limits)).await?;
+        let blocks = r.decode(|b| decode_blocks(b, &head)).await?;
+        let sig = crate::delta::Signature { head, blocks };
+        let file = match std::fs::File::open(&list.paths[idx]) {
+            Ok(f) => f,
+            Err(err) => {
+                let msg = format!(
+                    "send_files failed to open \"{}\": {err}\n",
+                    list.paths[idx].display()
+                );
+                report.errors.push(msg.trim_end().to_string());
+                report.io_error |= 1;
+                w.send_msg(MsgCode::ErrorXfer, msg.as_bytes()).await?;
+                if protocol >= 30 {
+                    w.send_msg(MsgCode::NoSend, &ndx.to_le_bytes()).await?;
+                }
+                continue;
+            }
+        };
+        echo(w, &mut ndx_out)?;
+        head.encode(w.buf(), protocol);
+        send_file_data(w, setup, &sig, file, &mut out, &mut report).await?;
+        report.stats.num_transferred += 1;
+        report.stats.transferred_size += entry.size;
+    }
+    ndx_out.encode(w.buf(), NDX_DONE);
+    if setup.is_server {
+        let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        let read = r.bytes_read();
+        let written = w.bytes_written() + w.buf().len() as u64;
+        wire::encode_varlong30(w.buf(), protocol, v(read), 3);
+        wire::encode_varlong30(w.buf(), protocol, v(written), 3);
+        wire::encode_varlong30(w.buf(), protocol, v(report.stats.total_size), 3);
+        if protocol >= 29 {
+            let xfer_ms = xfer_start.elapsed().as_millis();
+            wire::encode_varlong30(w.buf(), protocol, i64::try_from(build_ms).unwrap_or(0), 3);
+            wire::encode_varlong30(w.buf(), protocol, i64::try_from(xfer_ms).unwrap_or(0), 3);
+        }
+    }
+    w.flush().await?;
+
+    // Goodbye.
+    if protocol >= 31 {
+        loop {
+            let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+            if ndx == NDX_DEL_STATS {
+                forward_del_stats(r, w, setup, &mut ndx_out).await?;
+                continue;
+            }
+            if ndx != NDX_DONE {
+                return Err(Error::Protocol(format!("expected the goodbye marker, got index {ndx}")));
+            }
+            break;
+        }
+        ndx_out.encode(w.buf(), NDX_DONE);
+        w.flush().await?;
+    }
+    let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+    if ndx != NDX_DONE {
+        return Err(Error::Protocol(format!("expected the final goodbye, got index {ndx}")));
+    }
+    report.stats.bytes_sent = w.bytes_written();
+    report.stats.bytes_received = r.bytes_read();
+    Ok(report)
+}
+
+async fn forward_del_stats<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    ndx_out: &mut NdxEncoder,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut vals = [0i32; 5];
+    for v in &mut vals {
+        *v = r.read_varint().await?;
+    }
+    if setup.is_server {
+        ndx_out.encode(w.buf(), NDX_DEL_STATS);
+        for v in vals {
+            wire::encode_varint(w.buf(), v);
+        }
+    }
+    Ok(())
+}
+
+async fn send_file_data<W: AsyncWrite + Unpin>(
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    sig: &crate::delta::Signature,
+    mut file: std::fs::File,
+    out: &mut Vec<u8>,
+    report: &mut Report,
+) -> Result<()> {
+    let mut matcher = Matcher::new(sig, setup.checksum);
+    let mut hasher = setup.checksum.file_hasher();
+    let mut buf = vec![0u8; READ_STEP];
+    let mut read_failed = false;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                read_failed = true;
+                break;
+            }
+        };
+        let data = &buf[..n];
+        hasher.update(data);
+        out.clear();
+        matcher.feed(data, &mut |t| emit(out, t));
+        w.put(out);
+        w.maybe_flush().await?;
+    }
+    out.clear();
+    matcher.finish(&mut |t| emit(out, t));
+    w.put(out);
+    encode_end(w.buf());
+    let mut sum = hasher.finish().as_bytes().to_vec();
+    if read_failed {
+        // A deliberately wrong sum makes the receiver discard the file.
+        report.io_error |= 1;
+        sum.iter_mut().for_each(|b| *b = 0);
+    }
+    w.put(&sum);
+    w.maybe_flush().await?;
+    let st = matcher.stats();
+    report.stats.literal_data += st.literal_bytes;
+    report.stats.matched_data += st.matched_bytes;
+    Ok(())
+}
+
+fn emit(out: &mut Vec<u8>, t: Token<'_>) {
+    match t {
+        Token::Literal(d) => encode_literal(out, d),
+        Token::Block(i) => encode_block(out, i),
+    }
+}

@@ -1,0 +1,214 @@
+//! The binary session setup: protocol versions, compat flags, checksum
+//! negotiation, the checksum seed, and the filter-list exchange.
+//!
+//! Layer: engine. Uses wire (codecs, version vocabulary) and checksum.
+//! Mirrors upstream compat.c `setup_protocol` and exclude.c
+//! `send_filter_list`/`recv_filter_list`.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::io::{MuxReader, MuxWriter};
+use super::options::{Options, ServerArgs};
+use crate::checksum::{ChecksumConfig, StrongKind};
+use crate::error::{Error, Result};
+use crate::wire::{
+    self, CHECKSUM_NAMES, Capabilities, CompatFlags, ProtocolVersion, choose_as_client,
+    choose_as_server, client_list, server_list,
+};
+
+/// Everything both roles of one side agreed on during setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Negotiated protocol.
+    pub protocol: u8,
+    /// Compat flags (0 below protocol 30).
+    pub compat: CompatFlags,
+    /// The checksum seed.
+    pub seed: i32,
+    /// Block and whole-file checksums.
+    pub checksum: ChecksumConfig,
+    /// The `--checksum` (pre-transfer) file sum: same algorithm, no seed.
+    pub file_sum: ChecksumConfig,
+    /// Whether this side is the server.
+    pub is_server: bool,
+}
+
+impl Setup {
+    /// Varint file-list flags and name negotiation are on.
+    #[must_use]
+    pub fn varint_flags(&self) -> bool {
+        self.compat.contains(CompatFlags::VARINT_FLIST_FLAGS)
+    }
+
+    /// The end-of-list marker may carry an io_error.
+    #[must_use]
+    pub fn safe_flist(&self) -> bool {
+        self.protocol >= 31 || self.compat.contains(CompatFlags::SAFE_FLIST)
+    }
+}
+
+fn parse_choice(choice: &str) -> Result<Option<StrongKind>> {
+    let first = choice.split(',').next().unwrap_or("").trim();
+    if first.eq_ignore_ascii_case("auto") || first.is_empty() {
+        return Ok(None);
+    }
+    StrongKind::from_name(first)
+        .map(Some)
+        .ok_or_else(|| Error::Unsupported(format!("unknown checksum name: {first}")))
+}
+
+fn build(protocol: u8, compat: CompatFlags, seed: i32, kind: StrongKind, named: bool, is_server: bool) -> Setup {
+    let seed_fix = compat.contains(CompatFlags::CHKSUM_SEED_FIX);
+    Setup {
+        protocol,
+        compat,
+        seed,
+        checksum: ChecksumConfig::for_session(kind, seed, protocol, seed_fix, named),
+        file_sum: ChecksumConfig::for_session(kind, 0, protocol, seed_fix, named),
+        is_server,
+    }
+}
+
+fn default_kind(protocol: u8) -> StrongKind {
+    if protocol >= 30 { StrongKind::Md5 } else { StrongKind::Md4 }
+}
+
+fn negotiation_failed(ours: &str, theirs: &[u8]) -> Error {
+    Error::Unsupported(format!(
+        "Failed to negotiate a checksum choice: our list \"{ours}\", peer's list \"{}\"",
+        String::from_utf8_lossy(theirs)
+    ))
+}
+
+/// Runs the client half of the setup.
+///
+/// # Errors
+/// Version mismatch, negotiation failure, or a broken connection.
+pub async fn client_setup<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) -> Result<Setup>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ours = opts.protocol.unwrap_or(ProtocolVersion::MAX.0);
+    wire::encode_i32(w.buf(), i32::from(ours));
+    w.flush().await?;
+    let peer = r.read_i32().await?;
+    let protocol = ProtocolVersion::negotiate(ours, peer).map_err(|e| Error::Version(e.to_string()))?.0;
+    let compat = if protocol >= 30 {
+        CompatFlags(u32::try_from(r.read_varint().await?).unwrap_or(0))
+    } else {
+        CompatFlags::default()
+    };
+    let choice = match &opts.checksum_choice {
+        Some(c) => parse_choice(c)?,
+        None => None,
+    };
+    let (kind, named) = if let Some(k) = choice {
+        (k, true)
+    } else if compat.contains(CompatFlags::VARINT_FLIST_FLAGS) {
+        let list = client_list(CHECKSUM_NAMES);
+        wire::encode_vstring(w.buf(), list.as_bytes())?;
+        w.flush().await?;
+        let theirs = r.read_vstring(255).await?;
+        let name = choose_as_client(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&list, &theirs))?;
+        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?, true)
+    } else {
+        (default_kind(protocol), false)
+    };
+    let seed = r.read_i32().await?;
+    Ok(build(protocol, compat, seed, kind, named, false))
+}
+
+/// Runs the server half of the setup.
+///
+/// # Errors
+/// Version mismatch, negotiation failure, or a broken connection.
+pub async fn server_setup<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, sa: &ServerArgs) -> Result<Setup>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let opts = &sa.options;
+    let ours = opts.protocol.unwrap_or(ProtocolVersion::MAX.0);
+    wire::encode_i32(w.buf(), i32::from(ours));
+    w.flush().await?;
+    let peer = r.read_i32().await?;
+    let protocol = ProtocolVersion::negotiate(ours, peer).map_err(|e| Error::Version(e.to_string()))?.0;
+    let mut compat = CompatFlags::default();
+    if protocol >= 30 {
+        let caps = Capabilities::parse(&sa.capabilities);
+        compat = caps.server_compat_flags(false, true);
+        wire::encode_varint(w.buf(), i32::try_from(compat.bits()).unwrap_or(0));
+    }
+    let choice = match &opts.checksum_choice {
+        Some(c) => parse_choice(c)?,
+        None => None,
+    };
+    let (kind, named) = if let Some(k) = choice {
+        (k, true)
+    } else if compat.contains(CompatFlags::VARINT_FLIST_FLAGS) {
+        let list = server_list(CHECKSUM_NAMES);
+        wire::encode_vstring(w.buf(), list.as_bytes())?;
+        w.flush().await?;
+        let theirs = r.read_vstring(255).await?;
+        let name = choose_as_server(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&list, &theirs))?;
+        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?, true)
+    } else {
+        (default_kind(protocol), false)
+    };
+    let seed = opts.checksum_seed.unwrap_or_else(make_seed);
+    wire::encode_i32(w.buf(), seed);
+    w.flush().await?;
+    Ok(build(protocol, compat, seed, kind, named, true))
+}
+
+fn make_seed() -> i32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    #[allow(clippy::cast_possible_truncation)]
+    let v = (now ^ (u64::from(std::process::id()) << 6)) as i32;
+    if v == 0 { 1 } else { v }
+}
+
+/// Whether a filter list travels from client to server for this transfer
+/// (upstream exclude.c: always in a pull; in a push only when the receiver
+/// deletes).
+#[must_use]
+pub fn filter_list_sent(server_sends: bool, opts: &Options) -> bool {
+    server_sends || opts.delete.is_some()
+}
+
+/// Writes our (empty) filter list.
+///
+/// # Errors
+/// The connection failed.
+pub async fn send_filter_list<W: AsyncWrite + Unpin>(w: &mut MuxWriter<W>) -> Result<()> {
+    wire::encode_i32(w.buf(), 0);
+    w.flush().await
+}
+
+/// Reads the peer's filter list. Rules are returned as text.
+///
+/// # Errors
+/// A rule longer than the limit, or a broken connection.
+pub async fn recv_filter_list<R: AsyncRead + Unpin>(r: &mut MuxReader<R>, max_len: usize) -> Result<Vec<Vec<u8>>> {
+    let mut rules = Vec::new();
+    loop {
+        let len = r.read_i32().await?;
+        if len == 0 {
+            return Ok(rules);
+        }
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= max_len)
+            .ok_or_else(|| Error::Protocol(format!("filter rule of length {len} refused")))?;
+        let mut rule = vec![0u8; len];
+        r.read_exact(&mut rule).await?;
+        rules.push(rule);
+        if rules.len() > 100_000 {
+            return Err(Error::Protocol("too many filter rules".into()));
+        }
+    }
+}

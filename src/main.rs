@@ -1,0 +1,450 @@
+//! The `ferrsync` command: rsync's command line on top of the library.
+//!
+//! `ferrsync [OPTIONS] SRC... DEST` copies locally (both sides in this
+//! process) or through a remote shell (`host:path`, `-e`), and
+//! `ferrsync --server ...` serves real rsync clients on stdin/stdout (use it
+//! with rsync's `--rsync-path`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrsync::engine::{DeleteTiming, Event, Hooks, Options, parse_server_args, run_server};
+use ferrsync::{Error, Report, RemoteCommand, Transfer};
+
+const USAGE: &str = "\
+ferrsync: a Rust implementation of the rsync protocol
+
+Usage: ferrsync [OPTION]... SRC [SRC]... DEST
+  or   ferrsync [OPTION]... SRC [SRC]... [USER@]HOST:DEST
+  or   ferrsync [OPTION]... [USER@]HOST:SRC [DEST]
+
+Options (as rsync's):
+ -v, --verbose            increase verbosity
+ -q, --quiet              suppress non-error messages
+ -a, --archive            archive mode is -rlptgoD
+ -r, --recursive          recurse into directories
+ -d, --dirs               transfer directories without recursing
+ -l, --links              copy symlinks as symlinks
+ -p, --perms              preserve permissions
+ -t, --times              preserve modification times
+ -g, --group              preserve group
+ -o, --owner              preserve owner (super-user only)
+ -D                       same as --devices --specials
+ -O, --omit-dir-times     omit directories from --times
+ -n, --dry-run            perform a trial run with no changes made
+ -W, --whole-file         copy files whole (w/o delta-xfer algorithm)
+     --no-whole-file      always use the delta-xfer algorithm
+ -c, --checksum           skip based on checksum, not mod-time & size
+     --size-only          skip files that match in size
+ -I, --ignore-times       don't skip files that match size and time
+     --delete             delete extraneous files from dest dirs
+     --delete-before|--delete-during|--delete-delay|--delete-after
+     --numeric-ids        don't map uid/gid values by user/group name
+ -B, --block-size=SIZE    force a fixed checksum block-size
+     --checksum-choice=STR  choose the checksum algorithm (aka --cc)
+     --checksum-seed=NUM  set block/file checksum seed
+     --protocol=NUM       force an older protocol version to be used
+ -e, --rsh=COMMAND        specify the remote shell to use
+     --rsync-path=PROGRAM specify the rsync to run on the remote machine
+     --timeout=SECONDS    set I/O timeout in seconds
+     --ignore-errors      delete even if there are I/O errors
+ -i, --itemize-changes    output a change-summary for all updates
+     --stats              give some file-transfer stats
+     --progress           show progress during transfer
+     --server             run as the remote side (used by rsync)
+ -h, --help               show this help
+     --version            print the version
+";
+
+struct Cli {
+    opts: Options,
+    rsh: Option<String>,
+    server: bool,
+    args: Vec<String>,
+}
+
+fn syntax(msg: String) -> Error {
+    Error::Syntax(msg)
+}
+
+fn num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, Error> {
+    v.parse().map_err(|_| syntax(format!("invalid value for {opt}: {v}")))
+}
+
+#[allow(clippy::too_many_lines)]
+fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
+    let mut o = Options::default();
+    let mut cli_rsh = None;
+    let mut args = Vec::new();
+    let mut i = 0;
+    let mut no_more = false;
+    while i < argv.len() {
+        let a = &argv[i];
+        i += 1;
+        if no_more || a == "-" || !a.starts_with('-') {
+            args.push(a.clone());
+            continue;
+        }
+        if a == "--" {
+            no_more = true;
+            continue;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let mut value = || -> Result<String, Error> {
+                if let Some(v) = inline.clone() {
+                    return Ok(v);
+                }
+                let v = argv.get(i).cloned().ok_or_else(|| syntax(format!("--{name}: missing argument")))?;
+                i += 1;
+                Ok(v)
+            };
+            match name {
+                "server" => return Ok(Cli { opts: o, rsh: None, server: true, args: argv.to_vec() }),
+                "verbose" => o.verbose += 1,
+                "quiet" => o.quiet = true,
+                "archive" => {
+                    let keep = o.clone();
+                    o = Options { verbose: keep.verbose, ..Options::archive() };
+                }
+                "recursive" => o.recursive = true,
+                "dirs" => o.dirs = true,
+                "links" => o.links = true,
+                "perms" => o.perms = true,
+                "times" => o.times = true,
+                "group" => o.group = true,
+                "owner" => o.owner = true,
+                "devices" => o.devices = true,
+                "specials" => o.specials = true,
+                "no-devices" => o.devices = false,
+                "no-specials" => o.specials = false,
+                "omit-dir-times" => o.omit_dir_times = true,
+                "dry-run" => o.dry_run = true,
+                "whole-file" => o.whole_file = Some(true),
+                "no-whole-file" | "no-W" => o.whole_file = Some(false),
+                "checksum" => o.checksum = true,
+                "size-only" => o.size_only = true,
+                "ignore-times" => o.ignore_times = true,
+                "delete" | "del" => o.delete = Some(DeleteTiming::Auto),
+                "delete-before" => o.delete = Some(DeleteTiming::Before),
+                "delete-during" => o.delete = Some(DeleteTiming::During),
+                "delete-delay" => o.delete = Some(DeleteTiming::Delay),
+                "delete-after" => o.delete = Some(DeleteTiming::After),
+                "numeric-ids" => o.numeric_ids = true,
+                "ignore-errors" => o.ignore_errors = true,
+                "block-size" => o.block_size = Some(num("--block-size", &value()?)?),
+                "checksum-choice" | "cc" => o.checksum_choice = Some(value()?),
+                "checksum-seed" => o.checksum_seed = Some(num("--checksum-seed", &value()?)?),
+                "protocol" => o.protocol = Some(num("--protocol", &value()?)?),
+                "rsh" => cli_rsh = Some(value()?),
+                "rsync-path" => o.rsync_path = value()?,
+                "timeout" => o.timeout = num("--timeout", &value()?)?,
+                "itemize-changes" => o.itemize += 1,
+                "stats" => o.stats = true,
+                "progress" => o.progress = true,
+                "help" => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
+                "version" => {
+                    println!("ferrsync version {}  protocol version 32", env!("CARGO_PKG_VERSION"));
+                    std::process::exit(0);
+                }
+                _ => return Err(syntax(format!("--{name}: unknown option"))),
+            }
+            continue;
+        }
+        let cluster = &a[1..];
+        for (pos, ch) in cluster.char_indices() {
+            let rest = &cluster[pos + ch.len_utf8()..];
+            let mut take = || -> Result<String, Error> {
+                if !rest.is_empty() {
+                    return Ok(rest.to_string());
+                }
+                let v = argv.get(i).cloned().ok_or_else(|| syntax(format!("-{ch}: missing argument")))?;
+                i += 1;
+                Ok(v)
+            };
+            match ch {
+                'v' => o.verbose += 1,
+                'q' => o.quiet = true,
+                'a' => {
+                    let v = o.verbose;
+                    let it = o.itemize;
+                    o = Options { verbose: v, itemize: it, ..Options::archive() };
+                }
+                'r' => o.recursive = true,
+                'd' => o.dirs = true,
+                'l' => o.links = true,
+                'p' => o.perms = true,
+                't' => o.times = true,
+                'g' => o.group = true,
+                'o' => o.owner = true,
+                'D' => {
+                    o.devices = true;
+                    o.specials = true;
+                }
+                'O' => o.omit_dir_times = true,
+                'n' => o.dry_run = true,
+                'W' => o.whole_file = Some(true),
+                'c' => o.checksum = true,
+                'I' => o.ignore_times = true,
+                'i' => o.itemize += 1,
+                'h' => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
+                'e' => {
+                    cli_rsh = Some(take()?);
+                    break;
+                }
+                'B' => {
+                    o.block_size = Some(num("-B", &take()?)?);
+                    break;
+                }
+                _ => return Err(syntax(format!("-{ch}: unknown option"))),
+            }
+        }
+    }
+    Ok(Cli { opts: o, rsh: cli_rsh, server: false, args })
+}
+
+/// Splits `host:path` (not `host::module`, not a path with `/` before the
+/// colon).
+fn split_remote(arg: &str) -> Option<(String, String)> {
+    let colon = arg.find(':')?;
+    if arg[..colon].contains('/') || arg[colon + 1..].starts_with(':') {
+        return None;
+    }
+    Some((arg[..colon].to_string(), arg[colon + 1..].to_string()))
+}
+
+/// Splits a `-e` value into words as rsync does (quotes group words).
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in s.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => cur.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                any = true;
+            }
+            None if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            None => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn display_name(name: &[u8], dir: bool) -> String {
+    let mut s = String::from_utf8_lossy(name).into_owned();
+    if dir && s == "." {
+        s = "./".into();
+    } else if dir {
+        s.push('/');
+    }
+    s
+}
+
+fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
+    let itemize = opts.itemize > 0;
+    let verbose = opts.verbose > 0;
+    if (!itemize && !verbose) || opts.quiet {
+        return None;
+    }
+    Some(Arc::new(move |ev: &Event| {
+        let out = std::io::stdout();
+        let mut out = out.lock();
+        match ev {
+            Event::Itemize { kind, name, extra, flags, .. } => {
+                let dir = *kind == ferrsync::engine::ItemKind::Dir;
+                let mut line = display_name(name, dir);
+                if *kind == ferrsync::engine::ItemKind::Symlink {
+                    if let Some(t) = extra {
+                        line.push_str(" -> ");
+                        line.push_str(&String::from_utf8_lossy(t));
+                    }
+                }
+                if itemize {
+                    let _ = writeln!(out, "{} {line}", ev.itemize_string().unwrap_or_default());
+                } else if flags & ferrsync::engine::report::item::TRANSFER != 0
+                    || flags & ferrsync::engine::report::item::IS_NEW != 0
+                {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            Event::Deleted { name } => {
+                let n = String::from_utf8_lossy(name);
+                if itemize {
+                    let _ = writeln!(out, "*deleting   {n}");
+                } else {
+                    let _ = writeln!(out, "deleting {n}");
+                }
+            }
+            Event::Message { error, text } => {
+                if *error {
+                    eprintln!("{text}");
+                } else {
+                    let _ = writeln!(out, "{text}");
+                }
+            }
+            _ => {}
+        }
+    }))
+}
+
+fn print_stats(opts: &Options, r: &Report, secs: f64) {
+    let s = &r.stats;
+    if opts.stats {
+        println!();
+        println!("Number of files: {}", s.num_files);
+        println!("Number of created files: {}", s.num_created_dirs);
+        println!("Number of deleted files: {}", s.deleted);
+        println!("Number of regular files transferred: {}", s.num_transferred);
+        println!("Total file size: {} bytes", s.total_size);
+        println!("Total transferred file size: {} bytes", s.transferred_size);
+        println!("Literal data: {} bytes", s.literal_data);
+        println!("Matched data: {} bytes", s.matched_data);
+        println!("File list size: {}", s.flist_size);
+        println!("Total bytes sent: {}", s.bytes_sent);
+        println!("Total bytes received: {}", s.bytes_received);
+    }
+    if opts.verbose > 0 || opts.stats {
+        let total = (s.bytes_sent + s.bytes_received) as f64;
+        println!();
+        println!(
+            "sent {} bytes  received {} bytes  {:.2} bytes/sec",
+            s.bytes_sent,
+            s.bytes_received,
+            if secs > 0.0 { total / secs } else { total }
+        );
+        let speedup = if total > 0.0 { s.total_size as f64 / total } else { 0.0 };
+        println!(
+            "total size is {}  speedup is {:.2}{}",
+            s.total_size,
+            speedup,
+            if opts.dry_run { " (DRY RUN)" } else { "" }
+        );
+    }
+}
+
+async fn run(argv: Vec<String>) -> Result<i32, Error> {
+    let cli = parse_cli(&argv)?;
+    if cli.server {
+        let sa = parse_server_args(&cli.args)?;
+        if sa.daemon {
+            return Err(Error::Unsupported("--daemon over a remote shell is not supported yet".into()));
+        }
+        let hooks = Hooks::default();
+        let report = run_server(tokio::io::stdin(), tokio::io::stdout(), &sa, &hooks).await?;
+        return Ok(report.exit_code().code());
+    }
+    let mut opts = cli.opts;
+    if cli.args.len() < 2 {
+        print!("{USAGE}");
+        return Err(syntax("rsync error: syntax or usage error: need a source and a destination".into()));
+    }
+    let (srcs, dest) = cli.args.split_at(cli.args.len() - 1);
+    let dest = &dest[0];
+    let mut transfer = Transfer::new(opts.clone());
+    if let Some(p) = event_printer(&opts) {
+        transfer = transfer.with_events(p);
+    }
+    transfer = transfer.with_messages(Arc::new(|_code, text: &[u8]| {
+        eprint!("{}", String::from_utf8_lossy(text));
+    }));
+    let rsh = cli.rsh.or_else(|| std::env::var("RSYNC_RSH").ok()).unwrap_or_else(|| "ssh".to_string());
+    let started = std::time::Instant::now();
+    let report = if let Some((host, path)) = split_remote(dest) {
+        if srcs.iter().any(|s| split_remote(s).is_some()) {
+            return Err(syntax("The source and destination cannot both be remote.".into()));
+        }
+        let mut shell = split_words(&rsh);
+        let (user, host) = match host.split_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h.to_string()),
+            None => (None, host),
+        };
+        if let Some(u) = user {
+            shell.push("-l".into());
+            shell.push(u);
+        }
+        shell.push(host);
+        let cmd = RemoteCommand { shell, rsync_path: opts.rsync_path.clone() };
+        let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
+        transfer.push(&cmd, &sources, &path).await?
+    } else if let Some((host, first)) = split_remote(&srcs[0]) {
+        let mut paths = vec![first];
+        for s in &srcs[1..] {
+            match split_remote(s) {
+                Some((_, p)) => paths.push(p),
+                None => paths.push(s.trim_start_matches(':').to_string()),
+            }
+        }
+        let mut shell = split_words(&rsh);
+        let (user, host) = match host.split_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h.to_string()),
+            None => (None, host),
+        };
+        if let Some(u) = user {
+            shell.push("-l".into());
+            shell.push(u);
+        }
+        shell.push(host);
+        let cmd = RemoteCommand { shell, rsync_path: opts.rsync_path.clone() };
+        transfer.pull(&cmd, &paths, PathBuf::from(dest).as_path()).await?
+    } else {
+        opts.rsync_path.clear();
+        let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
+        transfer.local(&sources, PathBuf::from(dest).as_path()).await?
+    };
+    print_stats(&opts, &report, started.elapsed().as_secs_f64());
+    for e in &report.errors {
+        if !e.is_empty() {
+            eprintln!("{e}");
+        }
+    }
+    let code = report.exit_code();
+    if code.code() != 0 {
+        eprintln!("rsync error: {} (code {})", code.describe(), code.code());
+    }
+    Ok(code.code())
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrsync: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        match run(argv).await {
+            Ok(code) => code,
+            Err(e) => {
+                let code = e.exit_code();
+                eprintln!("rsync: {e}");
+                eprintln!("rsync error: {} (code {})", code.describe(), code.code());
+                code.code()
+            }
+        }
+    });
+    std::process::exit(code);
+}

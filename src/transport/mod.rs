@@ -1,0 +1,8 @@
+//! Byte pipes to the other side: a spawned command (remote shell or a
+//! local `rsync --server`), or anything that reads and writes.
+//!
+//! Layer: transport (L4). Uses tokio; never the engine.
+
+pub mod pipe;
+
+pub use pipe::{RemoteCommand, SpawnedPeer};

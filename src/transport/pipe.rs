@@ -1,0 +1,94 @@
+//! A spawned peer process whose stdin/stdout carry the protocol.
+//!
+//! Layer: transport. Uses tokio::process. Mirrors upstream main.c
+//! `do_cmd` (how the remote command line is put together).
+
+use std::process::Stdio;
+
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::error::{Error, Result};
+
+/// How to reach the remote side: the words of a remote shell (e.g.
+/// `["ssh", "-p", "2222", "host"]`), or none to run the rsync program
+/// directly as a local child (handy for tests and local servers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteCommand {
+    /// Remote-shell words before the rsync program; empty for a local child.
+    pub shell: Vec<String>,
+    /// The rsync program on the far side (`--rsync-path`).
+    pub rsync_path: String,
+}
+
+impl RemoteCommand {
+    /// Runs `program` as a local child, no remote shell.
+    #[must_use]
+    pub fn local(program: impl Into<String>) -> Self {
+        RemoteCommand { shell: Vec::new(), rsync_path: program.into() }
+    }
+
+    /// The full argument vector: shell words, rsync path, server args,
+    /// `.`, paths.
+    #[must_use]
+    pub fn argv(&self, server_args: &[String], paths: &[String]) -> Vec<String> {
+        let mut v = self.shell.clone();
+        if self.shell.is_empty() {
+            v.extend(self.rsync_path.split_whitespace().map(str::to_string));
+        } else {
+            v.push(self.rsync_path.clone());
+        }
+        v.extend(server_args.iter().cloned());
+        v.push(".".into());
+        v.extend(paths.iter().map(|p| if p.is_empty() { ".".to_string() } else { p.clone() }));
+        v
+    }
+
+    /// Spawns the peer with its stdin/stdout piped to us.
+    ///
+    /// # Errors
+    /// [`Error::Start`] when the program cannot be started.
+    pub fn spawn(&self, server_args: &[String], paths: &[String]) -> Result<SpawnedPeer> {
+        let argv = self.argv(server_args, paths);
+        let (prog, args) = argv.split_first().ok_or_else(|| Error::Start("empty remote command".into()))?;
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Start(format!("failed to exec {prog}: {e}")))?;
+        let stdin = child.stdin.take().ok_or_else(|| Error::Start("no stdin pipe".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::Start("no stdout pipe".into()))?;
+        Ok(SpawnedPeer { child, stdin: Some(stdin), stdout: Some(stdout) })
+    }
+}
+
+/// A running peer process.
+#[derive(Debug)]
+pub struct SpawnedPeer {
+    child: Child,
+    /// Its standard input (our writing half); taken by the engine.
+    pub stdin: Option<ChildStdin>,
+    /// Its standard output (our reading half); taken by the engine.
+    pub stdout: Option<ChildStdout>,
+}
+
+impl SpawnedPeer {
+    /// Waits for the process and returns its exit status (rsync's
+    /// convention: a signal-killed process counts as 125... per shells).
+    ///
+    /// # Errors
+    /// Waiting failed.
+    pub async fn wait(mut self) -> Result<i32> {
+        drop(self.stdin.take());
+        let st = self.child.wait().await.map_err(|e| Error::Start(format!("waitpid failed: {e}")))?;
+        Ok(st.code().unwrap_or(125))
+    }
+
+    /// Kills the process (used when the session failed).
+    pub async fn kill(mut self) -> i32 {
+        let _ = self.child.start_kill();
+        self.child.wait().await.ok().and_then(|s| s.code()).unwrap_or(125)
+    }
+}
