@@ -168,7 +168,10 @@ impl<'a> Reader<'a> {
     /// [`ReadError::NeedMore`] when fewer are left.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let rest = self.remaining();
-        let s = rest.get(..n).ok_or(ReadError::NeedMore(n - rest.len()))?;
+        // Lazily: `n - rest.len()` underflows whenever enough bytes are left.
+        let s = rest
+            .get(..n)
+            .ok_or_else(|| ReadError::NeedMore(n - rest.len()))?;
         self.pos += n;
         Ok(s)
     }
@@ -207,5 +210,8 @@ mod tests {
         let mut r = Reader::new(&bytes[..5]);
         assert_eq!(r.i32().unwrap(), 32);
         assert_eq!(r.varint(), Err(ReadError::NeedMore(1)));
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.bytes(2).unwrap(), &bytes[..2]);
+        assert_eq!(r.bytes(9), Err(ReadError::NeedMore(1)));
     }
 }
