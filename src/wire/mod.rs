@@ -15,14 +15,30 @@
 )]
 
 mod int;
+mod mux;
+mod ndx;
+mod negotiate;
 mod reader;
 mod varint;
+mod version;
 
 pub use int::{
-    decode_i32, decode_longint, decode_u16, decode_u8, encode_i32, encode_longint, encode_u16,
+    decode_i32, decode_longint, decode_u8, decode_u16, encode_i32, encode_longint, encode_u16,
+};
+pub use mux::{
+    Frame, FrameHeader, MAX_FRAME_DATA, MPLEX_BASE, MsgCode, MuxDecoder, decode_frame_header,
+    encode_frame_header, encode_frames,
+};
+pub use ndx::{NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET, NdxDecoder, NdxEncoder};
+pub use negotiate::{
+    CHECKSUM_NAMES, COMPRESS_NAMES, choose_as_client, choose_as_server, client_list,
+    negotiation_failed, server_list,
 };
 pub use reader::{ReadError, Reader, encode_varint30, encode_varlong30};
-pub use varint::{decode_varint, decode_varlong, decode_vstring, encode_varint, encode_varlong, encode_vstring};
+pub use varint::{
+    decode_varint, decode_varlong, decode_vstring, encode_varint, encode_varlong, encode_vstring,
+};
+pub use version::{Capabilities, CompatFlags, ProtocolVersion};
 
 /// The result of a decoder that may need more input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +58,10 @@ impl<T> Decoded<T> {
     /// Maps the value of a finished decode.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Decoded<U> {
         match self {
-            Decoded::Done { value, used } => Decoded::Done { value: f(value), used },
+            Decoded::Done { value, used } => Decoded::Done {
+                value: f(value),
+                used,
+            },
             Decoded::NeedMore(n) => Decoded::NeedMore(n),
         }
     }
@@ -76,6 +95,42 @@ pub enum DecodeError {
     /// A structural rule of the protocol was broken.
     #[error("{0}")]
     Protocol(&'static str),
+    /// A frame header's tag byte names no message code (rsync: "unexpected tag").
+    #[error("unexpected tag {0} in multiplexed stream")]
+    UnknownTag(u8),
+    /// An internal-only message code arrived from the network.
+    #[error("invalid multi-message {0} from the peer")]
+    InvalidMessage(u8),
+    /// A non-data message is longer than we accept.
+    #[error("multiplexing overflow: message {code} of {len} bytes exceeds {max}")]
+    MuxOverflow {
+        /// The message code.
+        code: u8,
+        /// The announced payload length.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The peer's protocol version is outside what rsync ever used.
+    #[error("protocol version mismatch -- is your shell clean? (peer sent {0})")]
+    VersionMismatch(i32),
+    /// The four version bytes are printable text: the remote shell printed
+    /// something (a banner, a message of the day) before rsync started.
+    #[error(
+        "protocol version mismatch -- is your shell clean? The remote shell printed text before rsync started: {text:?}"
+    )]
+    ShellNotClean {
+        /// The four bytes, as text.
+        text: [char; 4],
+    },
+    /// The peer speaks a protocol older than we support.
+    #[error("peer protocol version {peer} is older than {min}, the oldest we support")]
+    VersionTooOld {
+        /// The peer's version.
+        peer: i32,
+        /// Our oldest version.
+        min: u8,
+    },
 }
 
 /// Upper bounds on every length read off the wire, so that memory stays
@@ -132,8 +187,16 @@ impl Default for Limits {
 /// [`DecodeError::TooLong`] when `len > max`.
 pub fn check_len(what: &'static str, len: u64, max: usize) -> Result<usize, DecodeError> {
     if len > max as u64 {
-        Err(DecodeError::TooLong { what, len, max: max as u64 })
+        Err(DecodeError::TooLong {
+            what,
+            len,
+            max: max as u64,
+        })
     } else {
-        usize::try_from(len).map_err(|_| DecodeError::TooLong { what, len, max: max as u64 })
+        usize::try_from(len).map_err(|_| DecodeError::TooLong {
+            what,
+            len,
+            max: max as u64,
+        })
     }
 }

@@ -134,7 +134,11 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// As the underlying decoder.
     pub fn varint30(&mut self, protocol: u8) -> Result<i32, ReadError> {
-        if protocol >= 30 { self.varint() } else { self.i32() }
+        if protocol >= 30 {
+            self.varint()
+        } else {
+            self.i32()
+        }
     }
 
     /// `varlong(min)` at protocol >= 30, else `longint` (`read_varlong30`).
@@ -142,7 +146,11 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// As the underlying decoder.
     pub fn varlong30(&mut self, protocol: u8, min_bytes: usize) -> Result<i64, ReadError> {
-        if protocol >= 30 { self.varlong(min_bytes) } else { self.longint() }
+        if protocol >= 30 {
+            self.varlong(min_bytes)
+        } else {
+            self.longint()
+        }
     }
 
     /// A vstring of at most `max` bytes.
@@ -160,7 +168,10 @@ impl<'a> Reader<'a> {
     /// [`ReadError::NeedMore`] when fewer are left.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         let rest = self.remaining();
-        let s = rest.get(..n).ok_or(ReadError::NeedMore(n - rest.len()))?;
+        // Lazily: `n - rest.len()` underflows whenever enough bytes are left.
+        let s = rest
+            .get(..n)
+            .ok_or_else(|| ReadError::NeedMore(n - rest.len()))?;
         self.pos += n;
         Ok(s)
     }
@@ -168,12 +179,20 @@ impl<'a> Reader<'a> {
 
 /// Appends `varint` at protocol >= 30, else `int32` (upstream `write_varint30`).
 pub fn encode_varint30(out: &mut Vec<u8>, protocol: u8, v: i32) {
-    if protocol >= 30 { super::encode_varint(out, v) } else { super::encode_i32(out, v) }
+    if protocol >= 30 {
+        super::encode_varint(out, v)
+    } else {
+        super::encode_i32(out, v)
+    }
 }
 
 /// Appends `varlong(min)` at protocol >= 30, else `longint` (`write_varlong30`).
 pub fn encode_varlong30(out: &mut Vec<u8>, protocol: u8, v: i64, min_bytes: usize) {
-    if protocol >= 30 { super::encode_varlong(out, v, min_bytes) } else { super::encode_longint(out, v) }
+    if protocol >= 30 {
+        super::encode_varlong(out, v, min_bytes)
+    } else {
+        super::encode_longint(out, v)
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +210,8 @@ mod tests {
         let mut r = Reader::new(&bytes[..5]);
         assert_eq!(r.i32().unwrap(), 32);
         assert_eq!(r.varint(), Err(ReadError::NeedMore(1)));
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.bytes(2).unwrap(), &bytes[..2]);
+        assert_eq!(r.bytes(9), Err(ReadError::NeedMore(1)));
     }
 }
