@@ -347,7 +347,19 @@ fn print_stats(opts: &Options, r: &Report, secs: f64) {
 async fn run(argv: Vec<String>) -> Result<i32, Error> {
     let cli = parse_cli(&argv)?;
     if cli.server {
-        let sa = parse_server_args(&cli.args)?;
+        let mut sa = parse_server_args(&cli.args)?;
+        if sa.secluded {
+            // The real arguments follow on stdin: NUL-terminated words,
+            // the first being argv[0], ending with an empty word.
+            let mut words = read_secluded_args()?;
+            if !words.is_empty() {
+                words.remove(0);
+            }
+            let mut all = cli.args.clone();
+            all.extend(words);
+            sa = parse_server_args(&all)?;
+            sa.secluded = false;
+        }
         if sa.daemon {
             return Err(Error::Unsupported("--daemon over a remote shell is not supported yet".into()));
         }
@@ -424,6 +436,30 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         eprintln!("rsync error: {} (code {})", code.describe(), code.code());
     }
     Ok(code.code())
+}
+
+fn read_secluded_args() -> Result<Vec<String>, Error> {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let mut words = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let mut w = Vec::new();
+        let n = lock.read_until(0, &mut w).map_err(Error::Connection)?;
+        if n == 0 || w.last() != Some(&0) {
+            return Err(Error::UnexpectedEof(total as u64));
+        }
+        total += n;
+        w.pop();
+        if w.is_empty() {
+            return Ok(words);
+        }
+        if total > 1 << 20 || words.len() > 10_000 {
+            return Err(Error::Protocol("secluded argument list too long".into()));
+        }
+        words.push(String::from_utf8_lossy(&w).into_owned());
+    }
 }
 
 fn main() {

@@ -234,6 +234,7 @@ pub async fn run_local(sources: &[PathBuf], dest: &Path, opts: &Options, hooks: 
         options: server_opts.clone(),
         paths: vec![dest.to_string_lossy().into_owned()],
         ignored: Vec::new(),
+        secluded: false,
     };
     let server_hooks = Hooks { events: hooks.events.clone(), messages: None };
     let server = tokio::spawn(async move {

@@ -269,6 +269,8 @@ pub struct ServerArgs {
     pub paths: Vec<String>,
     /// Options we accepted but do not act on.
     pub ignored: Vec<String>,
+    /// `-s`: the real arguments follow on stdin (secluded args).
+    pub secluded: bool,
 }
 
 /// Long options a server accepts: (name, takes a value).
@@ -419,6 +421,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'I' => o.ignore_times = true,
                     'O' => o.omit_dir_times = true,
                     'i' => o.itemize += 1,
+                    's' => sa.secluded = true,
                     'e' | 'B' | '@' => {
                         let val = if rest.is_empty() {
                             let v = argv.get(i).map(|s| s.as_ref().to_string());
