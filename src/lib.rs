@@ -17,4 +17,5 @@
 pub mod checksum;
 pub mod delta;
 pub mod flist;
+pub mod fs;
 pub mod wire;

@@ -188,6 +188,28 @@ impl FileEntry {
     }
 }
 
+/// Fills in `hardlink.first` for a list about to be sent at protocol >= 30:
+/// entries are grouped by (`dev`, `ino`); the first of each group in
+/// `entries` (sending order) keeps `first: None`, every later one gets
+/// `Some(ndx_start + position of the first)`. Entries without a
+/// [`HardLink`] are left alone. For a sub-list whose group started in an
+/// earlier list, set `first` yourself (the entry is then sent in full).
+pub fn link_hardlink_groups(entries: &mut [FileEntry], ndx_start: i32) {
+    let mut firsts: std::collections::HashMap<(u64, u64), i32> = std::collections::HashMap::new();
+    for (pos, e) in entries.iter_mut().enumerate() {
+        if let Some(h) = e.hardlink.as_mut() {
+            let me = ndx_start.saturating_add(i32::try_from(pos).unwrap_or(i32::MAX));
+            match firsts.get(&(h.dev, h.ino)) {
+                Some(&f) => h.first = Some(f),
+                None => {
+                    firsts.insert((h.dev, h.ino), me);
+                    h.first = None;
+                }
+            }
+        }
+    }
+}
+
 /// Rejects names a receiver must not use as they are: empty names, names
 /// with a NUL byte, absolute names and names with a `..` component
 /// (upstream aborts with "unsafe pathname" unless `--relative` is used).
