@@ -350,7 +350,6 @@ impl FileListEncoder {
             x |= XMIT_LONG_NAME;
         }
 
-        let start = out.len();
         if o.varint_flags {
             encode_varint(
                 out,
@@ -402,7 +401,6 @@ impl FileListEncoder {
                 (send_uname, send_gname),
             );
         }
-        debug_assert!(out.len() > start);
         prev.name.clone_from(&e.name);
         self.prev = prev;
         self.pseudo_ino = pseudo_ino;
@@ -412,7 +410,7 @@ impl FileListEncoder {
         if gid_name_new {
             self.gids_seen.insert(e.gid);
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         Ok(())
     }
 

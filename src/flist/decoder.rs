@@ -134,7 +134,7 @@ impl FileListDecoder {
                 if let Some((id, n)) = gname {
                     self.group_names.insert(id, n);
                 }
-                self.count += 1;
+                self.count = self.count.saturating_add(1);
                 if self.opts.preserve_hard_links && self.opts.protocol >= 30 {
                     self.sent_order.push((*entry).clone());
                 }
