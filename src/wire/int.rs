@@ -3,7 +3,7 @@
 //! Layer: wire. Mirrors upstream io.c `read_int`/`write_int`,
 //! `read_longint`/`write_longint`, `read_shortint`, `read_byte`.
 
-use super::{DecodeError, Decoded};
+use super::{Decoded, DecodeError};
 
 /// Appends `v` as four little-endian bytes (`write_int`).
 pub fn encode_i32(out: &mut Vec<u8>, v: i32) {
@@ -63,10 +63,7 @@ pub fn decode_u8(buf: &[u8]) -> Result<Decoded<u8>, DecodeError> {
 /// Never.
 pub fn decode_u16(buf: &[u8]) -> Result<Decoded<u16>, DecodeError> {
     Ok(match take::<2>(buf) {
-        Ok(a) => Decoded::Done {
-            value: u16::from_le_bytes(a),
-            used: 2,
-        },
+        Ok(a) => Decoded::Done { value: u16::from_le_bytes(a), used: 2 },
         Err(n) => Decoded::NeedMore(n),
     })
 }
@@ -77,10 +74,7 @@ pub fn decode_u16(buf: &[u8]) -> Result<Decoded<u16>, DecodeError> {
 /// Never.
 pub fn decode_i32(buf: &[u8]) -> Result<Decoded<i32>, DecodeError> {
     Ok(match take::<4>(buf) {
-        Ok(a) => Decoded::Done {
-            value: i32::from_le_bytes(a),
-            used: 4,
-        },
+        Ok(a) => Decoded::Done { value: i32::from_le_bytes(a), used: 4 },
         Err(n) => Decoded::NeedMore(n),
     })
 }
@@ -95,17 +89,11 @@ pub fn decode_longint(buf: &[u8]) -> Result<Decoded<i64>, DecodeError> {
         Err(n) => return Ok(Decoded::NeedMore(n)),
     };
     if head != -1 {
-        return Ok(Decoded::Done {
-            value: i64::from(head),
-            used: 4,
-        });
+        return Ok(Decoded::Done { value: i64::from(head), used: 4 });
     }
     let rest = buf.get(4..).unwrap_or(&[]);
     Ok(match take::<8>(rest) {
-        Ok(a) => Decoded::Done {
-            value: i64::from_le_bytes(a),
-            used: 12,
-        },
+        Ok(a) => Decoded::Done { value: i64::from_le_bytes(a), used: 12 },
         Err(n) => Decoded::NeedMore(n),
     })
 }
@@ -119,33 +107,16 @@ mod tests {
         let rows: &[(i64, &[u8])] = &[
             (323, &[0x43, 0x01, 0, 0]),
             (0x7fff_ffff, &[0xff, 0xff, 0xff, 0x7f]),
-            (
-                1 << 31,
-                &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0x80, 0, 0, 0, 0],
-            ),
-            (
-                -1,
-                &[
-                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                ],
-            ),
+            (1 << 31, &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0x80, 0, 0, 0, 0]),
+            (-1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ];
         for &(v, bytes) in rows {
             let mut out = Vec::new();
             encode_longint(&mut out, v);
             assert_eq!(out, bytes, "encode {v}");
-            assert_eq!(
-                decode_longint(bytes).unwrap(),
-                Decoded::Done {
-                    value: v,
-                    used: bytes.len()
-                }
-            );
+            assert_eq!(decode_longint(bytes).unwrap(), Decoded::Done { value: v, used: bytes.len() });
             for cut in 0..bytes.len() {
-                assert!(matches!(
-                    decode_longint(&bytes[..cut]).unwrap(),
-                    Decoded::NeedMore(_)
-                ));
+                assert!(matches!(decode_longint(&bytes[..cut]).unwrap(), Decoded::NeedMore(_)));
             }
         }
     }
@@ -156,17 +127,8 @@ mod tests {
         encode_i32(&mut out, 32);
         encode_u16(&mut out, 0xa000);
         assert_eq!(out, [0x20, 0, 0, 0, 0x00, 0xa0]);
-        assert_eq!(
-            decode_i32(&out).unwrap(),
-            Decoded::Done { value: 32, used: 4 }
-        );
-        assert_eq!(
-            decode_u16(&out[4..]).unwrap(),
-            Decoded::Done {
-                value: 0xa000,
-                used: 2
-            }
-        );
+        assert_eq!(decode_i32(&out).unwrap(), Decoded::Done { value: 32, used: 4 });
+        assert_eq!(decode_u16(&out[4..]).unwrap(), Decoded::Done { value: 0xa000, used: 2 });
         assert_eq!(decode_i32(&out[..3]).unwrap(), Decoded::NeedMore(1));
     }
 }

@@ -19,12 +19,10 @@ mod reader;
 mod varint;
 
 pub use int::{
-    decode_i32, decode_longint, decode_u8, decode_u16, encode_i32, encode_longint, encode_u16,
+    decode_i32, decode_longint, decode_u16, decode_u8, encode_i32, encode_longint, encode_u16,
 };
 pub use reader::{ReadError, Reader, encode_varint30, encode_varlong30};
-pub use varint::{
-    decode_varint, decode_varlong, decode_vstring, encode_varint, encode_varlong, encode_vstring,
-};
+pub use varint::{decode_varint, decode_varlong, decode_vstring, encode_varint, encode_varlong, encode_vstring};
 
 /// The result of a decoder that may need more input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,10 +42,7 @@ impl<T> Decoded<T> {
     /// Maps the value of a finished decode.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Decoded<U> {
         match self {
-            Decoded::Done { value, used } => Decoded::Done {
-                value: f(value),
-                used,
-            },
+            Decoded::Done { value, used } => Decoded::Done { value: f(value), used },
             Decoded::NeedMore(n) => Decoded::NeedMore(n),
         }
     }
@@ -137,16 +132,8 @@ impl Default for Limits {
 /// [`DecodeError::TooLong`] when `len > max`.
 pub fn check_len(what: &'static str, len: u64, max: usize) -> Result<usize, DecodeError> {
     if len > max as u64 {
-        Err(DecodeError::TooLong {
-            what,
-            len,
-            max: max as u64,
-        })
+        Err(DecodeError::TooLong { what, len, max: max as u64 })
     } else {
-        usize::try_from(len).map_err(|_| DecodeError::TooLong {
-            what,
-            len,
-            max: max as u64,
-        })
+        usize::try_from(len).map_err(|_| DecodeError::TooLong { what, len, max: max as u64 })
     }
 }

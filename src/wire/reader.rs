@@ -134,11 +134,7 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// As the underlying decoder.
     pub fn varint30(&mut self, protocol: u8) -> Result<i32, ReadError> {
-        if protocol >= 30 {
-            self.varint()
-        } else {
-            self.i32()
-        }
+        if protocol >= 30 { self.varint() } else { self.i32() }
     }
 
     /// `varlong(min)` at protocol >= 30, else `longint` (`read_varlong30`).
@@ -146,11 +142,7 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// As the underlying decoder.
     pub fn varlong30(&mut self, protocol: u8, min_bytes: usize) -> Result<i64, ReadError> {
-        if protocol >= 30 {
-            self.varlong(min_bytes)
-        } else {
-            self.longint()
-        }
+        if protocol >= 30 { self.varlong(min_bytes) } else { self.longint() }
     }
 
     /// A vstring of at most `max` bytes.
@@ -176,20 +168,12 @@ impl<'a> Reader<'a> {
 
 /// Appends `varint` at protocol >= 30, else `int32` (upstream `write_varint30`).
 pub fn encode_varint30(out: &mut Vec<u8>, protocol: u8, v: i32) {
-    if protocol >= 30 {
-        super::encode_varint(out, v)
-    } else {
-        super::encode_i32(out, v)
-    }
+    if protocol >= 30 { super::encode_varint(out, v) } else { super::encode_i32(out, v) }
 }
 
 /// Appends `varlong(min)` at protocol >= 30, else `longint` (`write_varlong30`).
 pub fn encode_varlong30(out: &mut Vec<u8>, protocol: u8, v: i64, min_bytes: usize) {
-    if protocol >= 30 {
-        super::encode_varlong(out, v, min_bytes)
-    } else {
-        super::encode_longint(out, v)
-    }
+    if protocol >= 30 { super::encode_varlong(out, v, min_bytes) } else { super::encode_longint(out, v) }
 }
 
 #[cfg(test)]

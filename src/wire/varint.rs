@@ -106,10 +106,7 @@ pub fn decode_varint(buf: &[u8]) -> Result<Decoded<i32>, DecodeError> {
         // Only the low 32 bits count, as upstream's union does.
         i32::from_le_bytes([u[0], u[1], u[2], u[3]])
     };
-    Ok(Decoded::Done {
-        value,
-        used: 1 + extra,
-    })
+    Ok(Decoded::Done { value, used: 1 + extra })
 }
 
 /// Decodes a varlong written with `min_bytes` (3..=8).
@@ -159,11 +156,7 @@ pub fn decode_varlong(buf: &[u8], min_bytes: usize) -> Result<Decoded<i64>, Deco
 pub fn encode_vstring(out: &mut Vec<u8>, s: &[u8]) -> Result<(), DecodeError> {
     let len = s.len();
     if len > 0x7fff {
-        return Err(DecodeError::TooLong {
-            what: "vstring",
-            len: len as u64,
-            max: 0x7fff,
-        });
+        return Err(DecodeError::TooLong { what: "vstring", len: len as u64, max: 0x7fff });
     }
     #[allow(clippy::cast_possible_truncation)]
     if len > 0x7f {
@@ -193,17 +186,10 @@ pub fn decode_vstring(buf: &[u8], max: usize) -> Result<Decoded<Vec<u8>>, Decode
         (usize::from(b0), 1)
     };
     if len > max {
-        return Err(DecodeError::TooLong {
-            what: "vstring",
-            len: len as u64,
-            max: max as u64,
-        });
+        return Err(DecodeError::TooLong { what: "vstring", len: len as u64, max: max as u64 });
     }
     match buf.get(hdr..hdr + len) {
-        Some(s) => Ok(Decoded::Done {
-            value: s.to_vec(),
-            used: hdr + len,
-        }),
+        Some(s) => Ok(Decoded::Done { value: s.to_vec(), used: hdr + len }),
         None => Ok(Decoded::NeedMore(hdr + len - buf.len())),
     }
 }
@@ -231,13 +217,7 @@ mod tests {
             let mut out = Vec::new();
             encode_varint(&mut out, v);
             assert_eq!(out, bytes, "encode {v}");
-            assert_eq!(
-                decode_varint(bytes).unwrap(),
-                Decoded::Done {
-                    value: v,
-                    used: bytes.len()
-                }
-            );
+            assert_eq!(decode_varint(bytes).unwrap(), Decoded::Done { value: v, used: bytes.len() });
         }
     }
 
@@ -253,23 +233,13 @@ mod tests {
             (0x12_3456_789a, 3, &[0xd2, 0x9a, 0x78, 0x56, 0x34]),
             (1_704_164_645, 4, &[0x65, 0x25, 0x7d, 0x93]),
             (1 << 40, 4, &[0xc1, 0, 0, 0, 0, 0]),
-            (
-                -1,
-                3,
-                &[0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-            ),
+            (-1, 3, &[0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         ];
         for &(v, min, bytes) in rows {
             let mut out = Vec::new();
             encode_varlong(&mut out, v, min);
             assert_eq!(out, bytes, "encode {v} min {min}");
-            assert_eq!(
-                decode_varlong(bytes, min).unwrap(),
-                Decoded::Done {
-                    value: v,
-                    used: bytes.len()
-                }
-            );
+            assert_eq!(decode_varlong(bytes, min).unwrap(), Decoded::Done { value: v, used: bytes.len() });
         }
     }
 
@@ -282,13 +252,7 @@ mod tests {
         let mut out = Vec::new();
         encode_vstring(&mut out, &long).unwrap();
         assert_eq!(&out[..2], &[0x81, 0x2c]);
-        assert_eq!(
-            decode_vstring(&out, 1000).unwrap(),
-            Decoded::Done {
-                value: long,
-                used: 302
-            }
-        );
+        assert_eq!(decode_vstring(&out, 1000).unwrap(), Decoded::Done { value: long, used: 302 });
         assert!(decode_vstring(&out, 255).is_err());
     }
 

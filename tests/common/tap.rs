@@ -38,18 +38,9 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// Loads a capture by path (absolute, or relative to [`captures_dir`]).
 pub fn load(name: &str) -> Tap {
-    let path = if Path::new(name).is_absolute() {
-        PathBuf::from(name)
-    } else {
-        captures_dir().join(name)
-    };
+    let path = if Path::new(name).is_absolute() { PathBuf::from(name) } else { captures_dir().join(name) };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut tap = Tap {
-        transport: String::new(),
-        argv_json: String::new(),
-        c2s: Vec::new(),
-        s2c: Vec::new(),
-    };
+    let mut tap = Tap { transport: String::new(), argv_json: String::new(), c2s: Vec::new(), s2c: Vec::new() };
     for line in text.lines() {
         let mut words = line.splitn(5, ' ');
         match words.next() {
