@@ -13,6 +13,7 @@ pub const XMIT_TOP_DIR: u32 = 1 << 0;
 /// The mode equals the previous entry's mode.
 pub const XMIT_SAME_MODE: u32 = 1 << 1;
 /// Protocol 27: the device number equals the previous one.
+#[doc(alias = "XMIT_SAME_RDEV_pre28")]
 pub const XMIT_SAME_RDEV_PRE28: u32 = 1 << 2;
 /// Protocol >= 28, byte/shortint flags: a second flags byte follows.
 pub const XMIT_EXTENDED_FLAGS: u32 = 1 << 2;
@@ -33,10 +34,12 @@ pub const XMIT_NO_CONTENT_DIR: u32 = 1 << 8;
 /// Protocol >= 28: the entry is part of a hard-link group.
 pub const XMIT_HLINKED: u32 = 1 << 9;
 /// Protocols 28-29: the hard-link device equals the previous one.
+#[doc(alias = "XMIT_SAME_DEV_pre30")]
 pub const XMIT_SAME_DEV_PRE30: u32 = 1 << 10;
 /// Protocol >= 30: a user name follows the uid (incremental recursion).
 pub const XMIT_USER_NAME_FOLLOWS: u32 = 1 << 10;
 /// Protocols 28-29: the device minor is sent as one byte.
+#[doc(alias = "XMIT_RDEV_MINOR_8_pre30")]
 pub const XMIT_RDEV_MINOR_8_PRE30: u32 = 1 << 11;
 /// Protocol >= 30: a group name follows the gid (incremental recursion).
 pub const XMIT_GROUP_NAME_FOLLOWS: u32 = 1 << 11;
