@@ -1,1 +1,9 @@
-//! placeholder
+//! Local side effects: reading the source tree into a file list.
+//!
+//! Layer: fs (L3). Uses `flist` and `std::fs`; never the network.
+//! Mirrors upstream flist.c (`send_file_list`, `make_file`,
+//! `send_directory`) for the scanning part and uidlist.c for names.
+
+pub mod scan;
+
+pub use scan::{ScanOptions, ScanResult, scan_sources, sort_scan};

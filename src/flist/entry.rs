@@ -1,0 +1,278 @@
+//! One file-list entry as both sides see it, the file kinds rsync knows and
+//! the `XMIT_*` flag bits of the entry encoding.
+//!
+//! Layer: flist (L2). Uses `wire` only; does no I/O.
+//! Mirrors upstream rsync.h (`XMIT_*`, `struct file_struct`) and the name
+//! checks of flist.c `recv_file_entry` / util1.c `clean_fname`.
+
+use crate::wire::DecodeError;
+
+/// Directory given on the command line (or `.` for `src/`); on a
+/// non-directory only padding that keeps the flags non-zero.
+pub const XMIT_TOP_DIR: u32 = 1 << 0;
+/// The mode equals the previous entry's mode.
+pub const XMIT_SAME_MODE: u32 = 1 << 1;
+/// Protocol 27: the device number equals the previous one.
+#[doc(alias = "XMIT_SAME_RDEV_pre28")]
+pub const XMIT_SAME_RDEV_PRE28: u32 = 1 << 2;
+/// Protocol >= 28, byte/shortint flags: a second flags byte follows.
+pub const XMIT_EXTENDED_FLAGS: u32 = 1 << 2;
+/// The uid equals the previous uid (or uids are not preserved).
+pub const XMIT_SAME_UID: u32 = 1 << 3;
+/// The gid equals the previous gid (or gids are not preserved).
+pub const XMIT_SAME_GID: u32 = 1 << 4;
+/// The name shares a prefix (length byte follows) with the previous name.
+pub const XMIT_SAME_NAME: u32 = 1 << 5;
+/// The name suffix length is a varint30 instead of a byte.
+pub const XMIT_LONG_NAME: u32 = 1 << 6;
+/// The mtime seconds equal the previous mtime.
+pub const XMIT_SAME_TIME: u32 = 1 << 7;
+/// Protocol >= 28: the device major equals the previous major.
+pub const XMIT_SAME_RDEV_MAJOR: u32 = 1 << 8;
+/// Protocol >= 30, directories: the contents are not part of the transfer.
+pub const XMIT_NO_CONTENT_DIR: u32 = 1 << 8;
+/// Protocol >= 28: the entry is part of a hard-link group.
+pub const XMIT_HLINKED: u32 = 1 << 9;
+/// Protocols 28-29: the hard-link device equals the previous one.
+#[doc(alias = "XMIT_SAME_DEV_pre30")]
+pub const XMIT_SAME_DEV_PRE30: u32 = 1 << 10;
+/// Protocol >= 30: a user name follows the uid (incremental recursion).
+pub const XMIT_USER_NAME_FOLLOWS: u32 = 1 << 10;
+/// Protocols 28-29: the device minor is sent as one byte.
+#[doc(alias = "XMIT_RDEV_MINOR_8_pre30")]
+pub const XMIT_RDEV_MINOR_8_PRE30: u32 = 1 << 11;
+/// Protocol >= 30: a group name follows the gid (incremental recursion).
+pub const XMIT_GROUP_NAME_FOLLOWS: u32 = 1 << 11;
+/// Protocol >= 30: first entry (in sending order) of its hard-link group.
+pub const XMIT_HLINK_FIRST: u32 = 1 << 12;
+/// Protocol >= 30 with safe file lists: in the end marker `0x1004` only.
+pub const XMIT_IO_ERROR_ENDLIST: u32 = 1 << 12;
+/// Protocol >= 31: the mtime nanoseconds follow.
+pub const XMIT_MOD_NSEC: u32 = 1 << 13;
+/// `--atimes`: the atime equals the previous atime.
+pub const XMIT_SAME_ATIME: u32 = 1 << 14;
+/// Varint flags only, reserved.
+pub const XMIT_RESERVED_16: u32 = 1 << 16;
+/// Varint flags only, `--crtimes`: the creation time equals the mtime.
+pub const XMIT_CRTIME_EQ_MTIME: u32 = 1 << 17;
+
+/// `S_IFMT`: the file-type bits of a mode.
+pub const S_IFMT: u32 = 0o170_000;
+
+/// The seven file types rsync transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A character device.
+    CharDev,
+    /// A block device.
+    BlockDev,
+    /// A named pipe.
+    Fifo,
+    /// A Unix-domain socket.
+    Socket,
+}
+
+impl FileKind {
+    /// The kind named by the type bits of `mode`, or `None` for an unknown type.
+    #[must_use]
+    pub fn from_mode(mode: u32) -> Option<Self> {
+        Some(match mode & S_IFMT {
+            0o100_000 => FileKind::Regular,
+            0o040_000 => FileKind::Dir,
+            0o120_000 => FileKind::Symlink,
+            0o020_000 => FileKind::CharDev,
+            0o060_000 => FileKind::BlockDev,
+            0o010_000 => FileKind::Fifo,
+            0o140_000 => FileKind::Socket,
+            _ => return None,
+        })
+    }
+
+    /// The `S_IFMT` bits of this kind (traditional values, as on the wire).
+    #[must_use]
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileKind::Regular => 0o100_000,
+            FileKind::Dir => 0o040_000,
+            FileKind::Symlink => 0o120_000,
+            FileKind::CharDev => 0o020_000,
+            FileKind::BlockDev => 0o060_000,
+            FileKind::Fifo => 0o010_000,
+            FileKind::Socket => 0o140_000,
+        }
+    }
+
+    /// Character or block device.
+    #[must_use]
+    pub fn is_device(self) -> bool {
+        matches!(self, FileKind::CharDev | FileKind::BlockDev)
+    }
+
+    /// Fifo or socket (upstream `IS_SPECIAL`).
+    #[must_use]
+    pub fn is_special(self) -> bool {
+        matches!(self, FileKind::Fifo | FileKind::Socket)
+    }
+}
+
+/// Hard-link information of an entry (`-H`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HardLink {
+    /// Protocol >= 30: the index (`ndx_start` + position in sending order)
+    /// of the group's first entry; `None` if this entry is the first.
+    pub first: Option<i32>,
+    /// Protocol < 30: the device number (the wire carries it plus one).
+    pub dev: u64,
+    /// Protocol < 30: the inode number.
+    pub ino: u64,
+}
+
+/// One file-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileEntry {
+    /// Path relative to the transfer root, `/`-separated, `.` for the root.
+    pub name: Vec<u8>,
+    /// Full `st_mode` including the type bits.
+    pub mode: u32,
+    /// Size in bytes (symlinks: target length; devices and specials: 0).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanosecond part of the mtime (sent at protocol >= 31).
+    pub mtime_nsec: u32,
+    /// Access time (`--atimes`, non-directories).
+    pub atime: i64,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Owner name, when known.
+    pub user_name: Option<Vec<u8>>,
+    /// Group name, when known.
+    pub group_name: Option<Vec<u8>>,
+    /// Device major number (devices only).
+    pub rdev_major: u32,
+    /// Device minor number (devices only).
+    pub rdev_minor: u32,
+    /// Symlink target (symlinks with `-l`).
+    pub link_target: Option<Vec<u8>>,
+    /// Hard-link group information (`-H`).
+    pub hardlink: Option<HardLink>,
+    /// Whole-file checksum (`--checksum`, regular files).
+    pub checksum: Option<Vec<u8>>,
+    /// `XMIT_TOP_DIR` / `XMIT_NO_CONTENT_DIR` as received or to send, for
+    /// directories; ignored on other entries.
+    pub xflags: u32,
+}
+
+impl FileEntry {
+    /// The file kind, or `None` when the mode's type bits are unknown.
+    #[must_use]
+    pub fn kind(&self) -> Option<FileKind> {
+        FileKind::from_mode(self.mode)
+    }
+
+    /// Whether this entry is a directory.
+    #[must_use]
+    pub fn is_dir(&self) -> bool {
+        self.kind() == Some(FileKind::Dir)
+    }
+
+    /// Whether this is a top-level directory of the transfer.
+    #[must_use]
+    pub fn is_top_dir(&self) -> bool {
+        self.is_dir() && self.xflags & XMIT_TOP_DIR != 0
+    }
+}
+
+/// Fills in `hardlink.first` for a list about to be sent at protocol >= 30:
+/// entries are grouped by (`dev`, `ino`); the first of each group in
+/// `entries` (sending order) keeps `first: None`, every later one gets
+/// `Some(ndx_start + position of the first)`. Entries without a
+/// [`HardLink`] are left alone. For a sub-list whose group started in an
+/// earlier list, set `first` yourself (the entry is then sent in full).
+pub fn link_hardlink_groups(entries: &mut [FileEntry], ndx_start: i32) {
+    let mut firsts: std::collections::HashMap<(u64, u64), i32> = std::collections::HashMap::new();
+    for (pos, e) in entries.iter_mut().enumerate() {
+        if let Some(h) = e.hardlink.as_mut() {
+            let me = ndx_start.saturating_add(i32::try_from(pos).unwrap_or(i32::MAX));
+            match firsts.get(&(h.dev, h.ino)) {
+                Some(&f) => h.first = Some(f),
+                None => {
+                    firsts.insert((h.dev, h.ino), me);
+                    h.first = None;
+                }
+            }
+        }
+    }
+}
+
+/// Rejects names a receiver must not use as they are: empty names, names
+/// with a NUL byte, absolute names and names with a `..` component
+/// (upstream aborts with "unsafe pathname" unless `--relative` is used).
+///
+/// # Errors
+/// [`DecodeError::Protocol`] naming the problem.
+pub fn check_safe_name(name: &[u8]) -> Result<(), DecodeError> {
+    if name.is_empty() {
+        return Err(DecodeError::Protocol("empty file name"));
+    }
+    if name.contains(&0) {
+        return Err(DecodeError::Protocol("file name contains a NUL byte"));
+    }
+    if name.first() == Some(&b'/') {
+        return Err(DecodeError::Protocol("absolute file name"));
+    }
+    if name.split(|&b| b == b'/').any(|c| c == b"..") {
+        return Err(DecodeError::Protocol("file name with a `..` component"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [
+            FileKind::Regular,
+            FileKind::Dir,
+            FileKind::Symlink,
+            FileKind::CharDev,
+            FileKind::BlockDev,
+            FileKind::Fifo,
+            FileKind::Socket,
+        ] {
+            assert_eq!(FileKind::from_mode(k.mode_bits() | 0o644), Some(k));
+        }
+        assert_eq!(FileKind::from_mode(0), None);
+        assert_eq!(FileKind::from_mode(0o070_000), None);
+    }
+
+    #[test]
+    fn safe_names() {
+        let rows: &[(&[u8], bool)] = &[
+            (b".", true),
+            (b"a/b", true),
+            (b"a..b", true),
+            (b"..a/b", true),
+            (b"", false),
+            (b"/etc", false),
+            (b"..", false),
+            (b"a/../b", false),
+            (b"a/..", false),
+            (b"a\0b", false),
+        ];
+        for (name, ok) in rows {
+            assert_eq!(check_safe_name(name).is_ok(), *ok, "{name:?}");
+        }
+    }
+}
