@@ -318,7 +318,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     ctx.itemize(e, flags);
                 }
                 self.send_item(i, flags);
-                if ctx.opts.delete.is_some() && !is_new && e.xflags & crate::flist::XMIT_NO_CONTENT_DIR == 0 {
+                if ctx.opts.delete.is_some() && !is_new && e.xflags & crate::flist::entry::XMIT_NO_CONTENT_DIR == 0 {
                     self.delete_in_dir(i).await?;
                 }
             }

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Hooks {
 ///
 /// # Errors
 /// A source cannot be read at all.
-pub fn build_send_list(sources: &[PathBuf], opts: &Options) -> Result<SendList> {
+pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Result<SendList> {
     let so = crate::fs::ScanOptions {
         recursive: opts.recursive,
         links: opts.links,
@@ -80,8 +80,11 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options) -> Result<SendList> 
         dirs: opts.dirs,
         ..crate::fs::ScanOptions::default()
     };
-    let res = crate::fs::scan_sources(sources, &so)
+    let mut res = crate::fs::scan_sources(sources, &so)
         .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    if protocol < 29 {
+        crate::fs::sort_scan(&mut res, protocol);
+    }
     Ok(SendList { entries: res.entries, paths: res.paths, io_error: res.io_error })
 }
 
@@ -122,7 +125,7 @@ where
             if setup::filter_list_sent(false, opts) {
                 setup::send_filter_list(&mut w).await?;
             }
-            let list = build_send_list(&sources, opts)?;
+            let list = build_send_list(&sources, opts, setup.protocol)?;
             sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
         }
     };
@@ -201,7 +204,7 @@ where
         if sources.is_empty() {
             sources.push(PathBuf::from("."));
         }
-        let list = build_send_list(&sources, opts)?;
+        let list = build_send_list(&sources, opts, setup.protocol)?;
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {
         if setup::filter_list_sent(false, opts) {
