@@ -568,7 +568,7 @@ fn handshake_values_of_known_captures() {
             assert_eq!(hs.versions, versions, "{name}");
         }
         assert_eq!(hs.compat, compat, "{name}");
-        assert_eq!(hs.seed as u32, seed, "{name}");
+        assert_eq!(hs.seed.to_le_bytes(), seed.to_le_bytes(), "{name}");
         let text = |l: &Vec<Vec<u8>>| {
             l.iter()
                 .map(|v| String::from_utf8(v.clone()).unwrap())

@@ -35,7 +35,7 @@ fn canonical(name: &[u8]) -> Option<&'static str> {
 
 /// The names of a peer's list, canonicalised; unknown names are dropped.
 fn parse_list(list: &[u8]) -> impl Iterator<Item = &'static str> + '_ {
-    list.split(|b| b.is_ascii_whitespace())
+    list.split(u8::is_ascii_whitespace)
         .filter(|w| !w.is_empty())
         .filter_map(canonical)
 }
