@@ -57,6 +57,17 @@ Options (as rsync's):
      --version            print the version
 ";
 
+fn set_archive(o: &mut Options) {
+    o.recursive = true;
+    o.links = true;
+    o.perms = true;
+    o.times = true;
+    o.group = true;
+    o.owner = true;
+    o.devices = true;
+    o.specials = true;
+}
+
 struct Cli {
     opts: Options,
     rsh: Option<String>,
@@ -107,10 +118,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "server" => return Ok(Cli { opts: o, rsh: None, server: true, args: argv.to_vec() }),
                 "verbose" => o.verbose += 1,
                 "quiet" => o.quiet = true,
-                "archive" => {
-                    let keep = o.clone();
-                    o = Options { verbose: keep.verbose, ..Options::archive() };
-                }
+                "archive" => set_archive(&mut o),
                 "recursive" => o.recursive = true,
                 "dirs" => o.dirs = true,
                 "links" => o.links = true,
@@ -172,11 +180,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
             match ch {
                 'v' => o.verbose += 1,
                 'q' => o.quiet = true,
-                'a' => {
-                    let v = o.verbose;
-                    let it = o.itemize;
-                    o = Options { verbose: v, itemize: it, ..Options::archive() };
-                }
+                'a' => set_archive(&mut o),
                 'r' => o.recursive = true,
                 'd' => o.dirs = true,
                 'l' => o.links = true,
@@ -309,6 +313,19 @@ fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
     }))
 }
 
+/// A number with thousands separators, as rsync prints it.
+fn commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn print_stats(opts: &Options, r: &Report, secs: f64) {
     let s = &r.stats;
     if opts.stats {
@@ -317,27 +334,27 @@ fn print_stats(opts: &Options, r: &Report, secs: f64) {
         println!("Number of created files: {}", s.num_created_dirs);
         println!("Number of deleted files: {}", s.deleted);
         println!("Number of regular files transferred: {}", s.num_transferred);
-        println!("Total file size: {} bytes", s.total_size);
-        println!("Total transferred file size: {} bytes", s.transferred_size);
-        println!("Literal data: {} bytes", s.literal_data);
-        println!("Matched data: {} bytes", s.matched_data);
-        println!("File list size: {}", s.flist_size);
-        println!("Total bytes sent: {}", s.bytes_sent);
-        println!("Total bytes received: {}", s.bytes_received);
+        println!("Total file size: {} bytes", commas(s.total_size));
+        println!("Total transferred file size: {} bytes", commas(s.transferred_size));
+        println!("Literal data: {} bytes", commas(s.literal_data));
+        println!("Matched data: {} bytes", commas(s.matched_data));
+        println!("File list size: {}", commas(s.flist_size));
+        println!("Total bytes sent: {}", commas(s.bytes_sent));
+        println!("Total bytes received: {}", commas(s.bytes_received));
     }
     if opts.verbose > 0 || opts.stats {
         let total = (s.bytes_sent + s.bytes_received) as f64;
         println!();
         println!(
             "sent {} bytes  received {} bytes  {:.2} bytes/sec",
-            s.bytes_sent,
-            s.bytes_received,
+            commas(s.bytes_sent),
+            commas(s.bytes_received),
             if secs > 0.0 { total / secs } else { total }
         );
         let speedup = if total > 0.0 { s.total_size as f64 / total } else { 0.0 };
         println!(
             "total size is {}  speedup is {:.2}{}",
-            s.total_size,
+            commas(s.total_size),
             speedup,
             if opts.dry_run { " (DRY RUN)" } else { "" }
         );

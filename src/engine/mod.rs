@@ -88,7 +88,7 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
     Ok(SendList { entries: res.entries, paths: res.paths, io_error: res.io_error })
 }
 
-fn set_timeouts<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) {
+fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) {
     if opts.timeout > 0 {
         let t = Some(Duration::from_secs(u64::from(opts.timeout)));
         r.set_timeout(t);
@@ -245,7 +245,10 @@ pub async fn run_local(sources: &[PathBuf], dest: &Path, opts: &Options, hooks: 
         run_server(rd, wr, &sa, &server_hooks).await
     });
     let (rd, wr) = tokio::io::split(client_io);
-    let client = run_client(rd, wr, &server_opts, ClientRole::Sender { sources: sources.to_vec() }, hooks).await;
+    // The receiving side reports the items of a local copy, as rsync does.
+    let client_hooks = Hooks { events: None, messages: hooks.messages.clone() };
+    let client =
+        run_client(rd, wr, &server_opts, ClientRole::Sender { sources: sources.to_vec() }, &client_hooks).await;
     let server = server.await.map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
     let mut report = client?;
     let srv = server?;

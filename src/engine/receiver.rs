@@ -128,11 +128,17 @@ where
     report.errors = check_parents(&list, &mut active);
     report.io_error = io_error;
     let (paths, must_create) = dest_paths(dest, &list)?;
-    if must_create && !opts.dry_run && !list.is_empty() {
-        fs::create_dir_all(dest).map_err(|e| Error::local("mkdir", dest, e))?;
+    if must_create && !list.is_empty() {
+        // A list with "." creates the destination itself (and itemizes it
+        // as new); otherwise it is the container of the top names.
+        if !opts.dry_run && !list.iter().any(|e| e.name == b".") {
+            fs::create_dir_all(dest).map_err(|e| Error::local("mkdir", dest, e))?;
+        }
         if let Some(sink) = events {
-            if opts.verbose > 0 {
-                sink(&Event::Message { error: false, text: format!("created directory {}", dest.display()) });
+            if opts.verbose > 0 || opts.itemize > 0 {
+                let shown = dest.to_string_lossy();
+                let shown = shown.trim_end_matches('/');
+                sink(&Event::Message { error: false, text: format!("created directory {shown}") });
             }
         }
     }
@@ -162,7 +168,9 @@ where
     report.stats.flist_size = flist_bytes;
     report.stats.num_files = list.len() as u64;
     for e in &list {
-        report.stats.total_size += e.size;
+        if !e.is_dir() {
+            report.stats.total_size += e.size;
+        }
         if e.kind() == Some(FileKind::Regular) {
             report.stats.num_reg_files += 1;
         }

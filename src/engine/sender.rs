@@ -15,7 +15,7 @@ use super::io::{MuxReader, MuxWriter};
 use super::options::Options;
 use super::report::{Event, EventSink, ItemKind, Report, item};
 use super::setup::Setup;
-use crate::delta::{Matcher, SumHead, Token, decode_blocks, encode_block, encode_end, encode_literal};
+use crate::delta::{Matcher, Signature, SumHead, Token, encode_block, encode_end, encode_literal};
 use crate::error::{Error, Result};
 use crate::flist::{FileEntry, FileKind, FileListEncoder, FlistOptions, encode_id_list};
 use crate::wire::{self, Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder, NdxEncoder};
@@ -173,7 +173,9 @@ where
         if e.kind() == Some(FileKind::Regular) {
             report.stats.num_reg_files += 1;
         }
-        report.stats.total_size += e.size;
+        if !e.is_dir() {
+            report.stats.total_size += e.size;
+        }
     }
     report.io_error |= list.io_error;
 
@@ -243,7 +245,7 @@ where
             continue;
         }
         let head = r.decode(|b| SumHead::decode(b, protocol, digest_len, &limits)).await?;
-        let blocks = r.decode(|b| decode_blocks(b, &head)).await?;
+        let blocks = r.decode(|b| Signature::decode_blocks(b, &head)).await?;
         let sig = crate::delta::Signature { head, blocks };
         let file = match std::fs::File::open(&list.paths[idx]) {
             Ok(f) => f,
