@@ -17,7 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::os::unix::fs::symlink("hello.txt", src.join("link"))?;
 
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(Transfer::new(Options::archive()).local(&[format!("{}/", src.display()).into()], &dst))?;
+    let report = rt.block_on(
+        Transfer::new(Options::archive()).local(&[format!("{}/", src.display()).into()], &dst),
+    )?;
     println!(
         "copied {} entries ({} bytes of file data), exit code {}",
         report.stats.num_files,

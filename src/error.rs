@@ -190,7 +190,11 @@ impl Error {
     }
 
     pub(crate) fn local(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Local { op, path: path.into(), source }
+        Error::Local {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 

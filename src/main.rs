@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferrsync::engine::{DeleteTiming, Event, Hooks, Options, parse_server_args, run_server};
-use ferrsync::{Error, Report, RemoteCommand, Transfer};
+use ferrsync::{Error, RemoteCommand, Report, Transfer};
 
 const USAGE: &str = "\
 ferrsync: a Rust implementation of the rsync protocol
@@ -80,7 +80,8 @@ fn syntax(msg: String) -> Error {
 }
 
 fn num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, Error> {
-    v.parse().map_err(|_| syntax(format!("invalid value for {opt}: {v}")))
+    v.parse()
+        .map_err(|_| syntax(format!("invalid value for {opt}: {v}")))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -110,12 +111,22 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 if let Some(v) = inline.clone() {
                     return Ok(v);
                 }
-                let v = argv.get(i).cloned().ok_or_else(|| syntax(format!("--{name}: missing argument")))?;
+                let v = argv
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| syntax(format!("--{name}: missing argument")))?;
                 i += 1;
                 Ok(v)
             };
             match name {
-                "server" => return Ok(Cli { opts: o, rsh: None, server: true, args: argv.to_vec() }),
+                "server" => {
+                    return Ok(Cli {
+                        opts: o,
+                        rsh: None,
+                        server: true,
+                        args: argv.to_vec(),
+                    });
+                }
                 "verbose" => o.verbose += 1,
                 "quiet" => o.quiet = true,
                 "archive" => set_archive(&mut o),
@@ -159,7 +170,10 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                     std::process::exit(0);
                 }
                 "version" => {
-                    println!("ferrsync version {}  protocol version 32", env!("CARGO_PKG_VERSION"));
+                    println!(
+                        "ferrsync version {}  protocol version 32",
+                        env!("CARGO_PKG_VERSION")
+                    );
                     std::process::exit(0);
                 }
                 _ => return Err(syntax(format!("--{name}: unknown option"))),
@@ -173,7 +187,10 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 if !rest.is_empty() {
                     return Ok(rest.to_string());
                 }
-                let v = argv.get(i).cloned().ok_or_else(|| syntax(format!("-{ch}: missing argument")))?;
+                let v = argv
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| syntax(format!("-{ch}: missing argument")))?;
                 i += 1;
                 Ok(v)
             };
@@ -214,7 +231,12 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
             }
         }
     }
-    Ok(Cli { opts: o, rsh: cli_rsh, server: false, args })
+    Ok(Cli {
+        opts: o,
+        rsh: cli_rsh,
+        server: false,
+        args,
+    })
 }
 
 /// Splits `host:path` (not `host::module`, not a path with `/` before the
@@ -276,7 +298,13 @@ fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
         let out = std::io::stdout();
         let mut out = out.lock();
         match ev {
-            Event::Itemize { kind, name, extra, flags, .. } => {
+            Event::Itemize {
+                kind,
+                name,
+                extra,
+                flags,
+                ..
+            } => {
                 let dir = *kind == ferrsync::engine::ItemKind::Dir;
                 let mut line = display_name(name, dir);
                 if *kind == ferrsync::engine::ItemKind::Symlink {
@@ -335,7 +363,10 @@ fn print_stats(opts: &Options, r: &Report, secs: f64) {
         println!("Number of deleted files: {}", s.deleted);
         println!("Number of regular files transferred: {}", s.num_transferred);
         println!("Total file size: {} bytes", commas(s.total_size));
-        println!("Total transferred file size: {} bytes", commas(s.transferred_size));
+        println!(
+            "Total transferred file size: {} bytes",
+            commas(s.transferred_size)
+        );
         println!("Literal data: {} bytes", commas(s.literal_data));
         println!("Matched data: {} bytes", commas(s.matched_data));
         println!("File list size: {}", commas(s.flist_size));
@@ -351,7 +382,11 @@ fn print_stats(opts: &Options, r: &Report, secs: f64) {
             commas(s.bytes_received),
             if secs > 0.0 { total / secs } else { total }
         );
-        let speedup = if total > 0.0 { s.total_size as f64 / total } else { 0.0 };
+        let speedup = if total > 0.0 {
+            s.total_size as f64 / total
+        } else {
+            0.0
+        };
         println!(
             "total size is {}  speedup is {:.2}{}",
             commas(s.total_size),
@@ -378,7 +413,9 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
             sa.secluded = false;
         }
         if sa.daemon {
-            return Err(Error::Unsupported("--daemon over a remote shell is not supported yet".into()));
+            return Err(Error::Unsupported(
+                "--daemon over a remote shell is not supported yet".into(),
+            ));
         }
         let hooks = Hooks::default();
         let report = run_server(tokio::io::stdin(), tokio::io::stdout(), &sa, &hooks).await?;
@@ -387,7 +424,9 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     let mut opts = cli.opts;
     if cli.args.len() < 2 {
         print!("{USAGE}");
-        return Err(syntax("rsync error: syntax or usage error: need a source and a destination".into()));
+        return Err(syntax(
+            "rsync error: syntax or usage error: need a source and a destination".into(),
+        ));
     }
     let (srcs, dest) = cli.args.split_at(cli.args.len() - 1);
     let dest = &dest[0];
@@ -398,11 +437,16 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     transfer = transfer.with_messages(Arc::new(|_code, text: &[u8]| {
         eprint!("{}", String::from_utf8_lossy(text));
     }));
-    let rsh = cli.rsh.or_else(|| std::env::var("RSYNC_RSH").ok()).unwrap_or_else(|| "ssh".to_string());
+    let rsh = cli
+        .rsh
+        .or_else(|| std::env::var("RSYNC_RSH").ok())
+        .unwrap_or_else(|| "ssh".to_string());
     let started = std::time::Instant::now();
     let report = if let Some((host, path)) = split_remote(dest) {
         if srcs.iter().any(|s| split_remote(s).is_some()) {
-            return Err(syntax("The source and destination cannot both be remote.".into()));
+            return Err(syntax(
+                "The source and destination cannot both be remote.".into(),
+            ));
         }
         let mut shell = split_words(&rsh);
         let (user, host) = match host.split_once('@') {
@@ -414,7 +458,10 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
             shell.push(u);
         }
         shell.push(host);
-        let cmd = RemoteCommand { shell, rsync_path: opts.rsync_path.clone() };
+        let cmd = RemoteCommand {
+            shell,
+            rsync_path: opts.rsync_path.clone(),
+        };
         let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
         transfer.push(&cmd, &sources, &path).await?
     } else if let Some((host, first)) = split_remote(&srcs[0]) {
@@ -435,12 +482,19 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
             shell.push(u);
         }
         shell.push(host);
-        let cmd = RemoteCommand { shell, rsync_path: opts.rsync_path.clone() };
-        transfer.pull(&cmd, &paths, PathBuf::from(dest).as_path()).await?
+        let cmd = RemoteCommand {
+            shell,
+            rsync_path: opts.rsync_path.clone(),
+        };
+        transfer
+            .pull(&cmd, &paths, PathBuf::from(dest).as_path())
+            .await?
     } else {
         opts.rsync_path.clear();
         let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
-        transfer.local(&sources, PathBuf::from(dest).as_path()).await?
+        transfer
+            .local(&sources, PathBuf::from(dest).as_path())
+            .await?
     };
     print_stats(&opts, &report, started.elapsed().as_secs_f64());
     for e in &report.errors {
@@ -481,7 +535,11 @@ fn read_secluded_args() -> Result<Vec<String>, Error> {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferrsync: cannot start the runtime: {e}");

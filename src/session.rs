@@ -30,7 +30,10 @@ impl Transfer {
     /// A transfer with these options.
     #[must_use]
     pub fn new(opts: Options) -> Self {
-        Transfer { opts, hooks: Hooks::default() }
+        Transfer {
+            opts,
+            hooks: Hooks::default(),
+        }
     }
 
     /// Observes per-item events (itemize, deletions, progress).
@@ -66,8 +69,15 @@ impl Transfer {
     ///
     /// # Errors
     /// A fatal session error; the peer's exit status is folded in.
-    pub async fn pull(&self, cmd: &RemoteCommand, remote_paths: &[String], dest: &Path) -> Result<Report> {
-        let role = ClientRole::Receiver { dest: dest.to_path_buf() };
+    pub async fn pull(
+        &self,
+        cmd: &RemoteCommand,
+        remote_paths: &[String],
+        dest: &Path,
+    ) -> Result<Report> {
+        let role = ClientRole::Receiver {
+            dest: dest.to_path_buf(),
+        };
         self.through(cmd, true, remote_paths, role).await
     }
 
@@ -75,12 +85,26 @@ impl Transfer {
     ///
     /// # Errors
     /// A fatal session error; the peer's exit status is folded in.
-    pub async fn push(&self, cmd: &RemoteCommand, sources: &[PathBuf], remote_dest: &str) -> Result<Report> {
-        let role = ClientRole::Sender { sources: sources.to_vec() };
-        self.through(cmd, false, &[remote_dest.to_string()], role).await
+    pub async fn push(
+        &self,
+        cmd: &RemoteCommand,
+        sources: &[PathBuf],
+        remote_dest: &str,
+    ) -> Result<Report> {
+        let role = ClientRole::Sender {
+            sources: sources.to_vec(),
+        };
+        self.through(cmd, false, &[remote_dest.to_string()], role)
+            .await
     }
 
-    async fn through(&self, cmd: &RemoteCommand, server_sends: bool, paths: &[String], role: ClientRole) -> Result<Report> {
+    async fn through(
+        &self,
+        cmd: &RemoteCommand,
+        server_sends: bool,
+        paths: &[String],
+        role: ClientRole,
+    ) -> Result<Report> {
         let args = self.opts.server_args(server_sends);
         let mut peer = cmd.spawn(&args, paths)?;
         let (Some(rd), Some(wr)) = (peer.stdout.take(), peer.stdin.take()) else {

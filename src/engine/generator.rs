@@ -145,7 +145,11 @@ fn split_parent(name: &[u8]) -> (&[u8], &[u8]) {
 }
 
 impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
-    pub(crate) fn new(ctx: &'b RecvCtx<'a>, w: &'b mut MuxWriter<W>, rx: UnboundedReceiver<ToGen>) -> Self {
+    pub(crate) fn new(
+        ctx: &'b RecvCtx<'a>,
+        w: &'b mut MuxWriter<W>,
+        rx: UnboundedReceiver<ToGen>,
+    ) -> Self {
         let mut children: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
         if ctx.opts.delete.is_some() {
             for (e, act) in ctx.list.iter().zip(ctx.active) {
@@ -186,7 +190,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             }
             self.w.send_msg(code, t.as_bytes()).await
         } else {
-            self.ctx.emit(Event::Message { error: code != MsgCode::Info, text: text.to_string() });
+            self.ctx.emit(Event::Message {
+                error: code != MsgCode::Info,
+                text: text.to_string(),
+            });
             Ok(())
         }
     }
@@ -220,7 +227,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     fn send_item(&mut self, i: usize, flags: u16) {
         let p = self.ctx.setup.protocol;
         if p >= 29 && (flags & item::SIGNIFICANT_MASK != 0 || self.ctx.opts.itemize > 1) {
-            self.ndx.encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
+            self.ndx
+                .encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
             wire::encode_u16(self.w.buf(), flags);
         }
     }
@@ -279,7 +287,15 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let st = fs::symlink_metadata(path).ok();
             let is_new = self.new_dirs.contains(&i);
             let st = if is_new { None } else { st };
-            let _ = local::set_attrs(path, e, ctx.ids.uid(e.uid), ctx.ids.gid(e.gid), &ctx.preserve, st.as_ref(), is_new);
+            let _ = local::set_attrs(
+                path,
+                e,
+                ctx.ids.uid(e.uid),
+                ctx.ids.gid(e.gid),
+                &ctx.preserve,
+                st.as_ref(),
+                is_new,
+            );
         }
     }
 
@@ -294,7 +310,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if st.as_ref().is_some_and(|m| !m.is_dir()) {
                     if !dry {
                         if let Err(err) = local::remove_any(path) {
-                            return self.fail(format!("delete of {} failed: {err}", path.display())).await;
+                            return self
+                                .fail(format!("delete of {} failed: {err}", path.display()))
+                                .await;
                         }
                     }
                     st = None;
@@ -302,7 +320,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 let is_new = st.is_none();
                 if is_new && !dry {
                     if let Err(err) = fs::DirBuilder::new().mode(0o700).create(path) {
-                        return self.fail(format!("mkdir \"{}\" failed: {err}", path.display())).await;
+                        return self
+                            .fail(format!("mkdir \"{}\" failed: {err}", path.display()))
+                            .await;
                     }
                     self.stats.created_dirs += 1;
                 }
@@ -318,17 +338,24 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     ctx.itemize(e, flags);
                 }
                 self.send_item(i, flags);
-                if ctx.opts.delete.is_some() && !is_new && e.xflags & crate::flist::entry::XMIT_NO_CONTENT_DIR == 0 {
+                if ctx.opts.delete.is_some()
+                    && !is_new
+                    && e.xflags & crate::flist::entry::XMIT_NO_CONTENT_DIR == 0
+                {
                     self.delete_in_dir(i).await?;
                 }
             }
             Some(FileKind::Symlink) if ctx.opts.links => {
                 let target = e.link_target.as_deref().unwrap_or_default();
                 let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())
-                    && fs::read_link(path).ok().is_some_and(|t| t.as_os_str().as_bytes() == target);
+                    && fs::read_link(path)
+                        .ok()
+                        .is_some_and(|t| t.as_os_str().as_bytes() == target);
                 self.special(i, e, path, st, same, dry).await?;
             }
-            Some(k @ (FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo | FileKind::Socket)) => {
+            Some(
+                k @ (FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo | FileKind::Socket),
+            ) => {
                 let dev = matches!(k, FileKind::CharDev | FileKind::BlockDev);
                 if (dev && !ctx.opts.devices) || (!dev && !ctx.opts.specials) {
                     return Ok(());
@@ -341,8 +368,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                         FileKind::Fifo => ft.is_fifo(),
                         _ => ft.is_socket(),
                     };
-                    kind_ok
-                        && (!dev || m.rdev() == rustix::fs::makedev(e.rdev_major, e.rdev_minor))
+                    kind_ok && (!dev || m.rdev() == rustix::fs::makedev(e.rdev_major, e.rdev_minor))
                 });
                 self.special(i, e, path, st, same, dry).await?;
             }
@@ -373,14 +399,21 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if !dry {
             if !same {
                 if let Err(err) = local::make_special(path, e) {
-                    return self.fail(format!("creating \"{}\" failed: {err}", path.display())).await;
+                    return self
+                        .fail(format!("creating \"{}\" failed: {err}", path.display()))
+                        .await;
                 }
             }
             let cur = if same { st.as_ref() } else { None };
             match local::set_attrs(path, e, uid, gid, &ctx.preserve, cur, !same) {
                 Ok(f) => flags |= f,
                 Err(err) => {
-                    return self.fail(format!("set attributes of \"{}\" failed: {err}", path.display())).await;
+                    return self
+                        .fail(format!(
+                            "set attributes of \"{}\" failed: {err}",
+                            path.display()
+                        ))
+                        .await;
                 }
             }
         } else if let Some(m) = &st {
@@ -395,13 +428,21 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(())
     }
 
-    async fn regular(&mut self, i: usize, e: &FileEntry, path: &Path, mut st: Option<fs::Metadata>) -> Result<()> {
+    async fn regular(
+        &mut self,
+        i: usize,
+        e: &FileEntry,
+        path: &Path,
+        mut st: Option<fs::Metadata>,
+    ) -> Result<()> {
         let ctx = self.ctx;
         let o = ctx.opts;
         if st.as_ref().is_some_and(|m| !m.is_file()) {
             if !o.dry_run {
                 if let Err(err) = local::remove_any(path) {
-                    return self.fail(format!("delete of \"{}\" failed: {err}", path.display())).await;
+                    return self
+                        .fail(format!("delete of \"{}\" failed: {err}", path.display()))
+                        .await;
                 }
             }
             st = None;
@@ -419,8 +460,15 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 let mut flags = meta_flags(ctx, e, m);
                 if !o.dry_run && flags != 0 {
                     let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
-                    if let Err(err) = local::set_attrs(path, e, uid, gid, &ctx.preserve, Some(m), false) {
-                        return self.fail(format!("set attributes of \"{}\" failed: {err}", path.display())).await;
+                    if let Err(err) =
+                        local::set_attrs(path, e, uid, gid, &ctx.preserve, Some(m), false)
+                    {
+                        return self
+                            .fail(format!(
+                                "set attributes of \"{}\" failed: {err}",
+                                path.display()
+                            ))
+                            .await;
                     }
                 }
                 flags &= !item::REPORT_OWNER | if ctx.preserve.am_root { 0xffff } else { 0 };
@@ -440,7 +488,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let e = &ctx.list[i];
         let path = &ctx.paths[i];
         let protocol = ctx.setup.protocol;
-        let st = fs::symlink_metadata(path).ok().filter(fs::Metadata::is_file);
+        let st = fs::symlink_metadata(path)
+            .ok()
+            .filter(fs::Metadata::is_file);
         let mut flags = item::TRANSFER;
         match &st {
             None => flags |= item::IS_NEW,
@@ -457,7 +507,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if !redo {
             ctx.itemize(e, flags);
         }
-        self.ndx.encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
+        self.ndx
+            .encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
         if protocol >= 29 {
             wire::encode_u16(self.w.buf(), flags);
         }
@@ -466,7 +517,11 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         let digest_len = ctx.setup.checksum.kind.digest_len();
         let basis = match &st {
-            Some(m) if !ctx.whole_file && m.len() > 0 && ctx.setup.checksum.kind != crate::checksum::StrongKind::None => {
+            Some(m)
+                if !ctx.whole_file
+                    && m.len() > 0
+                    && ctx.setup.checksum.kind != crate::checksum::StrongKind::None =>
+            {
                 fs::File::open(path).ok().map(|f| (f, m.len()))
             }
             _ => None,
@@ -500,11 +555,81 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(())
     }
 
+    /// Deletes one extraneous item, a directory's contents first (each
+    /// reported, deepest first, as rsync does).
+    async fn delete_item(&mut self, p: &Path, rel: Vec<u8>) -> Result<()> {
+        let ctx = self.ctx;
+        let Ok(m) = fs::symlink_metadata(p) else {
+            return Ok(());
+        };
+        let ft = m.file_type();
+        if m.is_dir() {
+            let mut names: Vec<Vec<u8>> = fs::read_dir(p)
+                .map(|rd| {
+                    rd.filter_map(|d| d.ok())
+                        .map(|d| d.file_name().as_bytes().to_vec())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for n in names {
+                let child = p.join(OsStr::from_bytes(&n));
+                let mut crel = rel.clone();
+                crel.push(b'/');
+                crel.extend_from_slice(&n);
+                Box::pin(self.delete_item(&child, crel)).await?;
+            }
+        }
+        let kind_idx = if m.is_dir() {
+            1
+        } else if ft.is_symlink() {
+            2
+        } else if ft.is_block_device() || ft.is_char_device() {
+            3
+        } else if ft.is_fifo() || ft.is_socket() {
+            4
+        } else {
+            0
+        };
+        if !ctx.opts.dry_run {
+            let res = if m.is_dir() {
+                fs::remove_dir(p)
+            } else {
+                fs::remove_file(p)
+            };
+            if let Err(err) = res {
+                return self
+                    .fail(format!(
+                        "delete_file: unlink \"{}\" failed: {err}",
+                        p.display()
+                    ))
+                    .await;
+            }
+        }
+        self.stats.deleted[kind_idx] += 1;
+        let shown = if m.is_dir() {
+            [rel.as_slice(), b"/"].concat()
+        } else {
+            rel.clone()
+        };
+        if ctx.setup.is_server && ctx.setup.protocol >= 29 {
+            let mut payload = rel;
+            if m.is_dir() {
+                payload.push(0);
+            }
+            self.w.send_msg(MsgCode::Deleted, &payload).await?;
+        }
+        ctx.emit(Event::Deleted { name: shown });
+        Ok(())
+    }
+
     async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
         let dir = &ctx.paths[i];
-        let Ok(rd) = fs::read_dir(dir) else { return Ok(()) };
+        let Ok(rd) = fs::read_dir(dir) else {
+            return Ok(());
+        };
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
             .filter_map(|d| d.ok())
@@ -514,39 +639,13 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         doomed.sort();
         for name in doomed {
             let p = dir.join(OsStr::from_bytes(&name));
-            let Ok(m) = fs::symlink_metadata(&p) else { continue };
-            let mut rel = if e.name == b"." { Vec::new() } else { [e.name.as_slice(), b"/"].concat() };
-            rel.extend_from_slice(&name);
-            let kind_idx = if m.is_dir() {
-                1
-            } else if m.file_type().is_symlink() {
-                2
-            } else if m.file_type().is_block_device() || m.file_type().is_char_device() {
-                3
-            } else if m.file_type().is_fifo() || m.file_type().is_socket() {
-                4
+            let mut rel = if e.name == b"." {
+                Vec::new()
             } else {
-                0
+                [e.name.as_slice(), b"/"].concat()
             };
-            if !ctx.opts.dry_run {
-                if let Err(err) = local::remove_any(&p) {
-                    self.fail(format!("delete_file: unlink \"{}\" failed: {err}", p.display())).await?;
-                    continue;
-                }
-            }
-            self.stats.deleted[kind_idx] += 1;
-            let shown = if m.is_dir() { [rel.as_slice(), b"/"].concat() } else { rel.clone() };
-            if ctx.setup.is_server {
-                if ctx.setup.protocol >= 29 {
-                    let mut payload = rel.clone();
-                    if m.is_dir() {
-                        payload.push(0);
-                    }
-                    self.w.send_msg(MsgCode::Deleted, &payload).await?;
-                }
-            } else {
-                ctx.emit(Event::Deleted { name: shown });
-            }
+            rel.extend_from_slice(&name);
+            self.delete_item(&p, rel).await?;
         }
         Ok(())
     }

@@ -127,7 +127,9 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         chunk.reserve(READ_CHUNK);
         let fut = self.inner.read_buf(&mut chunk);
         let n = match self.timeout {
-            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| Error::Timeout)?,
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .map_err(|_| Error::Timeout)?,
             None => fut.await,
         }
         .map_err(Error::Connection)?;
@@ -163,10 +165,19 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     }
 
     fn eof_error(&self) -> Error {
-        let inbox = self.inbox.lock().map(|i| (i.error_exit, i.last_error.clone()));
+        let inbox = self
+            .inbox
+            .lock()
+            .map(|i| (i.error_exit, i.last_error.clone()));
         match inbox {
-            Ok((Some(code), msg)) => Error::Remote { code, message: msg.unwrap_or_default() },
-            Ok((None, Some(msg))) => Error::Remote { code: 12, message: msg },
+            Ok((Some(code), msg)) => Error::Remote {
+                code,
+                message: msg.unwrap_or_default(),
+            },
+            Ok((None, Some(msg))) => Error::Remote {
+                code: 12,
+                message: msg,
+            },
             _ => Error::UnexpectedEof(self.bytes_read),
         }
     }
@@ -213,11 +224,15 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     }
 
     fn handle_message(&mut self, code: MsgCode, payload: Vec<u8>) -> Result<()> {
-        let mut inbox = self.inbox.lock().map_err(|_| Error::Protocol("inbox poisoned".into()))?;
+        let mut inbox = self
+            .inbox
+            .lock()
+            .map_err(|_| Error::Protocol("inbox poisoned".into()))?;
         match code {
             MsgCode::ErrorXfer | MsgCode::Error | MsgCode::Warning | MsgCode::Info => {
                 if matches!(code, MsgCode::ErrorXfer | MsgCode::Error) {
-                    inbox.last_error = Some(String::from_utf8_lossy(&payload).trim_end().to_string());
+                    inbox.last_error =
+                        Some(String::from_utf8_lossy(&payload).trim_end().to_string());
                 }
                 if code == MsgCode::ErrorXfer {
                     inbox.had_xfer_error = true;
@@ -241,7 +256,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
                 inbox.deleted.push(name);
             }
             MsgCode::ErrorExit => {
-                let code = if payload.is_empty() { 0 } else { le_i32(&payload)? };
+                let code = if payload.is_empty() {
+                    0
+                } else {
+                    le_i32(&payload)?
+                };
                 inbox.error_exit = Some(code);
                 let message = inbox.last_error.clone().unwrap_or_default();
                 if code != 0 {
@@ -250,7 +269,10 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
             }
             MsgCode::IoTimeout | MsgCode::Noop | MsgCode::Success => {}
             other => {
-                return Err(Error::Protocol(format!("invalid multi-message {}", other.as_u8())));
+                return Err(Error::Protocol(format!(
+                    "invalid multi-message {}",
+                    other.as_u8()
+                )));
             }
         }
         Ok(())
@@ -346,7 +368,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
     /// # Errors
     /// As [`MuxReader::decode`].
     pub async fn read_varint30(&mut self, protocol: u8) -> Result<i32> {
-        if protocol >= 30 { self.read_varint().await } else { self.read_i32().await }
+        if protocol >= 30 {
+            self.read_varint().await
+        } else {
+            self.read_i32().await
+        }
     }
 
     /// Reads varlong30 with `min` bytes (longint below protocol 30).
@@ -452,7 +478,9 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         }
         let fut = self.inner.write_all(&self.out);
         match self.timeout {
-            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| Error::Timeout)?,
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .map_err(|_| Error::Timeout)?,
             None => fut.await,
         }
         .map_err(Error::Connection)?;

@@ -30,6 +30,8 @@ pub struct Preserve {
     pub omit_dir_times: bool,
     /// We run as root.
     pub am_root: bool,
+    /// Nanoseconds travel (protocol >= 31), so they count when comparing.
+    pub nsec: bool,
 }
 
 /// The final mode for a new item when `-p` is off: the sender's bits masked
@@ -67,7 +69,11 @@ pub fn set_attrs(
     let is_link = kind == Some(FileKind::Symlink);
     let is_dir = kind == Some(FileKind::Dir);
     let mut flags = 0u16;
-    let want_uid = if p.owner && p.am_root { Some(uid) } else { None };
+    let want_uid = if p.owner && p.am_root {
+        Some(uid)
+    } else {
+        None
+    };
     let want_gid = if p.group { Some(gid) } else { None };
     let cur_uid = st.map(MetadataExt::uid);
     let cur_gid = st.map(MetadataExt::gid);
@@ -87,15 +93,14 @@ pub fn set_attrs(
         }
     }
     if p.times && !(is_dir && p.omit_dir_times) {
-        let cur = st.map(|m| (m.mtime(), m.mtime_nsec()));
-        let want = (e.mtime, i64::from(e.mtime_nsec));
-        if cur != Some(want) {
-            let ft = filetime::FileTime::from_unix_time(e.mtime, e.mtime_nsec);
-            if is_link {
-                filetime::set_symlink_file_times(path, ft, ft)?;
-            } else {
-                filetime::set_file_times(path, ft, ft)?;
+        let differs = match st {
+            None => true,
+            Some(m) => {
+                m.mtime() != e.mtime || (p.nsec && m.mtime_nsec() != i64::from(e.mtime_nsec))
             }
+        };
+        if differs {
+            set_mtime(path, e.mtime, e.mtime_nsec, is_link)?;
             if !is_new {
                 flags |= item::REPORT_TIME;
             }
@@ -122,6 +127,29 @@ pub fn set_attrs(
     Ok(flags)
 }
 
+/// Sets atime and mtime of `path` without opening it (a fifo must never be
+/// opened) and, for symlinks, without following it.
+///
+/// # Errors
+/// The system call failed.
+pub fn set_mtime(path: &Path, sec: i64, nsec: u32, no_follow: bool) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
+    };
+    let ts = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    let flags = if no_follow {
+        AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::empty()
+    };
+    utimensat(CWD, path, &ts, flags).map_err(io::Error::from)
+}
+
 /// A temporary name beside `dest`: `.NAME.XXXXXX` (upstream `get_tmpname`).
 #[must_use]
 pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
@@ -143,7 +171,9 @@ pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
     for _ in 0..6 {
         name.push(ALNUM[(x % ALNUM.len() as u64) as usize]);
         x /= ALNUM.len() as u64;
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
     }
     dest.with_file_name(OsStr::from_bytes(&name))
 }
@@ -157,7 +187,12 @@ pub fn create_tmp(dest: &Path) -> io::Result<(fs::File, PathBuf)> {
     let mut last = None;
     for attempt in 0..100 {
         let p = tmp_name(dest, attempt);
-        match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),
@@ -203,7 +238,8 @@ pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
                     _ => return Err(io::Error::other("not a special file")),
                 };
                 let dev = rustix::fs::makedev(e.rdev_major, e.rdev_minor);
-                mknodat(CWD, &tmp, ft, Mode::from_raw_mode(e.mode & 0o7777), dev).map_err(io::Error::from)
+                mknodat(CWD, &tmp, ft, Mode::from_raw_mode(e.mode & 0o7777), dev)
+                    .map_err(io::Error::from)
             }
             None => return Err(io::Error::other("unknown file type")),
         };
@@ -242,7 +278,9 @@ fn read_db(path: &str) -> HashMap<Vec<u8>, u32> {
     if let Ok(text) = fs::read(path) {
         for line in text.split(|b| *b == b'\n') {
             let mut f = line.split(|b| *b == b':');
-            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else { continue };
+            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
             if let Some(id) = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok()) {
                 map.entry(name.to_vec()).or_insert(id);
             }
@@ -315,9 +353,18 @@ mod tests {
     fn tmp_names_look_like_rsyncs() {
         let p = tmp_name(Path::new("/d/file.txt"), 0);
         let n = p.file_name().unwrap().to_str().unwrap();
-        assert!(n.starts_with(".file.txt.") && n.len() == ".file.txt.".len() + 6, "{n}");
+        assert!(
+            n.starts_with(".file.txt.") && n.len() == ".file.txt.".len() + 6,
+            "{n}"
+        );
         let p = tmp_name(Path::new("/d/.hidden"), 1);
-        assert!(p.file_name().unwrap().to_str().unwrap().starts_with(".hidden."));
+        assert!(
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".hidden.")
+        );
     }
 
     #[test]

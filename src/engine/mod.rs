@@ -63,7 +63,9 @@ pub struct Hooks {
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hooks").field("events", &self.events.is_some()).finish()
+        f.debug_struct("Hooks")
+            .field("events", &self.events.is_some())
+            .finish()
     }
 }
 
@@ -85,10 +87,18 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
     if protocol < 29 {
         crate::fs::sort_scan(&mut res, protocol);
     }
-    Ok(SendList { entries: res.entries, paths: res.paths, io_error: res.io_error })
+    Ok(SendList {
+        entries: res.entries,
+        paths: res.paths,
+        io_error: res.io_error,
+    })
 }
 
-fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) {
+fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    opts: &Options,
+) {
     if opts.timeout > 0 {
         let t = Some(Duration::from_secs(u64::from(opts.timeout)));
         r.set_timeout(t);
@@ -102,7 +112,13 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut MuxReader<R
 ///
 /// # Errors
 /// Any fatal session error; per-file problems are in the [`Report`].
-pub async fn run_client<R, W>(reader: R, writer: W, opts: &Options, role: ClientRole, hooks: &Hooks) -> Result<Report>
+pub async fn run_client<R, W>(
+    reader: R,
+    writer: W,
+    opts: &Options,
+    role: ClientRole,
+    hooks: &Hooks,
+) -> Result<Report>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -118,8 +134,16 @@ where
     let mut report = match role {
         ClientRole::Receiver { dest } => {
             setup::send_filter_list(&mut w).await?;
-            receiver::run_receiving_side(&mut r, &mut w, &setup, opts, &dest, whole_file, hooks.events.as_ref())
-                .await?
+            receiver::run_receiving_side(
+                &mut r,
+                &mut w,
+                &setup,
+                opts,
+                &dest,
+                whole_file,
+                hooks.events.as_ref(),
+            )
+            .await?
         }
         ClientRole::Sender { sources } => {
             if setup::filter_list_sent(false, opts) {
@@ -150,7 +174,12 @@ where
 ///
 /// # Errors
 /// Any fatal session error.
-pub async fn run_server<R, W>(reader: R, writer: W, sa: &ServerArgs, hooks: &Hooks) -> Result<Report>
+pub async fn run_server<R, W>(
+    reader: R,
+    writer: W,
+    sa: &ServerArgs,
+    hooks: &Hooks,
+) -> Result<Report>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -171,7 +200,10 @@ where
         }
         Err(e) => {
             let code = e.exit_code().code();
-            let text = format!("rsync error: {e} (code {code}) [server=ferrsync {}]\n", env!("CARGO_PKG_VERSION"));
+            let text = format!(
+                "rsync error: {e} (code {code}) [server=ferrsync {}]\n",
+                env!("CARGO_PKG_VERSION")
+            );
             let _ = w.send_msg(MsgCode::Error, text.as_bytes()).await;
             if setup.protocol >= 31 {
                 let _ = w.send_msg(MsgCode::ErrorExit, &code.to_le_bytes()).await;
@@ -198,7 +230,9 @@ where
     if sa.sender {
         let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
         if !rules.is_empty() {
-            return Err(Error::Unsupported("filter rules are not supported by this server yet".into()));
+            return Err(Error::Unsupported(
+                "filter rules are not supported by this server yet".into(),
+            ));
         }
         let mut sources: Vec<PathBuf> = sa.paths.iter().map(PathBuf::from).collect();
         if sources.is_empty() {
@@ -210,12 +244,18 @@ where
         if setup::filter_list_sent(false, opts) {
             let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
             if !rules.is_empty() {
-                return Err(Error::Unsupported("filter rules are not supported by this server yet".into()));
+                return Err(Error::Unsupported(
+                    "filter rules are not supported by this server yet".into(),
+                ));
             }
         }
-        let dest = sa.paths.first().map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let dest = sa
+            .paths
+            .first()
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
         let whole_file = opts.whole_file.unwrap_or(false);
-        receiver::run_receiving_side(r, w, setup, opts, &dest, whole_file, hooks.events.as_ref()).await
+        receiver::run_receiving_side(r, w, setup, opts, &dest, whole_file, hooks.events.as_ref())
+            .await
     }
 }
 
@@ -224,7 +264,12 @@ where
 ///
 /// # Errors
 /// Any fatal error of either side.
-pub async fn run_local(sources: &[PathBuf], dest: &Path, opts: &Options, hooks: &Hooks) -> Result<Report> {
+pub async fn run_local(
+    sources: &[PathBuf],
+    dest: &Path,
+    opts: &Options,
+    hooks: &Hooks,
+) -> Result<Report> {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let mut server_opts = opts.clone();
     if server_opts.whole_file.is_none() {
@@ -239,17 +284,33 @@ pub async fn run_local(sources: &[PathBuf], dest: &Path, opts: &Options, hooks: 
         ignored: Vec::new(),
         secluded: false,
     };
-    let server_hooks = Hooks { events: hooks.events.clone(), messages: None };
+    let server_hooks = Hooks {
+        events: hooks.events.clone(),
+        messages: None,
+    };
     let server = tokio::spawn(async move {
         let (rd, wr) = tokio::io::split(server_io);
         run_server(rd, wr, &sa, &server_hooks).await
     });
     let (rd, wr) = tokio::io::split(client_io);
     // The receiving side reports the items of a local copy, as rsync does.
-    let client_hooks = Hooks { events: None, messages: hooks.messages.clone() };
-    let client =
-        run_client(rd, wr, &server_opts, ClientRole::Sender { sources: sources.to_vec() }, &client_hooks).await;
-    let server = server.await.map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
+    let client_hooks = Hooks {
+        events: None,
+        messages: hooks.messages.clone(),
+    };
+    let client = run_client(
+        rd,
+        wr,
+        &server_opts,
+        ClientRole::Sender {
+            sources: sources.to_vec(),
+        },
+        &client_hooks,
+    )
+    .await;
+    let server = server
+        .await
+        .map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
     let mut report = client?;
     let srv = server?;
     report.errors.extend(srv.errors);

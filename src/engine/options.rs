@@ -320,9 +320,22 @@ const LONG: &[(&str, bool)] = &[
 
 /// Options that are harmless for us to accept without acting on them.
 const IGNORABLE: &[&str] = &[
-    "log-format", "out-format", "stats", "force", "msgs2stderr", "no-msgs2stderr", "info",
-    "debug", "no-r", "no-relative", "no-implied-dirs", "max-alloc", "open-noatime", "super",
-    "config", "modify-window",
+    "log-format",
+    "out-format",
+    "stats",
+    "force",
+    "msgs2stderr",
+    "no-msgs2stderr",
+    "info",
+    "debug",
+    "no-r",
+    "no-relative",
+    "no-implied-dirs",
+    "max-alloc",
+    "open-noatime",
+    "super",
+    "config",
+    "modify-window",
 ];
 
 /// Parses the argument vector of `rsync --server ...` (without argv[0]) the
@@ -445,7 +458,9 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
             continue;
         }
         if !saw_server {
-            return Err(Error::Syntax(format!("unexpected argument before --server: {a}")));
+            return Err(Error::Syntax(format!(
+                "unexpected argument before --server: {a}"
+            )));
         }
         // A path word before the ".": rsync would treat it as a path too.
         sa.paths.push(a.to_string());
@@ -461,7 +476,9 @@ fn unknown(opt: &str) -> Error {
 }
 
 fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T> {
-    v.trim().parse().map_err(|_| Error::Syntax(format!("{opt}: invalid numeric value \"{v}\"")))
+    v.trim()
+        .parse()
+        .map_err(|_| Error::Syntax(format!("{opt}: invalid numeric value \"{v}\"")))
 }
 
 #[cfg(test)]
@@ -474,7 +491,10 @@ mod tests {
         // the letters for features we do not offer (i, s, I).
         let mut o = Options::archive();
         o.verbose = 0;
-        assert_eq!(o.server_args(true), ["--server", "--sender", "-logDtpre.LfxCvu"]);
+        assert_eq!(
+            o.server_args(true),
+            ["--server", "--sender", "-logDtpre.LfxCvu"]
+        );
         o.delete = Some(DeleteTiming::Auto);
         o.numeric_ids = true;
         assert_eq!(
@@ -486,9 +506,30 @@ mod tests {
     #[test]
     fn parse_rsync_argv() {
         let rows: &[(&[&str], bool, &str, bool)] = &[
-            (&["--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "src/"], true, ".iLsfxCIvu", true),
-            (&["--server", "-vlogDtpre.iLsfxCIvu", "--delete-during", ".", "dst/"], false, ".iLsfxCIvu", true),
-            (&["--server", "-logDtpr", "--checksum-choice", "md5", ".", "d"], false, "", true),
+            (
+                &["--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "src/"],
+                true,
+                ".iLsfxCIvu",
+                true,
+            ),
+            (
+                &[
+                    "--server",
+                    "-vlogDtpre.iLsfxCIvu",
+                    "--delete-during",
+                    ".",
+                    "dst/",
+                ],
+                false,
+                ".iLsfxCIvu",
+                true,
+            ),
+            (
+                &["--server", "-logDtpr", "--checksum-choice", "md5", ".", "d"],
+                false,
+                "",
+                true,
+            ),
         ];
         for (argv, sender, caps, rec) in rows {
             let sa = parse_server_args(argv).unwrap();
@@ -498,7 +539,8 @@ mod tests {
             assert!(sa.options.owner && sa.options.devices);
             assert_eq!(sa.paths.len(), 1);
         }
-        let sa = parse_server_args(&["--server", "-logDtpr", "--checksum-choice", "md5", ".", "d"]).unwrap();
+        let sa = parse_server_args(&["--server", "-logDtpr", "--checksum-choice", "md5", ".", "d"])
+            .unwrap();
         assert_eq!(sa.options.checksum_choice.as_deref(), Some("md5"));
         assert!(parse_server_args(&["--server", "--frobnicate", "."]).is_err());
         assert!(parse_server_args(&["--server", "-Z", "."]).is_err());

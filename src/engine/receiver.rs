@@ -25,7 +25,8 @@ use super::setup::Setup;
 use crate::delta::{BasisRead, Patcher, SumHead, TokenHeader, decode_token_header};
 use crate::error::{Error, Result};
 use crate::flist::{
-    FileEntry, FileKind, FileListDecoder, check_safe_name, clean_file_list, decode_id_list, sort_file_list,
+    FileEntry, FileKind, FileListDecoder, check_safe_name, clean_file_list, decode_id_list,
+    sort_file_list,
 };
 use crate::wire::{Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder};
 
@@ -55,16 +56,24 @@ pub async fn recv_file_list<R: AsyncRead + Unpin>(
     let id0 = fopts.id0_names;
     if !opts.numeric_ids {
         if opts.owner {
-            users = r.decode(|b| decode_id_list(b, setup.protocol, id0, &limits)).await?;
+            users = r
+                .decode(|b| decode_id_list(b, setup.protocol, id0, &limits))
+                .await?;
         }
         if opts.group {
-            groups = r.decode(|b| decode_id_list(b, setup.protocol, id0, &limits)).await?;
+            groups = r
+                .decode(|b| decode_id_list(b, setup.protocol, id0, &limits))
+                .await?;
         }
     }
     if setup.protocol < 30 {
         io_error |= r.read_i32().await?;
     }
-    let ids = if opts.numeric_ids { IdMap::default() } else { IdMap::new(&users, &groups) };
+    let ids = if opts.numeric_ids {
+        IdMap::default()
+    } else {
+        IdMap::new(&users, &groups)
+    };
     Ok((entries, ids, io_error))
 }
 
@@ -72,12 +81,22 @@ pub async fn recv_file_list<R: AsyncRead + Unpin>(
 /// to a file name.
 fn dest_paths(dest: &Path, list: &[FileEntry]) -> Result<(Vec<PathBuf>, bool)> {
     let dest_is_dir = fs::metadata(dest).map(|m| m.is_dir()).unwrap_or(false);
-    if list.len() == 1 && !list[0].is_dir() && !dest_is_dir && !dest.as_os_str().as_bytes().ends_with(b"/") {
+    if list.len() == 1
+        && !list[0].is_dir()
+        && !dest_is_dir
+        && !dest.as_os_str().as_bytes().ends_with(b"/")
+    {
         return Ok((vec![dest.to_path_buf()], false));
     }
     let paths = list
         .iter()
-        .map(|e| if e.name == b"." { dest.to_path_buf() } else { dest.join(OsStr::from_bytes(&e.name)) })
+        .map(|e| {
+            if e.name == b"." {
+                dest.to_path_buf()
+            } else {
+                dest.join(OsStr::from_bytes(&e.name))
+            }
+        })
         .collect();
     Ok((paths, !dest_is_dir))
 }
@@ -96,7 +115,10 @@ fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
         if let Some(p) = e.name.iter().rposition(|b| *b == b'/') {
             if active[i] && !dirs.contains(&e.name[..p]) {
                 active[i] = false;
-                errs.push(format!("invalid path from sender: {}", String::from_utf8_lossy(&e.name)));
+                errs.push(format!(
+                    "invalid path from sender: {}",
+                    String::from_utf8_lossy(&e.name)
+                ));
             }
         }
     }
@@ -138,7 +160,10 @@ where
             if opts.verbose > 0 || opts.itemize > 0 {
                 let shown = dest.to_string_lossy();
                 let shown = shown.trim_end_matches('/');
-                sink(&Event::Message { error: false, text: format!("created directory {shown}") });
+                sink(&Event::Message {
+                    error: false,
+                    text: format!("created directory {shown}"),
+                });
             }
         }
     }
@@ -149,6 +174,7 @@ where
         group: opts.group,
         omit_dir_times: opts.omit_dir_times,
         am_root: local::am_root(),
+        nsec: setup.protocol >= 31,
     };
     let ctx = RecvCtx {
         setup,
@@ -175,7 +201,11 @@ where
             report.stats.num_reg_files += 1;
         }
     }
-    report.stats.deleted = gen_stats.deleted.iter().map(|v| u64::try_from(*v).unwrap_or(0)).sum();
+    report.stats.deleted = gen_stats
+        .deleted
+        .iter()
+        .map(|v| u64::try_from(*v).unwrap_or(0))
+        .sum();
     report.stats.num_created_dirs = gen_stats.created_dirs;
     report.errors.extend(gen_stats.errors);
     report.errors.extend(recv_report.errors);
@@ -187,7 +217,9 @@ struct NoBasis;
 
 impl BasisRead for NoBasis {
     fn read_block(&mut self, _offset: u64, _buf: &mut [u8]) -> std::io::Result<()> {
-        Err(std::io::Error::other("block reference without a basis file"))
+        Err(std::io::Error::other(
+            "block reference without a basis file",
+        ))
     }
 }
 
@@ -231,7 +263,11 @@ async fn receive<R: AsyncRead + Unpin>(
             .ok()
             .filter(|i| *i < ctx.list.len() && ctx.active[*i])
             .ok_or_else(|| Error::Protocol(format!("invalid file index {ndx} from sender")))?;
-        let iflags = if protocol >= 29 { r.read_u16().await? } else { item::TRANSFER };
+        let iflags = if protocol >= 29 {
+            r.read_u16().await?
+        } else {
+            item::TRANSFER
+        };
         if iflags & item::BASIS_TYPE_FOLLOWS != 0 {
             r.read_u8().await?;
         }
@@ -243,22 +279,29 @@ async fn receive<R: AsyncRead + Unpin>(
         }
         let e = &ctx.list[idx];
         if e.kind() != Some(FileKind::Regular) {
-            return Err(Error::Protocol(format!("file data sent for a non-regular item: {ndx}")));
+            return Err(Error::Protocol(format!(
+                "file data sent for a non-regular item: {ndx}"
+            )));
         }
         if ctx.opts.dry_run {
             report.stats.num_transferred += 1;
             report.stats.transferred_size += e.size;
             continue;
         }
-        let head = r.decode(|b| SumHead::decode(b, protocol, digest_len, &limits)).await?;
+        let head = r
+            .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
+            .await?;
         let path = &ctx.paths[idx];
         let basis = if head.count > 0 {
-            fs::File::open(path).map(Basis::File).unwrap_or(Basis::None(NoBasis))
+            fs::File::open(path)
+                .map(Basis::File)
+                .unwrap_or(Basis::None(NoBasis))
         } else {
             Basis::None(NoBasis)
         };
         let out = local::create_tmp(path);
-        let outcome = receive_data(ctx, r, head, basis, out, &limits, digest_len, &mut report).await?;
+        let outcome =
+            receive_data(ctx, r, head, basis, out, &limits, digest_len, &mut report).await?;
         match outcome {
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
@@ -320,7 +363,9 @@ async fn receive<R: AsyncRead + Unpin>(
                 continue;
             }
             if ndx != NDX_DONE {
-                return Err(Error::Protocol(format!("expected the goodbye echo, got index {ndx}")));
+                return Err(Error::Protocol(format!(
+                    "expected the goodbye echo, got index {ndx}"
+                )));
             }
             break;
         }
@@ -346,10 +391,45 @@ async fn receive_data<R: AsyncRead + Unpin>(
     digest_len: usize,
     report: &mut Report,
 ) -> Result<Outcome> {
-    let (mut writer, tmp, mut local_err) = match out {
+    let (writer, tmp, local_err) = match out {
         Ok((f, p)) => (Some(BufWriter::with_capacity(256 * 1024, f)), Some(p), None),
         Err(e) => (None, None, Some(format!("mkstemp failed: {e}"))),
     };
+    let res = receive_tokens(
+        ctx,
+        r,
+        head,
+        basis,
+        writer,
+        tmp.clone(),
+        local_err,
+        limits,
+        digest_len,
+        report,
+    )
+    .await;
+    if res.is_err() {
+        // The stream broke mid-file: the old file stays, the partial goes.
+        if let Some(p) = &tmp {
+            let _ = fs::remove_file(p);
+        }
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_tokens<R: AsyncRead + Unpin>(
+    ctx: &RecvCtx<'_>,
+    r: &mut MuxReader<R>,
+    head: SumHead,
+    mut basis: Basis,
+    mut writer: Option<BufWriter<fs::File>>,
+    tmp: Option<PathBuf>,
+    mut local_err: Option<String>,
+    limits: &Limits,
+    digest_len: usize,
+    report: &mut Report,
+) -> Result<Outcome> {
     let mut sink = std::io::sink();
     let mut patcher = Patcher::new(head, ctx.setup.checksum);
     loop {
@@ -375,7 +455,9 @@ async fn receive_data<R: AsyncRead + Unpin>(
                 }
             }
             TokenHeader::Block(i) => {
-                let len = head.block_len(i).ok_or_else(|| Error::Protocol(format!("invalid block index {i}")))?;
+                let len = head
+                    .block_len(i)
+                    .ok_or_else(|| Error::Protocol(format!("invalid block index {i}")))?;
                 report.stats.matched_data += len as u64;
                 let res = match (&mut basis, writer.as_mut()) {
                     (Basis::File(f), Some(w)) => patcher.block(i, f, w),

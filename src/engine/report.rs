@@ -186,7 +186,15 @@ impl Event {
     /// rsync's 11-character itemize string (`%i`) for an `Itemize` event.
     #[must_use]
     pub fn itemize_string(&self) -> Option<String> {
-        let Event::Itemize { flags, kind, sending, times, known, .. } = self else {
+        let Event::Itemize {
+            flags,
+            kind,
+            sending,
+            times,
+            known,
+            ..
+        } = self
+        else {
             return None;
         };
         let f = *flags;
@@ -194,7 +202,11 @@ impl Event {
         s.push(if f & item::TRANSFER != 0 {
             if *sending { '<' } else { '>' }
         } else if f & item::LOCAL_CHANGE != 0 {
-            if f & item::XNAME_FOLLOWS != 0 { 'h' } else { 'c' }
+            if f & item::XNAME_FOLLOWS != 0 {
+                'h'
+            } else {
+                'c'
+            }
         } else {
             '.'
         });
@@ -209,21 +221,31 @@ impl Event {
         }
         let bit = |b: u16, c: char| if f & b != 0 { c } else { '.' };
         s.push(bit(item::REPORT_CHANGE, 'c'));
-        s.push(if *kind == ItemKind::Symlink { '.' } else { bit(item::REPORT_SIZE, 's') });
+        s.push(if *kind == ItemKind::Symlink {
+            '.'
+        } else {
+            bit(item::REPORT_SIZE, 's')
+        });
         s.push(if f & item::REPORT_TIME != 0 {
-            if *times && !(*kind == ItemKind::Symlink && f & item::REPORT_TIMEFAIL != 0) { 't' } else { 'T' }
+            if *times && !(*kind == ItemKind::Symlink && f & item::REPORT_TIMEFAIL != 0) {
+                't'
+            } else {
+                'T'
+            }
         } else {
             '.'
         });
         s.push(bit(item::REPORT_PERMS, 'p'));
         s.push(bit(item::REPORT_OWNER, 'o'));
         s.push(bit(item::REPORT_GROUP, 'g'));
-        s.push(match (f & item::REPORT_ATIME != 0, f & item::REPORT_CRTIME != 0) {
-            (true, true) => 'b',
-            (true, false) => 'u',
-            (false, true) => 'n',
-            _ => '.',
-        });
+        s.push(
+            match (f & item::REPORT_ATIME != 0, f & item::REPORT_CRTIME != 0) {
+                (true, true) => 'b',
+                (true, false) => 'u',
+                (false, true) => 'n',
+                _ => '.',
+            },
+        );
         s.push(bit(item::REPORT_ACL, 'a'));
         s.push(bit(item::REPORT_XATTR, 'x'));
         let first = s.chars().next().unwrap_or('.');
@@ -243,20 +265,40 @@ mod tests {
     use super::*;
 
     fn ev(flags: u16, kind: ItemKind, sending: bool) -> String {
-        Event::Itemize { flags, kind, name: b"x".to_vec(), extra: None, sending, times: true, known: true }
-            .itemize_string()
-            .unwrap()
+        Event::Itemize {
+            flags,
+            kind,
+            name: b"x".to_vec(),
+            extra: None,
+            sending,
+            times: true,
+            known: true,
+        }
+        .itemize_string()
+        .unwrap()
     }
 
     #[test]
     fn itemize_strings_as_rsync() {
         use item::*;
-        assert_eq!(ev(TRANSFER | REPORT_SIZE | REPORT_TIME, ItemKind::File, false), ">f.st......");
+        assert_eq!(
+            ev(TRANSFER | REPORT_SIZE | REPORT_TIME, ItemKind::File, false),
+            ">f.st......"
+        );
         assert_eq!(ev(TRANSFER | IS_NEW, ItemKind::File, false), ">f+++++++++");
-        assert_eq!(ev(LOCAL_CHANGE | IS_NEW, ItemKind::Symlink, false), "cL+++++++++");
-        assert_eq!(ev(LOCAL_CHANGE | IS_NEW, ItemKind::Dir, false), "cd+++++++++");
+        assert_eq!(
+            ev(LOCAL_CHANGE | IS_NEW, ItemKind::Symlink, false),
+            "cL+++++++++"
+        );
+        assert_eq!(
+            ev(LOCAL_CHANGE | IS_NEW, ItemKind::Dir, false),
+            "cd+++++++++"
+        );
         assert_eq!(ev(REPORT_TIME, ItemKind::Dir, false), ".d..t......");
-        assert_eq!(ev(TRANSFER | REPORT_SIZE | REPORT_TIME, ItemKind::File, true), "<f.st......");
+        assert_eq!(
+            ev(TRANSFER | REPORT_SIZE | REPORT_TIME, ItemKind::File, true),
+            "<f.st......"
+        );
         assert_eq!(ev(0, ItemKind::File, false), ".f         ");
     }
 }

@@ -51,7 +51,11 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
         preserve_hard_links: false,
         preserve_atimes: false,
         numeric_ids: opts.numeric_ids,
-        checksum_len: if opts.checksum { setup.file_sum.kind.digest_len() } else { 0 },
+        checksum_len: if opts.checksum {
+            setup.file_sum.kind.digest_len()
+        } else {
+            0
+        },
     }
 }
 
@@ -165,7 +169,8 @@ where
     }
     w.flush().await?;
     if protocol >= 30 && !setup.safe_flist() && io_error != 0 {
-        w.send_msg(MsgCode::IoError, &io_error.to_le_bytes()).await?;
+        w.send_msg(MsgCode::IoError, &io_error.to_le_bytes())
+            .await?;
     }
     report.stats.flist_size = w.bytes_written() - flist_start;
     report.stats.num_files = list.entries.len() as u64;
@@ -205,10 +210,21 @@ where
             .ok()
             .filter(|i| *i < list.entries.len())
             .ok_or_else(|| Error::Protocol(format!("invalid file index {ndx} requested")))?;
-        let iflags = if protocol >= 29 { r.read_u16().await? } else { item::TRANSFER };
-        let basis = if iflags & item::BASIS_TYPE_FOLLOWS != 0 { Some(r.read_u8().await?) } else { None };
-        let xname =
-            if iflags & item::XNAME_FOLLOWS != 0 { Some(r.read_vstring(limits.max_name_len).await?) } else { None };
+        let iflags = if protocol >= 29 {
+            r.read_u16().await?
+        } else {
+            item::TRANSFER
+        };
+        let basis = if iflags & item::BASIS_TYPE_FOLLOWS != 0 {
+            Some(r.read_u8().await?)
+        } else {
+            None
+        };
+        let xname = if iflags & item::XNAME_FOLLOWS != 0 {
+            Some(r.read_vstring(limits.max_name_len).await?)
+        } else {
+            None
+        };
         let entry = &list.entries[idx];
         let echo = |w: &mut MuxWriter<W>, ndx_out: &mut NdxEncoder| -> Result<()> {
             ndx_out.encode(w.buf(), ndx);
@@ -244,7 +260,9 @@ where
             report.stats.transferred_size += entry.size;
             continue;
         }
-        let head = r.decode(|b| SumHead::decode(b, protocol, digest_len, &limits)).await?;
+        let head = r
+            .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
+            .await?;
         let blocks = r.decode(|b| Signature::decode_blocks(b, &head)).await?;
         let sig = crate::delta::Signature { head, blocks };
         let file = match std::fs::File::open(&list.paths[idx]) {
@@ -294,7 +312,9 @@ where
                 continue;
             }
             if ndx != NDX_DONE {
-                return Err(Error::Protocol(format!("expected the goodbye marker, got index {ndx}")));
+                return Err(Error::Protocol(format!(
+                    "expected the goodbye marker, got index {ndx}"
+                )));
             }
             break;
         }
@@ -303,7 +323,9 @@ where
     }
     let ndx = r.decode(|b| ndx_in.decode(b)).await?;
     if ndx != NDX_DONE {
-        return Err(Error::Protocol(format!("expected the final goodbye, got index {ndx}")));
+        return Err(Error::Protocol(format!(
+            "expected the final goodbye, got index {ndx}"
+        )));
     }
     report.stats.bytes_sent = w.bytes_written();
     report.stats.bytes_received = r.bytes_read();

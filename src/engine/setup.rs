@@ -57,7 +57,14 @@ fn parse_choice(choice: &str) -> Result<Option<StrongKind>> {
         .ok_or_else(|| Error::Unsupported(format!("unknown checksum name: {first}")))
 }
 
-fn build(protocol: u8, compat: CompatFlags, seed: i32, kind: StrongKind, named: bool, is_server: bool) -> Setup {
+fn build(
+    protocol: u8,
+    compat: CompatFlags,
+    seed: i32,
+    kind: StrongKind,
+    named: bool,
+    is_server: bool,
+) -> Setup {
     let seed_fix = compat.contains(CompatFlags::CHKSUM_SEED_FIX);
     Setup {
         protocol,
@@ -70,7 +77,11 @@ fn build(protocol: u8, compat: CompatFlags, seed: i32, kind: StrongKind, named: 
 }
 
 fn default_kind(protocol: u8) -> StrongKind {
-    if protocol >= 30 { StrongKind::Md5 } else { StrongKind::Md4 }
+    if protocol >= 30 {
+        StrongKind::Md5
+    } else {
+        StrongKind::Md4
+    }
 }
 
 fn negotiation_failed(ours: &str, theirs: &[u8]) -> Error {
@@ -84,7 +95,11 @@ fn negotiation_failed(ours: &str, theirs: &[u8]) -> Error {
 ///
 /// # Errors
 /// Version mismatch, negotiation failure, or a broken connection.
-pub async fn client_setup<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, opts: &Options) -> Result<Setup>
+pub async fn client_setup<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    opts: &Options,
+) -> Result<Setup>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -93,7 +108,9 @@ where
     wire::encode_i32(w.buf(), i32::from(ours));
     w.flush().await?;
     let peer = r.read_i32().await?;
-    let protocol = ProtocolVersion::negotiate(ours, peer).map_err(|e| Error::Version(e.to_string()))?.0;
+    let protocol = ProtocolVersion::negotiate(ours, peer)
+        .map_err(|e| Error::Version(e.to_string()))?
+        .0;
     let compat = if protocol >= 30 {
         CompatFlags(u32::try_from(r.read_varint().await?).unwrap_or(0))
     } else {
@@ -110,8 +127,12 @@ where
         wire::encode_vstring(w.buf(), list.as_bytes())?;
         w.flush().await?;
         let theirs = r.read_vstring(255).await?;
-        let name = choose_as_client(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&list, &theirs))?;
-        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?, true)
+        let name = choose_as_client(CHECKSUM_NAMES, &theirs)
+            .ok_or_else(|| negotiation_failed(&list, &theirs))?;
+        (
+            StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?,
+            true,
+        )
     } else {
         (default_kind(protocol), false)
     };
@@ -123,7 +144,11 @@ where
 ///
 /// # Errors
 /// Version mismatch, negotiation failure, or a broken connection.
-pub async fn server_setup<R, W>(r: &mut MuxReader<R>, w: &mut MuxWriter<W>, sa: &ServerArgs) -> Result<Setup>
+pub async fn server_setup<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    sa: &ServerArgs,
+) -> Result<Setup>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -133,7 +158,9 @@ where
     wire::encode_i32(w.buf(), i32::from(ours));
     w.flush().await?;
     let peer = r.read_i32().await?;
-    let protocol = ProtocolVersion::negotiate(ours, peer).map_err(|e| Error::Version(e.to_string()))?.0;
+    let protocol = ProtocolVersion::negotiate(ours, peer)
+        .map_err(|e| Error::Version(e.to_string()))?
+        .0;
     let mut compat = CompatFlags::default();
     if protocol >= 30 {
         let caps = Capabilities::parse(&sa.capabilities);
@@ -151,8 +178,12 @@ where
         wire::encode_vstring(w.buf(), list.as_bytes())?;
         w.flush().await?;
         let theirs = r.read_vstring(255).await?;
-        let name = choose_as_server(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&list, &theirs))?;
-        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?, true)
+        let name = choose_as_server(CHECKSUM_NAMES, &theirs)
+            .ok_or_else(|| negotiation_failed(&list, &theirs))?;
+        (
+            StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?,
+            true,
+        )
     } else {
         (default_kind(protocol), false)
     };
@@ -193,7 +224,10 @@ pub async fn send_filter_list<W: AsyncWrite + Unpin>(w: &mut MuxWriter<W>) -> Re
 ///
 /// # Errors
 /// A rule longer than the limit, or a broken connection.
-pub async fn recv_filter_list<R: AsyncRead + Unpin>(r: &mut MuxReader<R>, max_len: usize) -> Result<Vec<Vec<u8>>> {
+pub async fn recv_filter_list<R: AsyncRead + Unpin>(
+    r: &mut MuxReader<R>,
+    max_len: usize,
+) -> Result<Vec<Vec<u8>>> {
     let mut rules = Vec::new();
     loop {
         let len = r.read_i32().await?;

@@ -24,7 +24,10 @@ impl RemoteCommand {
     /// Runs `program` as a local child, no remote shell.
     #[must_use]
     pub fn local(program: impl Into<String>) -> Self {
-        RemoteCommand { shell: Vec::new(), rsync_path: program.into() }
+        RemoteCommand {
+            shell: Vec::new(),
+            rsync_path: program.into(),
+        }
     }
 
     /// The full argument vector: shell words, rsync path, server args,
@@ -39,7 +42,13 @@ impl RemoteCommand {
         }
         v.extend(server_args.iter().cloned());
         v.push(".".into());
-        v.extend(paths.iter().map(|p| if p.is_empty() { ".".to_string() } else { p.clone() }));
+        v.extend(paths.iter().map(|p| {
+            if p.is_empty() {
+                ".".to_string()
+            } else {
+                p.clone()
+            }
+        }));
         v
     }
 
@@ -49,7 +58,9 @@ impl RemoteCommand {
     /// [`Error::Start`] when the program cannot be started.
     pub fn spawn(&self, server_args: &[String], paths: &[String]) -> Result<SpawnedPeer> {
         let argv = self.argv(server_args, paths);
-        let (prog, args) = argv.split_first().ok_or_else(|| Error::Start("empty remote command".into()))?;
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| Error::Start("empty remote command".into()))?;
         let mut child = Command::new(prog)
             .args(args)
             .stdin(Stdio::piped())
@@ -58,9 +69,19 @@ impl RemoteCommand {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Error::Start(format!("failed to exec {prog}: {e}")))?;
-        let stdin = child.stdin.take().ok_or_else(|| Error::Start("no stdin pipe".into()))?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::Start("no stdout pipe".into()))?;
-        Ok(SpawnedPeer { child, stdin: Some(stdin), stdout: Some(stdout) })
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Start("no stdin pipe".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Start("no stdout pipe".into()))?;
+        Ok(SpawnedPeer {
+            child,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+        })
     }
 }
 
@@ -82,13 +103,22 @@ impl SpawnedPeer {
     /// Waiting failed.
     pub async fn wait(mut self) -> Result<i32> {
         drop(self.stdin.take());
-        let st = self.child.wait().await.map_err(|e| Error::Start(format!("waitpid failed: {e}")))?;
+        let st = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::Start(format!("waitpid failed: {e}")))?;
         Ok(st.code().unwrap_or(125))
     }
 
     /// Kills the process (used when the session failed).
     pub async fn kill(mut self) -> i32 {
         let _ = self.child.start_kill();
-        self.child.wait().await.ok().and_then(|s| s.code()).unwrap_or(125)
+        self.child
+            .wait()
+            .await
+            .ok()
+            .and_then(|s| s.code())
+            .unwrap_or(125)
     }
 }

@@ -55,15 +55,29 @@ pub fn build_tree(root: &Path, spec: TreeSpec) {
     let ns = |n: u32| if spec.protocol >= 31 { n } else { 0 };
     let t0 = 1_700_000_000i64;
     for (i, size) in [0usize, 1, 700, 65536, (1 << 20) + 3].iter().enumerate() {
-        write(&root.join(format!("f{size}")), &prng_bytes(i as u64 + 1, *size), 0o644, t0 + i as i64, ns(123_456_789));
+        write(
+            &root.join(format!("f{size}")),
+            &prng_bytes(i as u64 + 1, *size),
+            0o644,
+            t0 + i as i64,
+            ns(123_456_789),
+        );
     }
     if spec.big {
-        write(&root.join("big50m"), &prng_bytes(99, 50 << 20), 0o644, t0, 0);
+        write(
+            &root.join("big50m"),
+            &prng_bytes(99, 50 << 20),
+            0o644,
+            t0,
+            0,
+        );
     }
     // Text that a delta can work on.
     let mut text = Vec::new();
     for i in 0..40_000 {
-        text.extend_from_slice(format!("line {i:06} the quick brown fox jumps over the lazy dog\n").as_bytes());
+        text.extend_from_slice(
+            format!("line {i:06} the quick brown fox jumps over the lazy dog\n").as_bytes(),
+        );
     }
     write(&root.join("delta.txt"), &text, 0o640, t0 + 50, ns(5));
     // Nested and empty directories.
@@ -71,14 +85,23 @@ pub fn build_tree(root: &Path, spec: TreeSpec) {
     fs::create_dir_all(root.join("empty")).unwrap();
     fs::create_dir_all(root.join("a/empty2")).unwrap();
     write(&root.join("a/b/c/deep.txt"), b"deep\n", 0o600, t0 + 7, 0);
-    write(&root.join("a/x.bin"), &prng_bytes(7, 3000), 0o755, t0 + 8, ns(1));
+    write(
+        &root.join("a/x.bin"),
+        &prng_bytes(7, 3000),
+        0o755,
+        t0 + 8,
+        ns(1),
+    );
     // Symlinks: relative, absolute, dangling.
     symlink("f700", root.join("rel-link")).unwrap();
     symlink("/etc/hostname", root.join("abs-link")).unwrap();
     symlink("does/not/exist", root.join("dangling")).unwrap();
     symlink("../f1", root.join("a/up-link")).unwrap();
     // A fifo.
-    let st = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
+    let st = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
     assert!(st.success());
     // Modes.
     write(&root.join("setuid"), b"su", 0o4755, t0, 0);
@@ -87,23 +110,56 @@ pub fn build_tree(root: &Path, spec: TreeSpec) {
     fs::set_permissions(root.join("sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
     // Times: before 1970 and after 2038 (only where the protocol has room).
     if spec.protocol >= 30 {
-        write(&root.join("old1960"), b"old", 0o644, -300_000_000, ns(999_999_999));
+        write(
+            &root.join("old1960"),
+            b"old",
+            0o644,
+            -300_000_000,
+            ns(999_999_999),
+        );
     }
-    write(&root.join("future2040"), b"future", 0o644, 2_208_988_800, ns(42));
+    write(
+        &root.join("future2040"),
+        b"future",
+        0o644,
+        2_208_988_800,
+        ns(42),
+    );
     // Names.
     write(&root.join("with space"), b"sp", 0o644, t0, 0);
     write(&root.join("new\nline"), b"nl", 0o644, t0, 0);
     write(&root.join("ütf8-名前"), b"utf", 0o644, t0, 0);
-    write(&root.join(OsStr::from_bytes(b"bad-\xff\xfe-utf8")), b"bad", 0o644, t0, 0);
+    write(
+        &root.join(OsStr::from_bytes(b"bad-\xff\xfe-utf8")),
+        b"bad",
+        0o644,
+        t0,
+        0,
+    );
     if spec.root_items && is_root() {
-        let st = Command::new("mknod").arg(root.join("chardev")).args(["c", "1", "3"]).status().unwrap();
+        let st = Command::new("mknod")
+            .arg(root.join("chardev"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
         assert!(st.success());
-        let st = Command::new("mknod").arg(root.join("blockdev")).args(["b", "7", "300"]).status().unwrap();
+        let st = Command::new("mknod")
+            .arg(root.join("blockdev"))
+            .args(["b", "7", "300"])
+            .status()
+            .unwrap();
         assert!(st.success());
         write(&root.join("owned-nobody"), b"nobody", 0o644, t0, 0);
         std::os::unix::fs::lchown(root.join("owned-nobody"), Some(65534), Some(65534)).unwrap();
         write(&root.join("owned-numeric"), b"numeric", 0o644, t0, 0);
         std::os::unix::fs::lchown(root.join("owned-numeric"), Some(12345), Some(23456)).unwrap();
+    }
+    // Fixed times for special files too (rsync skips setting a time that
+    // is in the same second as the node it just made).
+    for sp in ["fifo", "chardev", "blockdev"] {
+        if root.join(sp).symlink_metadata().is_ok() {
+            set_mtime(&root.join(sp), t0 + 5, ns(5));
+        }
     }
     // Directory times last (creating entries changed them).
     for d in ["a/b/c", "a/b", "a/empty2", "a", "empty", "sticky", "."] {
@@ -119,7 +175,12 @@ pub fn build_tree(root: &Path, spec: TreeSpec) {
 /// Makes an older version of `src` in `dst`: some files changed by about
 /// 1%, some missing, plus extraneous items that --delete must remove.
 pub fn make_basis(src: &Path, dst: &Path) {
-    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
     assert!(st.success());
     // delta.txt: change a few lines (about 1%).
     let p = dst.join("delta.txt");
@@ -128,7 +189,12 @@ pub fn make_basis(src: &Path, dst: &Path) {
         let off = k * (data.len() / 20) + 100;
         data[off..off + 30].copy_from_slice(b"CHANGED CHANGED CHANGED CHANGE");
     }
-    data.splice(5000..5000, b"inserted text that shifts everything after it".iter().copied());
+    data.splice(
+        5000..5000,
+        b"inserted text that shifts everything after it"
+            .iter()
+            .copied(),
+    );
     fs::write(&p, &data).unwrap();
     set_mtime(&p, 1_600_000_000, 0);
     fs::remove_file(dst.join("f700")).unwrap();
@@ -144,7 +210,10 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
     let p = root.join(rel);
     let m = fs::symlink_metadata(&p).unwrap();
     if m.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = fs::read_dir(&p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for n in names {
             walk(root, &rel.join(n), out);
@@ -178,7 +247,10 @@ pub fn compare_trees(a: &Path, b: &Path, c: Compare) -> Vec<String> {
     }
     for rel in la.iter().filter(|p| lb.contains(p)) {
         let (pa, pb) = (a.join(rel), b.join(rel));
-        let (ma, mb) = (fs::symlink_metadata(&pa).unwrap(), fs::symlink_metadata(&pb).unwrap());
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).unwrap(),
+            fs::symlink_metadata(&pb).unwrap(),
+        );
         let name = format!("{rel:?}");
         if ma.mode() != mb.mode() {
             diffs.push(format!("{name}: mode {:o} vs {:o}", ma.mode(), mb.mode()));
@@ -192,7 +264,13 @@ pub fn compare_trees(a: &Path, b: &Path, c: Compare) -> Vec<String> {
             }
         }
         if c.owners && (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
-            diffs.push(format!("{name}: owner {}:{} vs {}:{}", ma.uid(), ma.gid(), mb.uid(), mb.gid()));
+            diffs.push(format!(
+                "{name}: owner {}:{} vs {}:{}",
+                ma.uid(),
+                ma.gid(),
+                mb.uid(),
+                mb.gid()
+            ));
         }
         if ma.file_type().is_file() {
             if ma.len() != mb.len() {
@@ -229,7 +307,10 @@ pub fn leftover_temps(root: &Path) -> Vec<PathBuf> {
     walk(root, Path::new(""), &mut all);
     all.into_iter()
         .filter(|p| {
-            let n = p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
             n.starts_with(b".") && n.len() > 8 && n[n.len() - 7] == b'.'
         })
         .collect()
@@ -240,7 +321,11 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     walk(root, Path::new(""), &mut all);
     all.into_iter()
-        .filter(|p| fs::symlink_metadata(root.join(p)).map(|m| m.is_file()).unwrap_or(false))
+        .filter(|p| {
+            fs::symlink_metadata(root.join(p))
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+        })
         .map(|p| {
             let d = fs::read(root.join(&p)).unwrap();
             (p, d)
