@@ -459,3 +459,34 @@ fn section_4_2_example() {
         ]
     );
 }
+
+/// `--inplace` (capture `pull-p31-main-inplace`): blocks 0-3 at their own
+/// offsets, then the shifted rest as 3 229 literal bytes.
+#[test]
+fn inplace_matches_capture() {
+    let (_, new) = tree();
+    let c = case(
+        "pull-p31-main-inplace",
+        31,
+        StrongKind::Xxh128,
+        true,
+        true,
+        true,
+    );
+    let st = streams(&c);
+    let (_, sig, _) = request(&c, &st);
+    let (toks, _, _) = reply(&c, &st);
+    let mut m = Matcher::new(&sig, cfg(&c, st.seed));
+    m.set_inplace(true);
+    let mut ours = Vec::new();
+    let mut out = |t: Token<'_>| match t {
+        Token::Literal(d) => ours.push(Tok::Lit(d.to_vec())),
+        Token::Block(i) => ours.push(Tok::Blk(i)),
+    };
+    m.feed(&new, &mut out);
+    m.finish(&mut out);
+    assert_eq!(ours, toks);
+    assert!(
+        matches!(&toks[..], [Tok::Blk(0), Tok::Blk(1), Tok::Blk(2), Tok::Blk(3), Tok::Lit(d)] if d.len() == 3229)
+    );
+}
