@@ -438,3 +438,55 @@ fn captures_are_where_expected() {
             .exists()
     );
 }
+
+/// The values printed in section 4.2 of the transfer document.
+#[test]
+fn section_4_2_example() {
+    let c = &CASES[0];
+    let st = streams(c);
+    assert_eq!(st.seed, 0x6B01_9D07);
+    let (_, sig, _) = request(c, &st);
+    assert_eq!(sig.blocks[0].sum1, 0xD7F7_E2B8);
+    assert_eq!(sig.blocks[0].sum2.as_bytes(), [0x5b, 0xec]);
+    assert_eq!(sig.blocks[1].sum1, 0xA202_E2A5);
+    let (_, basis_sum, sum) = reply(c, &st);
+    assert_eq!(&basis_sum[..4], [0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(
+        sum,
+        [
+            0x7a, 0x44, 0xb1, 0xe3, 0x72, 0xdf, 0x3a, 0xd5, 0x16, 0x20, 0x36, 0x99, 0xaa, 0x75,
+            0xa5, 0x13
+        ]
+    );
+}
+
+/// `--inplace` (capture `pull-p31-main-inplace`): blocks 0-3 at their own
+/// offsets, then the shifted rest as 3 229 literal bytes.
+#[test]
+fn inplace_matches_capture() {
+    let (_, new) = tree();
+    let c = case(
+        "pull-p31-main-inplace",
+        31,
+        StrongKind::Xxh128,
+        true,
+        true,
+        true,
+    );
+    let st = streams(&c);
+    let (_, sig, _) = request(&c, &st);
+    let (toks, _, _) = reply(&c, &st);
+    let mut m = Matcher::new(&sig, cfg(&c, st.seed));
+    m.set_inplace(true);
+    let mut ours = Vec::new();
+    let mut out = |t: Token<'_>| match t {
+        Token::Literal(d) => ours.push(Tok::Lit(d.to_vec())),
+        Token::Block(i) => ours.push(Tok::Blk(i)),
+    };
+    m.feed(&new, &mut out);
+    m.finish(&mut out);
+    assert_eq!(ours, toks);
+    assert!(
+        matches!(&toks[..], [Tok::Blk(0), Tok::Blk(1), Tok::Blk(2), Tok::Blk(3), Tok::Lit(d)] if d.len() == 3229)
+    );
+}

@@ -16,36 +16,38 @@ fn sx(b: u8) -> u32 {
     v
 }
 
-/// Bytes summed per step by the fast path of [`checksum1`].
+/// Lanes of the fast path of [`checksum1`]: byte `j` of every 16-byte
+/// step goes to lane `j`.
 const LANES: usize = 16;
 
-/// Weights `LANES - j` of byte `j` within one step.
-const WEIGHTS: [i32; LANES] = [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1];
-
 /// Returns `(s1, s2)` of `data` (both modulo 2^32, signed bytes).
+///
+/// The fast path is the Adler-32 vectorisation: per lane, `v1 += x` and
+/// `v2 += v1` each step, with no multiplication and no horizontal sum in
+/// the loop. For `C` steps of 16 bytes, byte `(c, j)` has weight
+/// `16·(C − c) − j` in `s2`, which is `16·Σv2 − Σ j·v1`. The tail continues
+/// with the scalar prefix-sum rule. All arithmetic wraps, as in C.
 #[inline]
 fn sums(data: &[u8]) -> (u32, u32) {
-    let mut s1: u32 = 0;
-    let mut s2: u32 = 0;
+    let mut v1 = [0u32; LANES];
+    let mut v2 = [0u32; LANES];
     let mut chunks = data.chunks_exact(LANES);
     for chunk in &mut chunks {
-        // Small fixed-size loops the compiler vectorises: plain and
-        // weighted sums of 16 signed bytes fit easily in i32.
-        let mut plain = 0i32;
-        let mut weighted = 0i32;
-        for (&b, &w) in chunk.iter().zip(WEIGHTS.iter()) {
-            #[allow(clippy::cast_possible_wrap)]
-            let x = i32::from(b as i8);
-            plain += x;
-            weighted += x * w;
+        for ((a, b), &x) in v1.iter_mut().zip(v2.iter_mut()).zip(chunk) {
+            *a = a.wrapping_add(sx(x));
+            *b = b.wrapping_add(*a);
         }
-        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-        {
-            s2 = s2
-                .wrapping_add(s1.wrapping_mul(LANES as u32))
-                .wrapping_add(weighted as u32);
-            s1 = s1.wrapping_add(plain as u32);
-        }
+    }
+    let mut s1: u32 = 0;
+    let mut s2: u32 = 0;
+    for (j, (&a, &b)) in v1.iter().zip(v2.iter()).enumerate() {
+        s1 = s1.wrapping_add(a);
+        // j < 16.
+        #[allow(clippy::cast_possible_truncation)]
+        let w = j as u32;
+        s2 = s2
+            .wrapping_add(b.wrapping_mul(LANES as u32))
+            .wrapping_sub(a.wrapping_mul(w));
     }
     for &b in chunks.remainder() {
         s1 = s1.wrapping_add(sx(b));

@@ -404,3 +404,94 @@ fn bucket(sum: u32, tablesize: usize) -> usize {
         (sum as usize) % tablesize
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::checksum::StrongKind;
+    use crate::delta::{SignatureBuilder, SumHead};
+
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// Token shapes ("l<len>" / "b<index>") for `target` against `basis`.
+    fn shapes(basis: &[u8], target: &[u8], block: Option<u32>, step: usize) -> Vec<String> {
+        let cfg = ChecksumConfig::for_session(StrongKind::Md5, 42, 31, true, true);
+        let head = if basis.is_empty() {
+            SumHead::empty()
+        } else {
+            SumHead::for_file(basis.len() as u64, 31, 16, block, false)
+        };
+        let mut b = SignatureBuilder::new(head, cfg);
+        b.feed(basis);
+        let mut m = Matcher::new(&b.finish(), cfg);
+        let mut v = Vec::new();
+        let mut out = |t: Token<'_>| {
+            v.push(match t {
+                Token::Literal(d) => format!("l{}", d.len()),
+                Token::Block(i) => format!("b{i}"),
+            })
+        };
+        for piece in target.chunks(step) {
+            m.feed(piece, &mut out);
+        }
+        m.finish(&mut out);
+        v
+    }
+
+    #[test]
+    fn literal_flush_and_chunking() {
+        let basis = noise(7_000, 1);
+        let unrelated = noise(100_000, 2);
+        let mut tail_match = unrelated.clone();
+        tail_match.extend_from_slice(&basis[..700]);
+        let rows: &[(&[u8], &[u8], &[&str])] = &[
+            // Pending literal reaches blength + 32768: flushed up to offset - blength.
+            (&basis, &unrelated, &["l32768", "l32768", "l34464"]),
+            (&basis, &tail_match, &["l32768", "l32768", "l34464", "b0"]),
+            // No sums: CHUNK_SIZE steps.
+            (b"", &unrelated, &["l32768", "l32768", "l32768", "l1696"]),
+            (b"", &unrelated[..65536], &["l32768", "l32768"]),
+            (b"", b"", &[]),
+            (&basis, b"", &[]),
+            (
+                &basis,
+                &basis,
+                &["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"],
+            ),
+        ];
+        for (n, &(basis, target, want)) in rows.iter().enumerate() {
+            for step in [1, 999, 40_000, target.len().max(1)] {
+                assert_eq!(
+                    shapes(basis, target, None, step),
+                    want,
+                    "row {n} step {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn want_i_prefers_the_next_block() {
+        // Four identical blocks: the chain lists 3, 2, 1, 0, but runs form.
+        let basis = [noise(32, 5), noise(32, 5), noise(32, 5), noise(32, 5)].concat();
+        assert_eq!(
+            shapes(&basis, &basis, Some(32), 7),
+            ["b0", "b1", "b2", "b3"]
+        );
+        let twice = [basis.clone(), basis.clone()].concat();
+        assert_eq!(
+            shapes(&basis, &twice, Some(32), 7),
+            ["b0", "b1", "b2", "b3", "b3", "b3", "b3", "b3"]
+        );
+    }
+}
