@@ -15,7 +15,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-rsync --version | head -1
+rsync --version | sed -n 1p
 
 # Release mode: the interop tests move tens of MiB through checksums.
 cargo test --release --all-targets "$@"
