@@ -20,3 +20,5 @@ rsync --version | sed -n 1p
 # Release mode: the interop tests move tens of MiB through checksums.
 cargo test --release --all-targets "$@"
 cargo test --release --doc
+# The no-network example must keep working.
+cargo run --release --example loopback

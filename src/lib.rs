@@ -39,5 +39,5 @@ pub mod wire;
 
 pub use engine::{DeleteTiming, Event, Options, Report, Stats};
 pub use error::{Error, ExitCode, Result};
-pub use session::Transfer;
+pub use session::{CancelToken, Transfer};
 pub use transport::RemoteCommand;

@@ -278,8 +278,43 @@ fn split_words(s: &str) -> Vec<String> {
     words
 }
 
+/// A file name as rsync prints it: valid UTF-8 as is, control characters
+/// and bytes that are not UTF-8 as `\#ooo`.
+fn escape_name(name: &[u8]) -> String {
+    let mut s = String::with_capacity(name.len());
+    let mut rest = name;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(v) => {
+                push_escaped(&mut s, v);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                push_escaped(&mut s, std::str::from_utf8(good).unwrap_or_default());
+                let n = e.error_len().unwrap_or(bad.len()).max(1);
+                for b in &bad[..n] {
+                    s.push_str(&format!("\\#{b:03o}"));
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    s
+}
+
+fn push_escaped(out: &mut String, v: &str) {
+    for c in v.chars() {
+        if (c as u32) < 0x20 || c as u32 == 0x7f {
+            out.push_str(&format!("\\#{:03o}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+}
+
 fn display_name(name: &[u8], dir: bool) -> String {
-    let mut s = String::from_utf8_lossy(name).into_owned();
+    let mut s = escape_name(name);
     if dir && s == "." {
         s = "./".into();
     } else if dir {
@@ -291,7 +326,8 @@ fn display_name(name: &[u8], dir: bool) -> String {
 fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
     let itemize = opts.itemize > 0;
     let verbose = opts.verbose > 0;
-    if (!itemize && !verbose) || opts.quiet {
+    let progress = opts.progress;
+    if (!itemize && !verbose && !progress) || opts.quiet {
         return None;
     }
     Some(Arc::new(move |ev: &Event| {
@@ -310,11 +346,12 @@ fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
                 if *kind == ferrsync::engine::ItemKind::Symlink {
                     if let Some(t) = extra {
                         line.push_str(" -> ");
-                        line.push_str(&String::from_utf8_lossy(t));
+                        line.push_str(&escape_name(t));
                     }
                 }
                 if itemize {
                     let _ = writeln!(out, "{} {line}", ev.itemize_string().unwrap_or_default());
+                } else if !verbose && !progress {
                 } else if flags & ferrsync::engine::report::item::TRANSFER != 0
                     || flags & ferrsync::engine::report::item::IS_NEW != 0
                 {
@@ -322,12 +359,18 @@ fn event_printer(opts: &Options) -> Option<ferrsync::engine::EventSink> {
                 }
             }
             Event::Deleted { name } => {
-                let n = String::from_utf8_lossy(name);
+                let n = escape_name(name);
                 if itemize {
                     let _ = writeln!(out, "*deleting   {n}");
                 } else {
                     let _ = writeln!(out, "deleting {n}");
                 }
+            }
+            Event::Progress { done, total, .. } => {
+                let pct = if *total > 0 { done * 100 / total } else { 100 };
+                let end = if done >= total { "\n" } else { "\r" };
+                let _ = write!(out, "{:>15} {:>3}%{end}", commas(*done), pct.min(100));
+                let _ = out.flush();
             }
             Event::Message { error, text } => {
                 if *error {
@@ -434,8 +477,12 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     if let Some(p) = event_printer(&opts) {
         transfer = transfer.with_events(p);
     }
-    transfer = transfer.with_messages(Arc::new(|_code, text: &[u8]| {
-        eprint!("{}", String::from_utf8_lossy(text));
+    transfer = transfer.with_messages(Arc::new(|code, text: &[u8]| {
+        if code == ferrsync::wire::MsgCode::Info {
+            print!("{}", String::from_utf8_lossy(text));
+        } else {
+            eprint!("{}", String::from_utf8_lossy(text));
+        }
     }));
     let rsh = cli
         .rsh

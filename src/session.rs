@@ -13,17 +13,67 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
 
 use crate::engine::{self, ClientRole, EventSink, Hooks, MessageSink, Options, Report};
 use crate::error::{Error, Result};
 use crate::transport::RemoteCommand;
+
+/// Stops a running transfer from elsewhere (another task or thread).
+///
+/// Cancelling makes the transfer return [`Error::Cancelled`]; files being
+/// received are discarded (their temporary files removed) and every file in
+/// the destination stays either old and whole or new and whole.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    #[must_use]
+    pub fn new() -> Self {
+        CancelToken::default()
+    }
+
+    /// Cancels every transfer that holds this token.
+    pub fn cancel(&self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let wait = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            wait.await;
+        }
+    }
+}
 
 /// A configured transfer.
 #[derive(Clone, Debug)]
 pub struct Transfer {
     opts: Options,
     hooks: Hooks,
+    cancel: Option<CancelToken>,
 }
 
 impl Transfer {
@@ -33,6 +83,26 @@ impl Transfer {
         Transfer {
             opts,
             hooks: Hooks::default(),
+            cancel: None,
+        }
+    }
+
+    /// Lets `token` cancel this transfer.
+    #[must_use]
+    pub fn with_cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    async fn guarded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        match &self.cancel {
+            None => fut.await,
+            Some(token) => {
+                tokio::select! {
+                    res = fut => res,
+                    () = token.cancelled() => Err(Error::Cancelled),
+                }
+            }
         }
     }
 
@@ -62,7 +132,8 @@ impl Transfer {
     /// # Errors
     /// A fatal error of either side.
     pub async fn local(&self, sources: &[PathBuf], dest: &Path) -> Result<Report> {
-        engine::run_local(sources, dest, &self.opts, &self.hooks).await
+        self.guarded(engine::run_local(sources, dest, &self.opts, &self.hooks))
+            .await
     }
 
     /// Pulls `remote_paths` from the peer reached by `cmd` into `dest`.
@@ -78,7 +149,8 @@ impl Transfer {
         let role = ClientRole::Receiver {
             dest: dest.to_path_buf(),
         };
-        self.through(cmd, true, remote_paths, role).await
+        self.guarded(self.through(cmd, true, remote_paths, role))
+            .await
     }
 
     /// Pushes local `sources` to `remote_dest` on the peer reached by `cmd`.

@@ -9,9 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tree::{
-    Compare, TreeSpec, build_tree, compare_trees, is_root, leftover_temps, make_basis,
-};
+use common::tree::{Compare, TreeSpec, build_tree, compare_trees, leftover_temps, make_basis};
 use ferrsync::{DeleteTiming, Options, RemoteCommand, Transfer};
 
 const PROTOCOLS: [u8; 4] = [29, 30, 31, 32];
@@ -42,11 +40,7 @@ fn rsync_version_line() -> String {
 }
 
 fn cmp_opts(protocol: u8) -> Compare {
-    Compare {
-        nsec: protocol >= 31,
-        owners: is_root(),
-        symlink_times: true,
-    }
+    Compare::all(protocol >= 31)
 }
 
 fn options(protocol: u8, checksum: &str) -> Options {
@@ -432,4 +426,52 @@ fn dry_run_changes_nothing_and_itemizes_like_rsync() {
         diffs.join("\n")
     );
     assert!(!compare_trees(&src, &d2, cmp_opts(32)).is_empty());
+}
+
+#[test]
+fn cancelling_leaves_files_whole() {
+    let rt = rt();
+    let f = fixture(32, true);
+    fs::remove_file(f.dst.join("big50m")).unwrap();
+    let before = common::tree::snapshot(&f.dst);
+    let token = ferrsync::CancelToken::new();
+    let dst = f.dst.clone();
+    let t2 = token.clone();
+    let watcher = std::thread::spawn(move || {
+        for _ in 0..4000 {
+            let partial = fs::read_dir(&dst).unwrap().filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_string_lossy().starts_with(".big50m.")
+                    && e.metadata().map(|m| m.len() > (4 << 20)).unwrap_or(false)
+            });
+            if partial {
+                t2.cancel();
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        false
+    });
+    let mut o = options(32, "xxh128");
+    o.delete = None;
+    let t = Transfer::new(o).with_cancel(token);
+    let res = rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(&f.src)], &f.dst));
+    assert!(
+        watcher.join().unwrap(),
+        "the transfer finished before it could be cancelled"
+    );
+    assert!(matches!(res, Err(ferrsync::Error::Cancelled)), "{res:?}");
+    assert!(
+        leftover_temps(&f.dst).is_empty(),
+        "temp files left: {:?}",
+        leftover_temps(&f.dst)
+    );
+    assert!(!f.dst.join("big50m").exists());
+    for (rel, data) in before {
+        let now = fs::read(f.dst.join(&rel)).ok();
+        let new = fs::read(f.src.join(&rel)).ok();
+        assert!(
+            now.as_ref() == Some(&data) || now == new,
+            "{rel:?} is neither old nor new"
+        );
+    }
 }

@@ -345,7 +345,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     self.delete_in_dir(i).await?;
                 }
             }
-            Some(FileKind::Symlink) if ctx.opts.links => {
+            Some(FileKind::Symlink) if !ctx.opts.links => {
+                self.skip_non_regular(e).await?;
+            }
+            Some(FileKind::Symlink) => {
                 let target = e.link_target.as_deref().unwrap_or_default();
                 let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())
                     && fs::read_link(path)
@@ -358,7 +361,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             ) => {
                 let dev = matches!(k, FileKind::CharDev | FileKind::BlockDev);
                 if (dev && !ctx.opts.devices) || (!dev && !ctx.opts.specials) {
-                    return Ok(());
+                    return self.skip_non_regular(e).await;
                 }
                 let same = st.as_ref().is_some_and(|m| {
                     let ft = m.file_type();
@@ -375,6 +378,18 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             Some(FileKind::Regular) => self.regular(i, e, path, st).await?,
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn skip_non_regular(&mut self, e: &FileEntry) -> Result<()> {
+        let text = format!(
+            "skipping non-regular file \"{}\"",
+            String::from_utf8_lossy(&e.name)
+        );
+        if self.ctx.setup.is_server {
+            self.message(MsgCode::Info, &text).await?;
+        }
+        self.ctx.emit(Event::Message { error: false, text });
         Ok(())
     }
 
@@ -499,6 +514,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     flags |= item::REPORT_SIZE;
                 }
                 flags |= meta_flags(ctx, e, m);
+                if !ctx.opts.times && !same_mtime(ctx, e, m) {
+                    flags |= item::REPORT_TIME;
+                }
                 if ctx.opts.checksum {
                     flags |= item::REPORT_CHANGE;
                 }

@@ -76,9 +76,11 @@ impl std::fmt::Debug for Hooks {
 pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Result<SendList> {
     let so = crate::fs::ScanOptions {
         recursive: opts.recursive,
-        links: opts.links,
-        devices: opts.devices,
-        specials: opts.specials,
+        // Everything is listed; the receiving side skips what it must not
+        // create, saying so, as rsync does.
+        links: true,
+        devices: true,
+        specials: true,
         dirs: opts.dirs,
         ..crate::fs::ScanOptions::default()
     };
@@ -259,6 +261,15 @@ where
     }
 }
 
+/// Aborts the spawned task when the owner is dropped (cancellation).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Copies local sources to a local destination with both sides in this
 /// process, joined by an in-memory pipe (no external rsync needed).
 ///
@@ -288,16 +299,13 @@ pub async fn run_local(
         events: hooks.events.clone(),
         messages: None,
     };
-    let server = tokio::spawn(async move {
+    let mut server = AbortOnDrop(tokio::spawn(async move {
         let (rd, wr) = tokio::io::split(server_io);
         run_server(rd, wr, &sa, &server_hooks).await
-    });
+    }));
     let (rd, wr) = tokio::io::split(client_io);
     // The receiving side reports the items of a local copy, as rsync does.
-    let client_hooks = Hooks {
-        events: None,
-        messages: hooks.messages.clone(),
-    };
+    let client_hooks = Hooks::default();
     let client = run_client(
         rd,
         wr,
@@ -308,7 +316,7 @@ pub async fn run_local(
         &client_hooks,
     )
     .await;
-    let server = server
+    let server = (&mut server.0)
         .await
         .map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
     let mut report = client?;

@@ -34,7 +34,7 @@ use crate::wire::{Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder};
 ///
 /// # Errors
 /// Malformed list, unsafe names, broken connection.
-pub async fn recv_file_list<R: AsyncRead + Unpin>(
+pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     r: &mut MuxReader<R>,
     setup: &Setup,
     opts: &Options,
@@ -129,7 +129,7 @@ fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
 ///
 /// # Errors
 /// A broken connection or a peer that breaks the protocol.
-pub async fn run_receiving_side<R, W>(
+pub(crate) async fn run_receiving_side<R, W>(
     r: &mut MuxReader<R>,
     w: &mut MuxWriter<W>,
     setup: &Setup,
@@ -212,6 +212,21 @@ where
     report.io_error |= gen_stats.io_error | recv_report.io_error;
     Ok(report)
 }
+
+/// Deletes a temporary file when dropped (after a successful rename the
+/// path no longer exists and nothing happens).
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Bytes between two progress events.
+const PROGRESS_STEP: u64 = 1 << 20;
 
 struct NoBasis;
 
@@ -300,8 +315,21 @@ async fn receive<R: AsyncRead + Unpin>(
             Basis::None(NoBasis)
         };
         let out = local::create_tmp(path);
-        let outcome =
-            receive_data(ctx, r, head, basis, out, &limits, digest_len, &mut report).await?;
+        // Removes the temporary file however this step ends, including
+        // when the whole transfer is cancelled by dropping its future.
+        let _guard = TempGuard(out.as_ref().ok().map(|(_, p)| p.clone()));
+        let outcome = receive_data(
+            ctx,
+            e,
+            r,
+            head,
+            basis,
+            out,
+            &limits,
+            digest_len,
+            &mut report,
+        )
+        .await?;
         match outcome {
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
@@ -383,9 +411,10 @@ enum Outcome {
 #[allow(clippy::too_many_arguments)]
 async fn receive_data<R: AsyncRead + Unpin>(
     ctx: &RecvCtx<'_>,
+    entry: &FileEntry,
     r: &mut MuxReader<R>,
     head: SumHead,
-    mut basis: Basis,
+    basis: Basis,
     out: std::io::Result<(fs::File, PathBuf)>,
     limits: &Limits,
     digest_len: usize,
@@ -397,6 +426,7 @@ async fn receive_data<R: AsyncRead + Unpin>(
     };
     let res = receive_tokens(
         ctx,
+        entry,
         r,
         head,
         basis,
@@ -420,6 +450,7 @@ async fn receive_data<R: AsyncRead + Unpin>(
 #[allow(clippy::too_many_arguments)]
 async fn receive_tokens<R: AsyncRead + Unpin>(
     ctx: &RecvCtx<'_>,
+    entry: &FileEntry,
     r: &mut MuxReader<R>,
     head: SumHead,
     mut basis: Basis,
@@ -432,7 +463,16 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
 ) -> Result<Outcome> {
     let mut sink = std::io::sink();
     let mut patcher = Patcher::new(head, ctx.setup.checksum);
+    let mut next_progress = PROGRESS_STEP;
     loop {
+        if ctx.opts.progress && patcher.written() >= next_progress {
+            next_progress = patcher.written() + PROGRESS_STEP;
+            ctx.emit(Event::Progress {
+                name: entry.name.clone(),
+                done: patcher.written(),
+                total: entry.size,
+            });
+        }
         match r.decode(|b| decode_token_header(b, limits)).await? {
             TokenHeader::End => break,
             TokenHeader::Literal(mut len) => {
@@ -474,6 +514,13 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     }
     let mut theirs = vec![0u8; digest_len];
     r.read_exact(&mut theirs).await?;
+    if ctx.opts.progress {
+        ctx.emit(Event::Progress {
+            name: entry.name.clone(),
+            done: patcher.written(),
+            total: patcher.written(),
+        });
+    }
     let ours = patcher.finish();
     let flushed = match writer.take() {
         Some(mut w) => w.flush().map_err(|e| e.to_string()),

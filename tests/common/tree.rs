@@ -230,6 +230,23 @@ pub struct Compare {
     pub owners: bool,
     /// Compare times of symlinks.
     pub symlink_times: bool,
+    /// Compare times of regular files and special files.
+    pub file_times: bool,
+    /// Compare times of directories.
+    pub dir_times: bool,
+}
+
+impl Compare {
+    /// Everything, with nanoseconds when `nsec`.
+    pub fn all(nsec: bool) -> Self {
+        Compare {
+            nsec,
+            owners: is_root(),
+            symlink_times: true,
+            file_times: true,
+            dir_times: true,
+        }
+    }
 }
 
 /// Lists every difference between two trees, empty when they are equal.
@@ -257,7 +274,14 @@ pub fn compare_trees(a: &Path, b: &Path, c: Compare) -> Vec<String> {
             continue;
         }
         let is_link = ma.file_type().is_symlink();
-        if !is_link || c.symlink_times {
+        let want_time = if is_link {
+            c.symlink_times
+        } else if ma.is_dir() {
+            c.dir_times
+        } else {
+            c.file_times
+        };
+        if want_time {
             let (ta, tb) = ((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()));
             if ta.0 != tb.0 || (c.nsec && ta.1 != tb.1) {
                 diffs.push(format!("{name}: mtime {ta:?} vs {tb:?}"));
