@@ -38,8 +38,11 @@ corpus=$base/corpus-$scale
 if [ ! -f "$corpus/MANIFEST.json" ]; then
   python3 "$bench/mkcorpus" --scale "$scale" "$corpus" >&2
 fi
-results=$base/results
+# One directory per invocation: the summary below globs every TSV in it, so a
+# shared directory would mix earlier runs (and other scales) into the ratio.
+results=$base/results/$(date -u +%Y%m%dT%H%M%SZ)-scale$scale
 mkdir -p "$results"
+echo "results: $results" >&2
 for round in $(seq 1 "$rounds"); do
   for who in rsync ferrsync; do
     if [ "$who" = rsync ]; then cmd=rsync; else cmd=$bin; fi
@@ -52,6 +55,7 @@ done
 python3 - "$results" <<'PY'
 import csv, glob, os, statistics, sys
 rows = {}
+failed = {}
 for path in glob.glob(os.path.join(sys.argv[1], "*.tsv")):
     label = os.path.basename(path).split("-r")[0]
     with open(path) as f:
@@ -60,6 +64,8 @@ for path in glob.glob(os.path.join(sys.argv[1], "*.tsv")):
             wall = r.get("wall")
             if sc and wall and r.get("rc", "0") == "0":
                 rows.setdefault((label, sc), []).append(float(wall))
+            elif sc:
+                failed[(label, sc)] = failed.get((label, sc), 0) + 1
 scen = sorted({s for (_, s) in rows})
 print(f"{'scenario':<14}{'rsync s':>10}{'ferrsync s':>12}{'ratio':>8}")
 for s in scen:
@@ -67,4 +73,6 @@ for s in scen:
     if a and b:
         ma, mb = statistics.median(a), statistics.median(b)
         print(f"{s:<14}{ma:>10.3f}{mb:>12.3f}{mb/ma:>8.2f}")
+for (label, s), n in sorted(failed.items()):
+    print(f"WARNING: {label} {s}: {n} run(s) exited non-zero and are not in the medians")
 PY
