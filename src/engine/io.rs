@@ -16,7 +16,7 @@ use crate::wire::{
     encode_frame_header,
 };
 
-/// Data bytes per multiplexed frame we write.
+/// Spare room kept beyond the flush threshold.
 const FRAME_DATA: usize = 64 * 1024;
 /// Pending output above which `maybe_flush` writes.
 const FLUSH_AT: usize = 256 * 1024;
@@ -404,14 +404,20 @@ fn le_i32(p: &[u8]) -> Result<i32> {
 }
 
 /// Writes our stream: buffers data, frames it when multiplexing is on.
+///
+/// When multiplexed, the buffer keeps 4 bytes reserved at its front for the
+/// frame header, which is filled in when the buffer is written, so data is
+/// never copied to add framing.
 pub struct MuxWriter<W> {
     inner: W,
     buf: Vec<u8>,
-    out: Vec<u8>,
     muxed: bool,
     bytes_written: u64,
     timeout: Option<Duration>,
 }
+
+/// The largest payload one frame can carry (24-bit length).
+const MAX_FRAME: usize = 0x00FF_FFFF;
 
 impl<W: AsyncWrite + Unpin> MuxWriter<W> {
     /// Wraps a writer; starts unmultiplexed.
@@ -419,16 +425,27 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         MuxWriter {
             inner,
             buf: Vec::with_capacity(FLUSH_AT + FRAME_DATA),
-            out: Vec::with_capacity(FLUSH_AT + FRAME_DATA),
             muxed: false,
             bytes_written: 0,
             timeout: None,
         }
     }
 
-    /// Turns multiplexing on or off; pending data is framed by the old rule.
+    fn data_start(&self) -> usize {
+        if self.muxed { 4 } else { 0 }
+    }
+
+    /// Turns multiplexing on or off. Data already buffered stays part of
+    /// the stream and is framed by the new rule.
     pub fn set_muxed(&mut self, on: bool) {
-        self.frame_pending();
+        if on == self.muxed {
+            return;
+        }
+        if on {
+            self.buf.splice(0..0, [0u8; 4]);
+        } else {
+            self.buf.drain(0..4);
+        }
         self.muxed = on;
     }
 
@@ -442,14 +459,19 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         self.muxed
     }
 
-    /// Total bytes written to the connection (after framing).
+    /// Total bytes written to the connection, counting buffered data.
     pub fn bytes_written(&self) -> u64 {
-        self.bytes_written + self.out.len() as u64
+        self.bytes_written + self.buf.len() as u64
     }
 
-    /// The data buffer, for encoders to append to.
+    /// The data buffer, for encoders to append to (append only).
     pub fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
+    }
+
+    /// Bytes of data waiting in the buffer.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.data_start()
     }
 
     /// Appends data bytes.
@@ -457,26 +479,19 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         self.buf.extend_from_slice(data);
     }
 
-    fn frame_pending(&mut self) {
-        if self.buf.is_empty() {
-            return;
+    async fn write_all_timed(&mut self, bytes_from: usize) -> Result<()> {
+        let fut = self.inner.write_all(&self.buf[bytes_from..]);
+        match self.timeout {
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => fut.await,
         }
-        if self.muxed {
-            for chunk in self.buf.chunks(FRAME_DATA) {
-                encode_frame_header(&mut self.out, MsgCode::Data, chunk.len());
-                self.out.extend_from_slice(chunk);
-            }
-        } else {
-            self.out.extend_from_slice(&self.buf);
-        }
-        self.buf.clear();
+        .map_err(Error::Connection)
     }
 
-    async fn write_out(&mut self) -> Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let fut = self.inner.write_all(&self.out);
+    async fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let fut = self.inner.write_all(bytes);
         match self.timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
@@ -484,8 +499,41 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
             None => fut.await,
         }
         .map_err(Error::Connection)?;
-        self.bytes_written += self.out.len() as u64;
-        self.out.clear();
+        self.bytes_written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the buffered data (one frame when multiplexed).
+    async fn write_pending(&mut self) -> Result<()> {
+        let n = self.pending();
+        if n == 0 {
+            return Ok(());
+        }
+        if !self.muxed {
+            self.write_all_timed(0).await?;
+            self.bytes_written += self.buf.len() as u64;
+            self.buf.clear();
+            return Ok(());
+        }
+        if n <= MAX_FRAME {
+            let mut hdr = Vec::with_capacity(4);
+            encode_frame_header(&mut hdr, MsgCode::Data, n);
+            self.buf[..4].copy_from_slice(&hdr);
+            self.write_all_timed(0).await?;
+        } else {
+            // Larger than one frame can carry: frame it piece by piece.
+            let data = self.buf.split_off(4);
+            for chunk in data.chunks(MAX_FRAME) {
+                let mut hdr = Vec::with_capacity(4);
+                encode_frame_header(&mut hdr, MsgCode::Data, chunk.len());
+                self.write_raw(&hdr).await?;
+                self.write_raw(chunk).await?;
+            }
+            self.buf.truncate(4);
+            return Ok(());
+        }
+        self.bytes_written += self.buf.len() as u64;
+        self.buf.truncate(4);
         Ok(())
     }
 
@@ -494,9 +542,8 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
     /// # Errors
     /// The connection failed.
     pub async fn maybe_flush(&mut self) -> Result<()> {
-        if self.buf.len() >= FLUSH_AT {
-            self.frame_pending();
-            self.write_out().await?;
+        if self.pending() >= FLUSH_AT {
+            self.write_pending().await?;
         }
         Ok(())
     }
@@ -506,8 +553,7 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
     /// # Errors
     /// The connection failed.
     pub async fn flush(&mut self) -> Result<()> {
-        self.frame_pending();
-        self.write_out().await?;
+        self.write_pending().await?;
         self.inner.flush().await.map_err(Error::Connection)
     }
 
@@ -520,15 +566,13 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         if !self.muxed {
             return Ok(());
         }
-        self.frame_pending();
-        for chunk in payload.chunks(4096).take(1) {
-            encode_frame_header(&mut self.out, code, chunk.len());
-            self.out.extend_from_slice(chunk);
-        }
-        if payload.is_empty() {
-            encode_frame_header(&mut self.out, code, 0);
-        }
-        self.flush().await
+        self.write_pending().await?;
+        let payload = &payload[..payload.len().min(4096)];
+        let mut frame = Vec::with_capacity(4 + payload.len());
+        encode_frame_header(&mut frame, code, payload.len());
+        frame.extend_from_slice(payload);
+        self.write_raw(&frame).await?;
+        self.inner.flush().await.map_err(Error::Connection)
     }
 
     /// Shuts the write side down.

@@ -15,7 +15,9 @@ use super::io::{MuxReader, MuxWriter};
 use super::options::Options;
 use super::report::{Event, EventSink, ItemKind, Report, item};
 use super::setup::Setup;
-use crate::delta::{Matcher, Signature, SumHead, Token, encode_block, encode_end, encode_literal};
+use crate::delta::{
+    CHUNK_SIZE, Matcher, Signature, SumHead, Token, encode_block, encode_end, encode_literal,
+};
 use crate::error::{Error, Result};
 use crate::flist::{FileEntry, FileKind, FileListEncoder, FlistOptions, encode_id_list};
 use crate::wire::{self, Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder, NdxEncoder};
@@ -190,7 +192,6 @@ where
     let max_phase = if protocol >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let digest_len = setup.checksum.kind.digest_len();
-    let mut out = Vec::with_capacity(READ_STEP * 2);
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
@@ -283,7 +284,7 @@ where
         };
         echo(w, &mut ndx_out)?;
         head.encode(w.buf(), protocol);
-        send_file_data(w, setup, &sig, file, &mut out, &mut report).await?;
+        send_file_data(w, setup, &sig, file, &mut report).await?;
         report.stats.num_transferred += 1;
         report.stats.transferred_size += entry.size;
     }
@@ -291,7 +292,7 @@ where
     if setup.is_server {
         let v = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
         let read = r.bytes_read();
-        let written = w.bytes_written() + w.buf().len() as u64;
+        let written = w.bytes_written();
         wire::encode_varlong30(w.buf(), protocol, v(read), 3);
         wire::encode_varlong30(w.buf(), protocol, v(written), 3);
         wire::encode_varlong30(w.buf(), protocol, v(report.stats.total_size), 3);
@@ -359,33 +360,60 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
     w: &mut MuxWriter<W>,
     setup: &Setup,
     sig: &crate::delta::Signature,
-    mut file: std::fs::File,
-    out: &mut Vec<u8>,
+    file: std::fs::File,
     report: &mut Report,
 ) -> Result<()> {
-    let mut matcher = Matcher::new(sig, setup.checksum);
     let mut hasher = setup.checksum.file_hasher();
-    let mut buf = vec![0u8; READ_STEP];
     let mut read_failed = false;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) => {
-                read_failed = true;
-                break;
+    if sig.head.count == 0 {
+        // No block sums: literal records are read straight into the output
+        // buffer, behind their length, and hashed in place.
+        loop {
+            let buf = w.buf();
+            let at = buf.len();
+            buf.extend_from_slice(&[0u8; 4]);
+            match (&file).take(CHUNK_SIZE as u64).read_to_end(buf) {
+                Ok(0) => {
+                    buf.truncate(at);
+                    break;
+                }
+                Ok(n) => {
+                    let len = i32::try_from(n).unwrap_or(i32::MAX).to_le_bytes();
+                    buf[at..at + 4].copy_from_slice(&len);
+                    hasher.update(&buf[at + 4..]);
+                    report.stats.literal_data += n as u64;
+                }
+                Err(_) => {
+                    buf.truncate(at);
+                    read_failed = true;
+                    break;
+                }
             }
-        };
-        let data = &buf[..n];
-        hasher.update(data);
-        out.clear();
-        matcher.feed(data, &mut |t| emit(out, t));
-        w.put(out);
-        w.maybe_flush().await?;
+            w.maybe_flush().await?;
+        }
+    } else {
+        let mut matcher = Matcher::new(sig, setup.checksum);
+        let mut data = vec![0u8; READ_STEP];
+        let mut file = file;
+        loop {
+            let n = match file.read(&mut data) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => {
+                    read_failed = true;
+                    break;
+                }
+            };
+            let chunk = &data[..n];
+            hasher.update(chunk);
+            matcher.feed(chunk, &mut |t| emit(w.buf(), t));
+            w.maybe_flush().await?;
+        }
+        matcher.finish(&mut |t| emit(w.buf(), t));
+        let st = matcher.stats();
+        report.stats.literal_data += st.literal_bytes;
+        report.stats.matched_data += st.matched_bytes;
     }
-    out.clear();
-    matcher.finish(&mut |t| emit(out, t));
-    w.put(out);
     encode_end(w.buf());
     let mut sum = hasher.finish().as_bytes().to_vec();
     if read_failed {
@@ -394,11 +422,7 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
         sum.iter_mut().for_each(|b| *b = 0);
     }
     w.put(&sum);
-    w.maybe_flush().await?;
-    let st = matcher.stats();
-    report.stats.literal_data += st.literal_bytes;
-    report.stats.matched_data += st.matched_bytes;
-    Ok(())
+    w.maybe_flush().await
 }
 
 fn emit(out: &mut Vec<u8>, t: Token<'_>) {
