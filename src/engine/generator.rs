@@ -88,7 +88,7 @@ fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
     let mut f = 0;
     let is_dir = e.is_dir();
     let is_link = e.kind() == Some(FileKind::Symlink);
-    if o.times && !(is_dir && o.omit_dir_times) && !is_link && !same_mtime(ctx, e, st) {
+    if o.times && (!is_dir || !o.omit_dir_times) && !is_link && !same_mtime(ctx, e, st) {
         f |= item::REPORT_TIME;
     }
     if o.perms && !is_link && st.mode() & 0o7777 != e.mode & 0o7777 {

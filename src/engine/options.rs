@@ -411,8 +411,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
             continue;
         }
         if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
-            let mut chars = cluster.char_indices();
-            while let Some((pos, ch)) = chars.next() {
+            for (pos, ch) in cluster.char_indices() {
                 let rest = &cluster[pos + ch.len_utf8()..];
                 match ch {
                     'v' => o.verbose += 1,

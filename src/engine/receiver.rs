@@ -146,9 +146,11 @@ where
     let flist_bytes = r.bytes_read();
     sort_file_list(&mut list, setup.protocol);
     let mut active = clean_file_list(&list, setup.protocol);
-    let mut report = Report::default();
-    report.errors = check_parents(&list, &mut active);
-    report.io_error = io_error;
+    let mut report = Report {
+        errors: check_parents(&list, &mut active),
+        io_error,
+        ..Report::default()
+    };
     let (paths, must_create) = dest_paths(dest, &list)?;
     if must_create && !list.is_empty() {
         // A list with "." creates the destination itself (and itemizes it
