@@ -33,6 +33,9 @@ Options (as rsync's):
  -D                       same as --devices --specials
  -O, --omit-dir-times     omit directories from --times
  -n, --dry-run            perform a trial run with no changes made
+ -z, --compress           compress file data during the transfer
+     --compress-choice=STR  choose the compression algorithm (aka --zc)
+     --compress-level=NUM explicitly set compression level
  -W, --whole-file         copy files whole (w/o delta-xfer algorithm)
      --no-whole-file      always use the delta-xfer algorithm
  -c, --checksum           skip based on checksum, not mod-time & size
@@ -154,6 +157,21 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "delete-delay" => o.delete = Some(DeleteTiming::Delay),
                 "delete-after" => o.delete = Some(DeleteTiming::After),
                 "numeric-ids" => o.numeric_ids = true,
+                "compress" => o.compress = true,
+                "compress-choice" | "zc" => {
+                    o.compress = true;
+                    o.compress_choice = Some(value()?);
+                }
+                "compress-level" => o.compress_level = Some(num("--compress-level", &value()?)?),
+                "skip-compress" => o.skip_compress = Some(value()?),
+                "new-compress" => {
+                    o.compress = true;
+                    o.compress_choice = Some("zlibx".into());
+                }
+                "old-compress" => {
+                    o.compress = true;
+                    o.compress_choice = Some("zlib".into());
+                }
                 "ignore-errors" => o.ignore_errors = true,
                 "block-size" => o.block_size = Some(num("--block-size", &value()?)?),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(value()?),
@@ -215,6 +233,12 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 'c' => o.checksum = true,
                 'I' => o.ignore_times = true,
                 'i' => o.itemize += 1,
+                'z' => {
+                    if o.compress && o.compress_choice.is_none() {
+                        o.compress_choice = Some("zlibx".into());
+                    }
+                    o.compress = true;
+                }
                 'h' => {
                     print!("{USAGE}");
                     std::process::exit(0);

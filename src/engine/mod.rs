@@ -108,6 +108,16 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
+/// Refuses what this build cannot do yet, before any file data moves.
+fn check_supported(setup: &Setup) -> Result<()> {
+    match setup.compression {
+        Some(name) => Err(Error::Unsupported(format!(
+            "compression ({name}) is not supported yet; run without -z"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs the client side of a transfer over an established byte stream to
 /// an `rsync --server` (or `ferrsync --server`) that was started with
 /// [`Options::server_args`].
@@ -130,6 +140,7 @@ where
     let mut w = MuxWriter::new(writer);
     set_timeouts(&mut r, &mut w, opts);
     let setup = setup::client_setup(&mut r, &mut w, opts).await?;
+    check_supported(&setup)?;
     r.set_muxed(true);
     w.set_muxed(setup.protocol >= 30);
     let whole_file = opts.whole_file.unwrap_or(false);
@@ -192,6 +203,7 @@ where
     let opts = &sa.options;
     set_timeouts(&mut r, &mut w, opts);
     let setup = setup::server_setup(&mut r, &mut w, sa).await?;
+    check_supported(&setup)?;
     w.set_muxed(true);
     r.set_muxed(setup.protocol >= 30);
     let result = server_roles(&mut r, &mut w, &setup, sa, hooks).await;

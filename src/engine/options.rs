@@ -85,6 +85,14 @@ pub struct Options {
     pub progress: bool,
     /// `--ignore-errors`
     pub ignore_errors: bool,
+    /// `-z`: compress file data on the wire.
+    pub compress: bool,
+    /// `--compress-choice=NAME` (`zstd`, `lz4`, `zlibx`, `zlib`, `none`).
+    pub compress_choice: Option<String>,
+    /// `--compress-level=N`.
+    pub compress_level: Option<i32>,
+    /// `--skip-compress=LIST` (accepted; every file is compressed alike).
+    pub skip_compress: Option<String>,
 }
 
 impl Default for Options {
@@ -119,6 +127,10 @@ impl Default for Options {
             stats: false,
             progress: false,
             ignore_errors: false,
+            compress: false,
+            compress_choice: None,
+            compress_level: None,
+            skip_compress: None,
         }
     }
 }
@@ -203,6 +215,10 @@ impl Options {
         if self.ignore_times {
             c.push('I');
         }
+        let choice = self.compress_choice.as_deref().map(str::to_ascii_lowercase);
+        if self.compress && matches!(choice.as_deref(), None | Some("zlib")) {
+            c.push('z');
+        }
         if self.protocol.is_none_or(|p| p >= 30) {
             c.push('e');
             c.push_str(Self::capabilities());
@@ -223,6 +239,17 @@ impl Options {
         }
         if let Some(cc) = &self.checksum_choice {
             args.push(format!("--checksum-choice={cc}"));
+        }
+        if self.compress {
+            if let Some(level) = self.compress_level {
+                args.push(format!("--compress-level={level}"));
+            }
+            match choice.as_deref() {
+                None => {}
+                Some("zlib") => args.push("--old-compress".into()),
+                Some("zlibx") => args.push("--new-compress".into()),
+                Some(other) => args.push(format!("--compress-choice={other}")),
+            }
         }
         if client_sends {
             if let Some(d) = self.delete {
@@ -316,6 +343,13 @@ const LONG: &[(&str, bool)] = &[
     ("open-noatime", false),
     ("super", false),
     ("config", true),
+    ("compress", false),
+    ("compress-choice", true),
+    ("zc", true),
+    ("compress-level", true),
+    ("new-compress", false),
+    ("old-compress", false),
+    ("skip-compress", true),
 ];
 
 /// Options that are harmless for us to accept without acting on them.
@@ -405,6 +439,21 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "no-whole-file" | "no-W" => o.whole_file = Some(false),
                 "protocol" => o.protocol = Some(parse_num(a, &val)?),
                 "block-size" => o.block_size = Some(parse_num(a, &val)?),
+                "compress" => o.compress = true,
+                "compress-choice" | "zc" => {
+                    o.compress = true;
+                    o.compress_choice = Some(val);
+                }
+                "compress-level" => o.compress_level = Some(parse_num(a, &val)?),
+                "new-compress" => {
+                    o.compress = true;
+                    o.compress_choice = Some("zlibx".into());
+                }
+                "old-compress" => {
+                    o.compress = true;
+                    o.compress_choice = Some("zlib".into());
+                }
+                "skip-compress" => o.skip_compress = Some(val),
                 n if IGNORABLE.contains(&n) => sa.ignored.push(a.to_string()),
                 _ => return Err(unknown(a)),
             }
@@ -434,6 +483,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'O' => o.omit_dir_times = true,
                     'i' => o.itemize += 1,
                     's' => sa.secluded = true,
+                    'z' => o.compress = true,
                     'e' | 'B' | '@' => {
                         let val = if rest.is_empty() {
                             let v = argv.get(i).map(|s| s.as_ref().to_string());

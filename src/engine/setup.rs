@@ -12,8 +12,8 @@ use super::options::{Options, ServerArgs};
 use crate::checksum::{ChecksumConfig, StrongKind};
 use crate::error::{Error, Result};
 use crate::wire::{
-    self, CHECKSUM_NAMES, Capabilities, CompatFlags, ProtocolVersion, choose_as_client,
-    choose_as_server, client_list, server_list,
+    self, CHECKSUM_NAMES, COMPRESS_NAMES, Capabilities, CompatFlags, ProtocolVersion,
+    choose_as_client, choose_as_server, client_list, server_list,
 };
 
 /// Everything both roles of one side agreed on during setup.
@@ -31,6 +31,9 @@ pub struct Setup {
     pub file_sum: ChecksumConfig,
     /// Whether this side is the server.
     pub is_server: bool,
+    /// The compression algorithm for file data (`zstd`, `lz4`, `zlibx`,
+    /// `zlib`), if any.
+    pub compression: Option<&'static str>,
 }
 
 impl Setup {
@@ -73,7 +76,33 @@ fn build(
         checksum: ChecksumConfig::for_session(kind, seed, protocol, seed_fix, named),
         file_sum: ChecksumConfig::for_session(kind, 0, protocol, seed_fix, named),
         is_server,
+        compression: None,
     }
+}
+
+/// What compression the options ask for: `None` for none, `Some(None)` to
+/// negotiate (or plain zlib when names are not negotiated), `Some(Some(n))`
+/// for an explicit choice.
+fn compress_request(opts: &Options) -> Result<Option<Option<&'static str>>> {
+    if !opts.compress {
+        return Ok(None);
+    }
+    match opts.compress_choice.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("auto") => Ok(Some(None)),
+        Some("none") => Ok(None),
+        Some(name) => COMPRESS_NAMES
+            .iter()
+            .find(|n| **n == name && **n != "none")
+            .map(|n| Some(Some(*n)))
+            .ok_or_else(|| Error::Unsupported(format!("unknown compress name: {name}"))),
+    }
+}
+
+fn compress_failed(ours: &str, theirs: &[u8]) -> Error {
+    Error::Unsupported(format!(
+        "Failed to negotiate a compress choice: our list \"{ours}\", peer's list \"{}\"",
+        String::from_utf8_lossy(theirs)
+    ))
 }
 
 fn default_kind(protocol: u8) -> StrongKind {
@@ -120,24 +149,12 @@ where
         Some(c) => parse_choice(c)?,
         None => None,
     };
-    let (kind, named) = if let Some(k) = choice {
-        (k, true)
-    } else if compat.contains(CompatFlags::VARINT_FLIST_FLAGS) {
-        let list = client_list(CHECKSUM_NAMES);
-        wire::encode_vstring(w.buf(), list.as_bytes())?;
-        w.flush().await?;
-        let theirs = r.read_vstring(255).await?;
-        let name = choose_as_client(CHECKSUM_NAMES, &theirs)
-            .ok_or_else(|| negotiation_failed(&list, &theirs))?;
-        (
-            StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?,
-            true,
-        )
-    } else {
-        (default_kind(protocol), false)
-    };
+    let (kind, named, compression) =
+        exchange_lists(r, w, protocol, compat, choice, compress_request(opts)?, false).await?;
     let seed = r.read_i32().await?;
-    Ok(build(protocol, compat, seed, kind, named, false))
+    let mut setup = build(protocol, compat, seed, kind, named, false);
+    setup.compression = compression;
+    Ok(setup)
 }
 
 /// Runs the server half of the setup.
@@ -171,26 +188,70 @@ where
         Some(c) => parse_choice(c)?,
         None => None,
     };
-    let (kind, named) = if let Some(k) = choice {
-        (k, true)
-    } else if compat.contains(CompatFlags::VARINT_FLIST_FLAGS) {
-        let list = server_list(CHECKSUM_NAMES);
-        wire::encode_vstring(w.buf(), list.as_bytes())?;
-        w.flush().await?;
-        let theirs = r.read_vstring(255).await?;
-        let name = choose_as_server(CHECKSUM_NAMES, &theirs)
-            .ok_or_else(|| negotiation_failed(&list, &theirs))?;
-        (
-            StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&list, &theirs))?,
-            true,
-        )
-    } else {
-        (default_kind(protocol), false)
-    };
+    let (kind, named, compression) =
+        exchange_lists(r, w, protocol, compat, choice, compress_request(opts)?, true).await?;
     let seed = opts.checksum_seed.unwrap_or_else(make_seed);
     wire::encode_i32(w.buf(), seed);
     w.flush().await?;
-    Ok(build(protocol, compat, seed, kind, named, true))
+    let mut setup = build(protocol, compat, seed, kind, named, true);
+    setup.compression = compression;
+    Ok(setup)
+}
+
+/// Both sides write their name lists, then read the peer's (rsync's
+/// `negotiate_the_strings`): the checksum list unless a checksum was chosen,
+/// the compression list when compressing without an explicit choice.
+async fn exchange_lists<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    protocol: u8,
+    compat: CompatFlags,
+    choice: Option<StrongKind>,
+    compress: Option<Option<&'static str>>,
+    as_server: bool,
+) -> Result<(StrongKind, bool, Option<&'static str>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let varint = compat.contains(CompatFlags::VARINT_FLIST_FLAGS);
+    let neg_csum = choice.is_none() && varint;
+    let neg_comp = compress == Some(None) && varint;
+    let list = |names: &[&str]| if as_server { server_list(names) } else { client_list(names) };
+    let choose = |names: &[&'static str], theirs: &[u8]| {
+        if as_server { choose_as_server(names, theirs) } else { choose_as_client(names, theirs) }
+    };
+    let csum_list = list(CHECKSUM_NAMES);
+    let comp_list = list(COMPRESS_NAMES);
+    if neg_csum {
+        wire::encode_vstring(w.buf(), csum_list.as_bytes())?;
+    }
+    if neg_comp {
+        wire::encode_vstring(w.buf(), comp_list.as_bytes())?;
+    }
+    if neg_csum || neg_comp {
+        w.flush().await?;
+    }
+    let (kind, named) = if let Some(k) = choice {
+        (k, true)
+    } else if neg_csum {
+        let theirs = r.read_vstring(255).await?;
+        let name = choose(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
+        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?, true)
+    } else {
+        (default_kind(protocol), false)
+    };
+    let compression = match compress {
+        None => None,
+        Some(Some(name)) => Some(name),
+        Some(None) if neg_comp => {
+            let theirs = r.read_vstring(255).await?;
+            let name = choose(COMPRESS_NAMES, &theirs).ok_or_else(|| compress_failed(&comp_list, &theirs))?;
+            (name != "none").then_some(name)
+        }
+        Some(None) => Some("zlib"),
+    };
+    Ok((kind, named, compression))
 }
 
 fn make_seed() -> i32 {
