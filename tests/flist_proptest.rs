@@ -3,7 +3,7 @@
 //! the decoder never panics (nor over-reads) on arbitrary bytes.
 
 use ferrsync::flist::codec::{FileListDecoder, FileListEncoder, FlistOptions};
-use ferrsync::flist::entry::{FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
+use ferrsync::flist::entry::FileEntry;
 use ferrsync::wire::{Decoded, Limits};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -33,15 +33,28 @@ fn options() -> impl Strategy<Value = FlistOptions> {
         })
 }
 
-const KINDS: [FileKind; 7] = [
-    FileKind::Regular,
-    FileKind::Regular,
-    FileKind::Dir,
-    FileKind::Symlink,
-    FileKind::CharDev,
-    FileKind::BlockDev,
-    FileKind::Fifo,
-];
+#[path = "common/flist_gen.rs"]
+mod flist_gen;
+
+use flist_gen::{Draw, entries};
+
+impl Draw for StdRng {
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if lo >= hi { lo } else { self.gen_range(lo..hi) }
+    }
+    fn ratio(&mut self, num: u32, den: u32) -> bool {
+        self.gen_ratio(num, den)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.gen_bool(p)
+    }
+    fn byte(&mut self) -> u8 {
+        self.r#gen()
+    }
+    fn name(&mut self) -> Vec<u8> {
+        name(self)
+    }
+}
 
 fn name(rng: &mut StdRng) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ab.-/x\xe9\xff";
@@ -53,132 +66,6 @@ fn name(rng: &mut StdRng) -> Vec<u8> {
     (0..len)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
         .collect()
-}
-
-fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<Vec<u8>> {
-    (o.inc_recurse && on && !o.numeric_ids && id % 3 != 0)
-        .then(|| format!("{prefix}{id}").into_bytes())
-}
-
-/// One list of consistent random entries (what a real sender could send).
-fn entries(o: &FlistOptions, rng: &mut StdRng, count: usize, ndx_start: i32) -> Vec<FileEntry> {
-    let p = o.protocol;
-    let mut v: Vec<FileEntry> = Vec::new();
-    for _ in 0..count {
-        // Sometimes a hard-link follower of an earlier regular file.
-        if o.preserve_hard_links && p >= 30 && rng.gen_ratio(1, 4) {
-            let firsts: Vec<usize> = (0..v.len())
-                .filter(|&i| {
-                    v[i].kind() == Some(FileKind::Regular)
-                        && v[i].hardlink.as_ref().is_some_and(|h| h.first.is_none())
-                })
-                .collect();
-            if let Some(&f) = firsts.get(rng.gen_range(0..firsts.len().max(1))) {
-                let mut e = v[f].clone();
-                e.name = name(rng);
-                e.hardlink = Some(HardLink {
-                    first: Some(ndx_start + f as i32),
-                    dev: 0,
-                    ino: 0,
-                });
-                v.push(e);
-                continue;
-            }
-        }
-        let kind = KINDS[rng.gen_range(0..KINDS.len())];
-        let kind = if kind == FileKind::Fifo && rng.gen_bool(0.5) {
-            FileKind::Socket
-        } else {
-            kind
-        };
-        let is_dir = kind == FileKind::Dir;
-        // Small value pools make the "same as before" flags fire often.
-        let mtime = if p >= 30 {
-            [0i64, 1, -5, 1_704_067_200, 1 << 40][rng.gen_range(0..5)]
-        } else {
-            [0i64, 7, 4_000_000_000][rng.gen_range(0..3)]
-        };
-        let uid = if o.preserve_uid {
-            [0u32, 1000, 65534, 7][rng.gen_range(0..4)]
-        } else {
-            0
-        };
-        let gid = if o.preserve_gid {
-            [0u32, 100, 65534][rng.gen_range(0..3)]
-        } else {
-            0
-        };
-        let mut e = FileEntry {
-            name: name(rng),
-            mode: kind.mode_bits() | [0o644, 0o755, 0o7777, 0][rng.gen_range(0..4)],
-            size: [0u64, 12, 4096, u64::from(u32::MAX) + 5, i64::MAX as u64][rng.gen_range(0..5)],
-            mtime,
-            mtime_nsec: if p >= 31 && rng.gen_bool(0.5) {
-                rng.gen_range(0..1_000_000_000)
-            } else {
-                0
-            },
-            atime: if o.preserve_atimes && !is_dir {
-                [0i64, 3, 1_704_067_201][rng.gen_range(0..3)]
-            } else {
-                0
-            },
-            uid,
-            gid,
-            user_name: id_name(o, o.preserve_uid, "user", uid),
-            group_name: id_name(o, o.preserve_gid, "group", gid),
-            xflags: if !is_dir {
-                0
-            } else if p >= 30 {
-                [
-                    0,
-                    XMIT_TOP_DIR,
-                    XMIT_NO_CONTENT_DIR,
-                    XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR,
-                ][rng.gen_range(0..4)]
-            } else {
-                [0, XMIT_TOP_DIR][rng.gen_range(0..2)]
-            },
-            ..FileEntry::default()
-        };
-        if kind.is_device() && o.preserve_devices {
-            (e.rdev_major, e.rdev_minor) = if p < 28 {
-                (
-                    rng.gen_range(0..0x1000),
-                    [0u32, 5, 300, 0xf_ffff][rng.gen_range(0..4)],
-                )
-            } else {
-                (
-                    [0u32, 8, 259, 70_000][rng.gen_range(0..4)],
-                    [0u32, 5, 300, 1 << 20][rng.gen_range(0..4)],
-                )
-            };
-        }
-        if kind == FileKind::Symlink && o.preserve_links {
-            e.link_target = Some(name(rng));
-        }
-        if o.checksum_len > 0 && kind == FileKind::Regular {
-            e.checksum = Some((0..o.checksum_len).map(|_| rng.r#gen()).collect());
-        }
-        if o.preserve_hard_links {
-            let hl = HardLink {
-                first: None,
-                dev: [0u64, 2049, 2050][rng.gen_range(0..3)],
-                ino: rng.gen_range(1..100),
-            };
-            e.hardlink = match p {
-                27 => (kind == FileKind::Regular).then_some(hl),
-                28 | 29 => (!is_dir && rng.gen_bool(0.5)).then_some(hl),
-                _ => (kind == FileKind::Regular && rng.gen_bool(0.5)).then_some(HardLink {
-                    first: None,
-                    dev: 0,
-                    ino: 0,
-                }),
-            };
-        }
-        v.push(e);
-    }
-    v
 }
 
 fn decode_all(dec: &mut FileListDecoder, buf: &[u8], at: &mut usize) -> Vec<FileEntry> {
