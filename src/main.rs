@@ -484,6 +484,10 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
                 "--daemon over a remote shell is not supported yet".into(),
             ));
         }
+        // The client may hand us a non-blocking pipe or socket; our stdio
+        // is driven by blocking threads, so make it blocking again.
+        set_blocking(&std::io::stdin());
+        set_blocking(&std::io::stdout());
         let hooks = Hooks::default();
         let report = run_server(tokio::io::stdin(), tokio::io::stdout(), &sa, &hooks).await?;
         return Ok(report.exit_code().code());
@@ -578,6 +582,15 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         eprintln!("rsync error: {} (code {})", code.describe(), code.code());
     }
     Ok(code.code())
+}
+
+fn set_blocking(fd: &impl std::os::fd::AsFd) {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    if let Ok(fl) = fcntl_getfl(fd) {
+        if fl.contains(OFlags::NONBLOCK) {
+            let _ = fcntl_setfl(fd, fl - OFlags::NONBLOCK);
+        }
+    }
 }
 
 fn read_secluded_args() -> Result<Vec<String>, Error> {

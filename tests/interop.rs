@@ -12,7 +12,7 @@ use std::process::Command;
 use common::tree::{Compare, TreeSpec, build_tree, compare_trees, leftover_temps, make_basis};
 use ferrsync::{DeleteTiming, Options, RemoteCommand, Transfer};
 
-const PROTOCOLS: [u8; 4] = [29, 30, 31, 32];
+const PROTOCOLS: [u8; 6] = [27, 28, 29, 30, 31, 32];
 const CHECKSUMS: [&str; 3] = ["md4", "md5", "xxh128"];
 
 fn ferrsync_bin() -> &'static str {

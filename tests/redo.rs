@@ -17,9 +17,19 @@ const SEED: i32 = 305_419_896;
 
 fn build(dir: &Path) {
     let script = common::tap::captures_dir().join("transfer-build-tree.py");
-    let st = Command::new("python3").arg(script).arg("--redo").arg(dir).status().unwrap();
+    let st = Command::new("python3")
+        .arg(script)
+        .arg("--redo")
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(st.success());
-    let st = Command::new("cp").arg("-a").arg(dir.join("basis3")).arg(dir.join("dst")).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(dir.join("basis3"))
+        .arg(dir.join("dst"))
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -28,7 +38,12 @@ fn assert_same_content(a: &Path, b: &Path) {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
             let other = b.join(e.file_name());
-            assert_eq!(fs::read(e.path()).unwrap(), fs::read(&other).unwrap(), "{:?}", e.file_name());
+            assert_eq!(
+                fs::read(e.path()).unwrap(),
+                fs::read(&other).unwrap(),
+                "{:?}",
+                e.file_name()
+            );
         }
     }
 }
@@ -43,10 +58,18 @@ fn ferrsync_client_redoes_a_failed_file() {
     o.checksum_choice = Some("md5".into());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = Arc::clone(&seen);
-    let t = Transfer::new(o).with_events(Arc::new(move |e: &Event| s2.lock().unwrap().push(e.clone())));
+    let t = Transfer::new(o).with_events(Arc::new(move |e: &Event| {
+        s2.lock().unwrap().push(e.clone())
+    }));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let src = format!("{}/", tmp.path().join("src3").display());
-    let report = rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[src], &tmp.path().join("dst"))).unwrap();
+    let report = rt
+        .block_on(t.pull(
+            &RemoteCommand::local("rsync"),
+            &[src],
+            &tmp.path().join("dst"),
+        ))
+        .unwrap();
     assert_eq!(report.exit_code().code(), 0, "{:?}", report.errors);
     assert_same_content(&tmp.path().join("src3"), &tmp.path().join("dst"));
     let warned = seen.lock().unwrap().iter().any(|e| {
@@ -72,8 +95,15 @@ fn rsync_client_gets_a_redo_from_ferrsync_server() {
         .arg(format!("{}/", tmp.path().join("dst").display()))
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("failed verification -- update discarded (will try again)"), "no redo happened:\n{text}");
+    assert!(
+        text.contains("failed verification -- update discarded (will try again)"),
+        "no redo happened:\n{text}"
+    );
     assert_same_content(&tmp.path().join("src3"), &tmp.path().join("dst"));
 }

@@ -87,7 +87,12 @@ fn compress_request(opts: &Options) -> Result<Option<Option<&'static str>>> {
     if !opts.compress {
         return Ok(None);
     }
-    match opts.compress_choice.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match opts
+        .compress_choice
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("auto") => Ok(Some(None)),
         Some("none") => Ok(None),
         Some(name) => COMPRESS_NAMES
@@ -149,8 +154,16 @@ where
         Some(c) => parse_choice(c)?,
         None => None,
     };
-    let (kind, named, compression) =
-        exchange_lists(r, w, protocol, compat, choice, compress_request(opts)?, false).await?;
+    let (kind, named, compression) = exchange_lists(
+        r,
+        w,
+        protocol,
+        compat,
+        choice,
+        compress_request(opts)?,
+        false,
+    )
+    .await?;
     let seed = r.read_i32().await?;
     let mut setup = build(protocol, compat, seed, kind, named, false);
     setup.compression = compression;
@@ -188,8 +201,16 @@ where
         Some(c) => parse_choice(c)?,
         None => None,
     };
-    let (kind, named, compression) =
-        exchange_lists(r, w, protocol, compat, choice, compress_request(opts)?, true).await?;
+    let (kind, named, compression) = exchange_lists(
+        r,
+        w,
+        protocol,
+        compat,
+        choice,
+        compress_request(opts)?,
+        true,
+    )
+    .await?;
     let seed = opts.checksum_seed.unwrap_or_else(make_seed);
     wire::encode_i32(w.buf(), seed);
     w.flush().await?;
@@ -217,9 +238,19 @@ where
     let varint = compat.contains(CompatFlags::VARINT_FLIST_FLAGS);
     let neg_csum = choice.is_none() && varint;
     let neg_comp = compress == Some(None) && varint;
-    let list = |names: &[&str]| if as_server { server_list(names) } else { client_list(names) };
+    let list = |names: &[&str]| {
+        if as_server {
+            server_list(names)
+        } else {
+            client_list(names)
+        }
+    };
     let choose = |names: &[&'static str], theirs: &[u8]| {
-        if as_server { choose_as_server(names, theirs) } else { choose_as_client(names, theirs) }
+        if as_server {
+            choose_as_server(names, theirs)
+        } else {
+            choose_as_client(names, theirs)
+        }
     };
     let csum_list = list(CHECKSUM_NAMES);
     let comp_list = list(COMPRESS_NAMES);
@@ -236,8 +267,12 @@ where
         (k, true)
     } else if neg_csum {
         let theirs = r.read_vstring(255).await?;
-        let name = choose(CHECKSUM_NAMES, &theirs).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
-        (StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?, true)
+        let name = choose(CHECKSUM_NAMES, &theirs)
+            .ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
+        (
+            StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?,
+            true,
+        )
     } else {
         (default_kind(protocol), false)
     };
@@ -246,7 +281,8 @@ where
         Some(Some(name)) => Some(name),
         Some(None) if neg_comp => {
             let theirs = r.read_vstring(255).await?;
-            let name = choose(COMPRESS_NAMES, &theirs).ok_or_else(|| compress_failed(&comp_list, &theirs))?;
+            let name = choose(COMPRESS_NAMES, &theirs)
+                .ok_or_else(|| compress_failed(&comp_list, &theirs))?;
             (name != "none").then_some(name)
         }
         Some(None) => Some("zlib"),

@@ -46,7 +46,12 @@ fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<Vec<u8>>
 }
 
 /// One list of `count` consistent entries starting at `ndx_start`.
-pub fn entries(o: &FlistOptions, d: &mut impl Draw, count: usize, ndx_start: i32) -> Vec<FileEntry> {
+pub fn entries(
+    o: &FlistOptions,
+    d: &mut impl Draw,
+    count: usize,
+    ndx_start: i32,
+) -> Vec<FileEntry> {
     let p = o.protocol;
     let mut v: Vec<FileEntry> = Vec::new();
     for _ in 0..count {
@@ -97,7 +102,10 @@ pub fn entries(o: &FlistOptions, d: &mut impl Draw, count: usize, ndx_start: i32
         let mut e = FileEntry {
             name: d.name(),
             mode: kind.mode_bits() | pick(d, &[0o644, 0o755, 0o7777, 0]),
-            size: pick(d, &[0u64, 12, 4096, u64::from(u32::MAX) + 5, i64::MAX as u64]),
+            size: pick(
+                d,
+                &[0u64, 12, 4096, u64::from(u32::MAX) + 5, i64::MAX as u64],
+            ),
             mtime,
             mtime_nsec: if p >= 31 && d.chance(0.5) {
                 d.range(0, 1_000_000_000) as u32
