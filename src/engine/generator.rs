@@ -111,7 +111,7 @@ fn same_mtime(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> bool {
 }
 
 fn file_sum(ctx: &RecvCtx<'_>, path: &Path) -> Option<Vec<u8>> {
-    let mut f = fs::File::open(path).ok()?;
+    let mut f = local::open_nofollow(path).ok()?;
     let mut h = ctx.setup.file_sum.file_hasher();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -540,7 +540,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     && m.len() > 0
                     && ctx.setup.checksum.kind != crate::checksum::StrongKind::None =>
             {
-                fs::File::open(path).ok().map(|f| (f, m.len()))
+                local::open_nofollow(path).ok().map(|f| (f, m.len()))
             }
             _ => None,
         };

@@ -127,6 +127,23 @@ pub fn set_attrs(
     Ok(flags)
 }
 
+/// Opens a regular file for reading without following a symlink in its
+/// last component and without blocking on a fifo.
+///
+/// # Errors
+/// The path is not a regular file, or cannot be opened.
+pub fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// Sets atime and mtime of `path` without opening it (a fifo must never be
 /// opened) and, for symlinks, without following it.
 ///

@@ -310,7 +310,7 @@ async fn receive<R: AsyncRead + Unpin>(
             .await?;
         let path = &ctx.paths[idx];
         let basis = if head.count > 0 {
-            fs::File::open(path)
+            local::open_nofollow(path)
                 .map(Basis::File)
                 .unwrap_or(Basis::None(NoBasis))
         } else {

@@ -78,7 +78,7 @@ pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup) {
             continue;
         }
         let mut h = setup.file_sum.file_hasher();
-        let ok = std::fs::File::open(p).and_then(|mut f| {
+        let ok = super::local::open_nofollow(p).and_then(|mut f| {
             let mut buf = vec![0u8; READ_STEP];
             loop {
                 let n = f.read(&mut buf)?;
@@ -266,7 +266,10 @@ where
             .await?;
         let blocks = r.decode(|b| Signature::decode_blocks(b, &head)).await?;
         let sig = crate::delta::Signature { head, blocks };
-        let file = match std::fs::File::open(&list.paths[idx]) {
+        if entry.kind() != Some(FileKind::Regular) {
+            return Err(Error::Protocol(format!("file data requested for a non-regular item: {ndx}")));
+        }
+        let file = match super::local::open_nofollow(&list.paths[idx]) {
             Ok(f) => f,
             Err(err) => {
                 let msg = format!(
