@@ -410,6 +410,7 @@ fn encode_like_rsync() {
         let mut tx = TokenCompressor::new(c.kind, None, c.protocol);
         let mut rx2 = TokenDecompressor::new(c.kind, c.protocol, Limits::default());
         let mut identical = true;
+        let mut same_shape = true;
         for f in &files {
             let basis = read_or_empty(&root.join(c.basis).join(&f.name));
             let src = std::fs::read(root.join(c.src).join(&f.name)).unwrap();
@@ -440,18 +441,71 @@ fn encode_like_rsync() {
             if ours != f.bytes {
                 identical = false;
             }
+            if shape(&ours) != shape(&f.bytes) {
+                same_shape = false;
+            }
+        }
+        // zstd: the same libzstd algorithm and rsync's record logic give
+        // rsync's exact bytes.
+        // All: the same token flags (runs, REL/LONG forms, END) as rsync.
+        assert!(same_shape, "{}: token flags differ from rsync's", c.name);
+        if c.kind == Compression::Zstd {
+            assert!(identical, "{}: zstd bytes differ from rsync's", c.name);
         }
         report.push(format!(
-            "{:32} {}",
+            "{:32} {:15} {}",
             c.name,
             if identical {
                 "byte-identical"
             } else {
                 "differs"
+            },
+            if same_shape {
+                "same token flags"
+            } else {
+                "different token flags"
             }
         ));
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// The flag/record layout of a token stream, payload bytes left out:
+/// token flags verbatim, each run of records as one marker.
+fn shape(wire: &[u8]) -> Vec<u32> {
+    let mut v = Vec::new();
+    let mut i = 0;
+    while i < wire.len() {
+        let f = wire[i];
+        if f & 0xC0 == 0x40 {
+            let n = (usize::from(f & 0x3f) << 8) | usize::from(wire[i + 1]);
+            if v.last() != Some(&0x1_0000) {
+                v.push(0x1_0000);
+            }
+            i += 2 + n;
+        } else {
+            let len = match f {
+                0 => 1,
+                f if f & 0x80 != 0 => {
+                    if f & 0x40 != 0 {
+                        3
+                    } else {
+                        1
+                    }
+                }
+                f => {
+                    if f & 1 != 0 {
+                        7
+                    } else {
+                        5
+                    }
+                }
+            };
+            v.extend(wire[i..i + len].iter().map(|&b| u32::from(b)));
+            i += len;
+        }
+    }
+    v
 }
 
 /// The protocol-30 duplicate-piece quirk (section 4.3.1): modelling it the

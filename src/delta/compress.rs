@@ -267,6 +267,12 @@ impl TokenCompressor {
         self.kind
     }
 
+    /// The underlying compressor reported an error (not expected with
+    /// valid use); the stream written since is unusable.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
     fn write_pending_run(&mut self, out: &mut Vec<u8>) {
         if let Some((start, extra)) = self.run.take() {
             // extra <= 65535 by construction.
@@ -395,10 +401,9 @@ impl TokenCompressor {
                         write_record(out, buf.get(..*pos).unwrap_or(&[]));
                         *pos = 0;
                     }
+                    // rsync: loop while input is left or the flush is
+                    // incomplete.
                     if input.pos >= data.len() && remaining == 0 {
-                        break;
-                    }
-                    if !flush && input.pos >= data.len() {
                         break;
                     }
                 }
@@ -508,9 +513,16 @@ enum Dec {
 ///
 /// [`decode`](Self::decode) is sans-IO: it reads at most one item from the
 /// front of `buf` and commits its state only when it returns `Done`. One
-/// `DEFLATED_DATA` record may give several `Literal` pieces; the later ones
-/// and the later blocks of a run come with `used == 0`, so keep calling
-/// until `End`.
+/// `DEFLATED_DATA` record may give several `Literal` pieces (each at most
+/// min(32 KiB, `limits.max_token_len`) bytes; a piece may be empty when a
+/// record carries only headers); the later pieces and the later blocks of a
+/// run come with `used == 0`, so keep calling (even with an empty `buf`)
+/// until `End`. After every `Block` the caller must pass the block's bytes
+/// to [`block_data`](Self::block_data) before decoding further (zlib keeps
+/// them as history).
+///
+/// Flags 0x01..=0x3F other than 0x20/0x21 are read as rsync reads them (the
+/// LONG form, with a run count when bit 0 is set).
 pub struct TokenDecompressor {
     kind: Compression,
     protocol: u8,
