@@ -106,13 +106,11 @@ fn check_records(kind: Compression, wire: &[u8]) {
     assert_eq!(i, wire.len());
 }
 
-/// Runs a session; returns (expected files, wire bytes per file).
-fn send(
-    kind: Compression,
-    level: Option<i32>,
-    protocol: u8,
-    files: &[File],
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Per file: expected contents, wire bytes, basis.
+type Session = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+/// Runs a session; returns (expected files, wire bytes per file, bases).
+fn send(kind: Compression, level: Option<i32>, protocol: u8, files: &[File]) -> Session {
     let mut tx = TokenCompressor::new(kind, level, protocol);
     let mut want = Vec::new();
     let mut wires = Vec::new();
@@ -279,6 +277,81 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Our zlib/zlibx streams (history insertion, big blocks, both protocol
+/// rules) decode with the system zlib driven exactly like rsync's receiver
+/// (`tests/data/rsync_inflate.py`).
+#[test]
+fn zlib_streams_decode_with_system_zlib() {
+    let files: Vec<File> = (0..6)
+        .map(|i| File {
+            blength: if i % 3 == 2 {
+                66_000 + i * 500
+            } else {
+                300 + i * 97
+            },
+            count: 3 + i % 3,
+            ops: vec![
+                Op::Lit {
+                    seed: i as u8,
+                    len: 5000,
+                    from_basis: true,
+                    parts: 3,
+                },
+                Op::Blk { index: i, run: 2 },
+                Op::Lit {
+                    seed: 7,
+                    len: 2000,
+                    from_basis: true,
+                    parts: 1,
+                },
+                Op::Blk { index: 0, run: 1 },
+                Op::Blk { index: 2, run: 3 },
+                Op::Lit {
+                    seed: 99,
+                    len: 40_000,
+                    from_basis: false,
+                    parts: 2,
+                },
+                Op::Blk { index: 1, run: 1 },
+                Op::Lit {
+                    seed: 3,
+                    len: 70_000,
+                    from_basis: true,
+                    parts: 1,
+                },
+            ],
+        })
+        .collect();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rsync_inflate.py");
+    for kind in [Compression::Zlib, Compression::Zlibx] {
+        for protocol in [30u8, 31] {
+            let (want, wires, bases) = send(kind, None, protocol, &files);
+            let dir = tempfile::tempdir().unwrap();
+            for (i, f) in files.iter().enumerate() {
+                let p = |e: &str| dir.path().join(format!("{i}.{e}"));
+                std::fs::write(p("wire"), &wires[i]).unwrap();
+                std::fs::write(p("basis"), &bases[i]).unwrap();
+                std::fs::write(p("want"), &want[i]).unwrap();
+                std::fs::write(p("meta"), format!("{} {}", f.blength, f.count)).unwrap();
+            }
+            let out = std::process::Command::new("python3")
+                .arg(&script)
+                .arg(dir.path())
+                .arg(files.len().to_string())
+                .arg(protocol.to_string())
+                .arg(if kind == Compression::Zlib { "1" } else { "0" })
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{kind:?} p{protocol}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
