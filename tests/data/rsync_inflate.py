@@ -1,14 +1,27 @@
 #!/usr/bin/env python3
-"""Decodes zlib/zlibx token streams the way rsync's receiver does
-(token.c recv_deflated_token / see_deflate_token), with the system zlib.
+"""Decodes zlib/zlibx/lz4 token streams the way rsync's receiver does
+(token.c recv_deflated_token / see_deflate_token / recv_compressed_token),
+with the system zlib and liblz4 (LZ4_decompress_safe via ctypes).
 
-usage: rsync_inflate.py DIR NFILES PROTOCOL HISTORY(0|1)
+usage: rsync_inflate.py DIR NFILES PROTOCOL MODE(zlib|zlibx|lz4)
 DIR/<i>.wire, <i>.basis, <i>.want, <i>.meta ("blength count") per file.
 Exits non-zero on any mismatch.
 """
-import sys, zlib, struct
+import sys, zlib, struct, ctypes
 
-top, nfiles, proto, history = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+top, nfiles, proto, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+history = mode == "zlib"
+lz4 = None
+if mode == "lz4":
+    lz4 = ctypes.CDLL("liblz4.so.1")
+LZ4_OUT = max(32768 + 32768 // 255 + 16, 16385)
+
+
+def lz4_record(data):
+    dst = ctypes.create_string_buffer(LZ4_OUT)
+    n = lz4.LZ4_decompress_safe(data, dst, len(data), LZ4_OUT)
+    assert n > 0, f"LZ4_decompress_safe returned {n}"
+    return dst.raw[:n]
 
 
 def blocks(basis, blength, count, i):
@@ -46,9 +59,12 @@ for fi in range(nfiles):
             n = ((flag & 0x3F) << 8) | wire[i]
             i += 1
             assert n > 0, "empty record (rsync: inflate returned Z_BUF_ERROR)"
-            out += d.decompress(wire[i:i + n])
+            if lz4:
+                out += lz4_record(wire[i:i + n])
+            else:
+                out += d.decompress(wire[i:i + n])
+                inflated = True
             i += n
-            inflated = True
             continue
         if inflated:
             got = d.decompress(b"\0\0\xff\xff")
