@@ -21,12 +21,17 @@
     clippy::indexing_slicing
 )]
 
+mod compress;
 mod matcher;
 mod patch;
 mod signature;
 mod sum_head;
 mod token;
 
+pub use compress::{
+    CToken, Compression, DEFLATED_DATA, END_FLAG, MAX_DATA_COUNT, TOKEN_LONG, TOKEN_REL,
+    TOKENRUN_LONG, TOKENRUN_REL, TokenCompressor, TokenDecompressor,
+};
 pub use matcher::{MatchStats, Matcher, Token};
 pub use patch::{BasisRead, PatchError, Patcher};
 pub use signature::{BlockSum, Signature, SignatureBuilder};

@@ -1,0 +1,857 @@
+//! The compressed token stream (`-z`): zlib, zlibx, zstd and lz4.
+//!
+//! Layer: delta (L2, pure compute). Mirrors upstream token.c
+//! `send_deflated_token` / `recv_deflated_token`, `send_zstd_token` /
+//! `recv_zstd_token` and `send_compressed_token` / `recv_compressed_token`
+//! (transfer document section 4.3).
+//!
+//! All four share one framing of flag bytes:
+//!
+//! ```text
+//! 00                 END_FLAG
+//! 01xxxxxx lo        DEFLATED_DATA, n = (xxxxxx << 8) | lo bytes follow (<= 16383)
+//! 0x20 int32         TOKEN_LONG: block t (0x01..0x3f with bit 0 clear, as rsync reads it)
+//! 0x21 int32 u16le   TOKENRUN_LONG: blocks t ..= t + r
+//! 10xxxxxx           TOKEN_REL: block last + xxxxxx
+//! 11xxxxxx u16le     TOKENRUN_REL: blocks b ..= b + r, b = last + xxxxxx
+//! ```
+//!
+//! Both sides live for the whole session: zstd is one never-ended frame
+//! across all files, zlib/zlibx are reset at each file start.
+
+use crate::wire::{DecodeError, Decoded, Limits};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// `END_FLAG`.
+pub const END_FLAG: u8 = 0x00;
+/// `TOKEN_LONG`.
+pub const TOKEN_LONG: u8 = 0x20;
+/// `TOKENRUN_LONG`.
+pub const TOKENRUN_LONG: u8 = 0x21;
+/// `DEFLATED_DATA` (high bits; low 6 bits are the length's high part).
+pub const DEFLATED_DATA: u8 = 0x40;
+/// `TOKEN_REL`.
+pub const TOKEN_REL: u8 = 0x80;
+/// `TOKENRUN_REL`.
+pub const TOKENRUN_REL: u8 = 0xC0;
+/// Largest payload of one `DEFLATED_DATA` record (`MAX_DATA_COUNT`).
+pub const MAX_DATA_COUNT: usize = 16383;
+
+/// Literal bytes fed to deflate at a time (rsync `CHUNK_SIZE`).
+const CHUNK: usize = 32768;
+/// Output piece size of the receiver's decoders (rsync's
+/// `AVAIL_OUT_SIZE(CHUNK_SIZE)` is a little larger; any size works).
+const OUT_PIECE: usize = 32768;
+/// The lz4 receive buffer: max(LZ4_compressBound(32768), 16385).
+const LZ4_OUT: usize = 32768 + 32768 / 255 + 16;
+/// Largest piece of a matched block inserted into zlib history at once.
+const PIECE: usize = 0xffff;
+
+/// A token compression algorithm negotiated for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Classic `-z`: raw deflate, matched blocks go into the history.
+    Zlib,
+    /// "New compression" (`-zz`): raw deflate without history insertion.
+    Zlibx,
+    /// zstd: one endless frame for the whole session.
+    Zstd,
+    /// lz4: independent raw blocks.
+    Lz4,
+}
+
+impl Compression {
+    /// Parses a negotiation / `--compress-choice` name (`none` is not a
+    /// compression and gives `None`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "zlib" => Some(Self::Zlib),
+            "zlibx" => Some(Self::Zlibx),
+            "zstd" => Some(Self::Zstd),
+            "lz4" => Some(Self::Lz4),
+            _ => None,
+        }
+    }
+
+    /// The name used on the wire in negotiation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zlib => "zlib",
+            Self::Zlibx => "zlibx",
+            Self::Zstd => "zstd",
+            Self::Lz4 => "lz4",
+        }
+    }
+
+    /// The level the sender uses (rsync `init_compression_level`): zlib and
+    /// zlibx default 6 clamped to 1..=9, zstd default 3 clamped to the
+    /// library's range, lz4 has none (0).
+    ///
+    /// Note: with zlib/zlibx a requested level of 0 turns compression off
+    /// completely on both sides; see [`Compression::disabled_by_level`].
+    pub fn effective_level(self, level: Option<i32>) -> i32 {
+        match self {
+            Self::Zlib | Self::Zlibx => level.unwrap_or(6).clamp(1, 9),
+            Self::Zstd => {
+                let r = zstd::compression_level_range();
+                level.unwrap_or(3).clamp(*r.start(), *r.end())
+            }
+            Self::Lz4 => 0,
+        }
+    }
+
+    /// rsync quirk (4.4): `--compress-level=0` with zlib/zlibx means no
+    /// compression at all (the uncompressed token format is used).
+    pub fn disabled_by_level(self, level: Option<i32>) -> bool {
+        matches!(self, Self::Zlib | Self::Zlibx) && level == Some(0)
+    }
+}
+
+/// Writes a block run (first `start`, `extra` more blocks) relative to
+/// `last`, as rsync's senders do.
+fn write_run(out: &mut Vec<u8>, last: u32, start: u32, extra: u16) {
+    let rel = i64::from(start) - i64::from(last);
+    if (0..=63).contains(&rel) {
+        // rel is 0..=63.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let r = rel as u8;
+        out.push(if extra == 0 { TOKEN_REL } else { TOKENRUN_REL } + r);
+    } else {
+        out.push(if extra == 0 {
+            TOKEN_LONG
+        } else {
+            TOKENRUN_LONG
+        });
+        out.extend_from_slice(&start.to_le_bytes());
+    }
+    if extra != 0 {
+        out.extend_from_slice(&extra.to_le_bytes());
+    }
+}
+
+/// Writes `data` as `DEFLATED_DATA` records (nothing for empty data).
+fn write_records(out: &mut Vec<u8>, data: &[u8]) {
+    for c in data.chunks(MAX_DATA_COUNT) {
+        write_record(out, c);
+    }
+}
+
+/// One record; `c.len() <= MAX_DATA_COUNT`.
+fn write_record(out: &mut Vec<u8>, c: &[u8]) {
+    let n = c.len().min(MAX_DATA_COUNT);
+    #[allow(clippy::cast_possible_truncation)]
+    {
+        out.push(DEFLATED_DATA | (n >> 8) as u8);
+        out.push(n as u8);
+    }
+    out.extend_from_slice(c.get(..n).unwrap_or(c));
+}
+
+/// The bytes of one matched block that go into zlib history, in pieces as
+/// rsync inserts them: pieces of at most 65 535 bytes, each taken from the
+/// start of the block when `protocol < 31` (the duplicate-piece quirk).
+fn history_pieces(data: &[u8], protocol: u8) -> impl Iterator<Item = &[u8]> {
+    let n = data.len();
+    let count = n.div_ceil(PIECE);
+    (0..count).map(move |i| {
+        let len = (n - i * PIECE).min(PIECE);
+        let from = if protocol >= 31 { i * PIECE } else { 0 };
+        data.get(from..from + len).unwrap_or(&[])
+    })
+}
+
+enum Enc {
+    Deflate {
+        c: Box<Compress>,
+        history: bool,
+    },
+    Zstd {
+        e: Box<zstd::zstd_safe::CCtx<'static>>,
+        /// rsync's persistent output buffer (`zstd_out_buff`).
+        buf: Vec<u8>,
+        pos: usize,
+    },
+    Lz4,
+}
+
+/// The sender side of the compressed token stream; one per session.
+///
+/// Call [`literal`](Self::literal) and [`block`](Self::block) in file
+/// order, then [`end_file`](Self::end_file) after each file.
+///
+/// ```
+/// use ferrsync::delta::{Compression, CToken, TokenCompressor, TokenDecompressor};
+/// use ferrsync::wire::{Decoded, Limits};
+/// let mut tx = TokenCompressor::new(Compression::Zstd, None, 31);
+/// let mut wire = Vec::new();
+/// tx.literal(&mut wire, b"hello hello hello");
+/// tx.block(&mut wire, 0, b"basis block");
+/// tx.end_file(&mut wire);
+/// let mut rx = TokenDecompressor::new(Compression::Zstd, 31, Limits::default());
+/// let mut at = 0;
+/// let mut got = Vec::new();
+/// loop {
+///     let Decoded::Done { value, used } = rx.decode(&wire[at..]).unwrap() else { panic!() };
+///     at += used;
+///     match value {
+///         CToken::End => break,
+///         CToken::Block(i) => { rx.block_data(b"basis block"); got.push(CToken::Block(i)) }
+///         t => got.push(t),
+///     }
+/// }
+/// assert_eq!(got, [CToken::Literal(b"hello hello hello".to_vec()), CToken::Block(0)]);
+/// ```
+pub struct TokenCompressor {
+    kind: Compression,
+    protocol: u8,
+    enc: Enc,
+    /// End of the last run written in this file ("last").
+    last: u32,
+    /// Pending run: first block and number of extra blocks.
+    run: Option<(u32, u32)>,
+    /// Literal data was compressed without a flush since the last flush.
+    flush_pending: bool,
+    /// Scratch output buffer.
+    scratch: Vec<u8>,
+    /// Broken encoder state (a library error): everything after is lost.
+    failed: bool,
+}
+
+impl std::fmt::Debug for TokenCompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCompressor")
+            .field("kind", &self.kind)
+            .field("protocol", &self.protocol)
+            .field("last", &self.last)
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCompressor {
+    /// A sender for the session. `level` as given by `--compress-level`
+    /// (clamped per [`Compression::effective_level`]).
+    pub fn new(kind: Compression, level: Option<i32>, protocol: u8) -> Self {
+        let lvl = kind.effective_level(level);
+        let enc = match kind {
+            Compression::Zlib | Compression::Zlibx => Enc::Deflate {
+                #[allow(clippy::cast_sign_loss)]
+                c: Box::new(Compress::new(flate2::Compression::new(lvl as u32), false)),
+                history: kind == Compression::Zlib,
+            },
+            Compression::Zstd => {
+                let mut e = zstd::zstd_safe::CCtx::create();
+                let _ = e.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(lvl));
+                Enc::Zstd {
+                    e: Box::new(e),
+                    buf: vec![0; MAX_DATA_COUNT],
+                    pos: 0,
+                }
+            }
+            Compression::Lz4 => Enc::Lz4,
+        };
+        TokenCompressor {
+            kind,
+            protocol,
+            enc,
+            last: 0,
+            run: None,
+            flush_pending: false,
+            scratch: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The algorithm.
+    pub fn kind(&self) -> Compression {
+        self.kind
+    }
+
+    /// The underlying compressor reported an error (not expected with
+    /// valid use); the stream written since is unusable.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    fn write_pending_run(&mut self, out: &mut Vec<u8>) {
+        if let Some((start, extra)) = self.run.take() {
+            // extra <= 65535 by construction.
+            write_run(
+                out,
+                self.last,
+                start,
+                u16::try_from(extra).unwrap_or(u16::MAX),
+            );
+            self.last = start + extra;
+        }
+    }
+
+    /// Literal data of the current file. May be compressed without a
+    /// flush; the flush happens at the next block or the end of the file.
+    pub fn literal(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.write_pending_run(out);
+        self.compress(out, data, false);
+        self.flush_pending = true;
+    }
+
+    /// A reference to basis block `index`; `block_data` is the block's bytes
+    /// (needed for the zlib history; ignored by the others).
+    pub fn block(&mut self, out: &mut Vec<u8>, index: u32, block_data: &[u8]) {
+        if self.flush_pending {
+            self.compress(out, &[], true);
+            self.flush_pending = false;
+        }
+        self.run = match self.run {
+            Some((start, extra))
+                if u64::from(start) + u64::from(extra) + 1 == u64::from(index) && extra < 65535 =>
+            {
+                Some((start, extra + 1))
+            }
+            Some(_) => {
+                self.write_pending_run(out);
+                Some((index, 0))
+            }
+            None => Some((index, 0)),
+        };
+        self.insert_history(block_data);
+    }
+
+    /// Ends the current file: pending run, pending literal (flushed),
+    /// `END_FLAG`; the per-file state is reset.
+    pub fn end_file(&mut self, out: &mut Vec<u8>) {
+        self.write_pending_run(out);
+        if self.flush_pending {
+            self.compress(out, &[], true);
+            self.flush_pending = false;
+        }
+        out.push(END_FLAG);
+        self.last = 0;
+        self.run = None;
+        if let Enc::Deflate { c, .. } = &mut self.enc {
+            c.reset();
+        }
+    }
+
+    fn insert_history(&mut self, data: &[u8]) {
+        let protocol = self.protocol;
+        let Enc::Deflate { c, history: true } = &mut self.enc else {
+            return;
+        };
+        if self.scratch.len() < PIECE + 1024 {
+            self.scratch.resize(PIECE + 1024, 0);
+        }
+        for piece in history_pieces(data, protocol) {
+            let mut rest = piece;
+            loop {
+                let before_in = c.total_in();
+                let before_out = c.total_out();
+                if c.compress(rest, &mut self.scratch, FlushCompress::Sync)
+                    .is_err()
+                {
+                    self.failed = true;
+                    return;
+                }
+                let used = usize::try_from(c.total_in() - before_in).unwrap_or(rest.len());
+                let made = usize::try_from(c.total_out() - before_out).unwrap_or(0);
+                rest = rest.get(used..).unwrap_or(&[]);
+                // Done when all input is in and the output did not fill up.
+                if rest.is_empty() && made < self.scratch.len() {
+                    break;
+                }
+                if used == 0 && made == 0 {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Compresses `data`; with `flush`, makes everything so far decodable.
+    fn compress(&mut self, out: &mut Vec<u8>, data: &[u8], flush: bool) {
+        if self.failed {
+            return;
+        }
+        match &mut self.enc {
+            Enc::Lz4 => {
+                lz4_records(out, data);
+            }
+            Enc::Zstd { e, buf, pos } => {
+                // rsync send_zstd_token: one persistent output buffer of
+                // MAX_DATA_COUNT, written when full or on every flush step.
+                use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective;
+                use zstd::zstd_safe::{InBuffer, OutBuffer};
+                let mode = if flush {
+                    ZSTD_EndDirective::ZSTD_e_flush
+                } else {
+                    ZSTD_EndDirective::ZSTD_e_continue
+                };
+                let mut input = InBuffer::around(data);
+                loop {
+                    let mut ob = OutBuffer::around_pos(buf.as_mut_slice(), *pos);
+                    let r = e.compress_stream2(&mut ob, &mut input, mode);
+                    *pos = ob.pos();
+                    let Ok(remaining) = r else {
+                        self.failed = true;
+                        return;
+                    };
+                    if *pos == MAX_DATA_COUNT || flush {
+                        write_record(out, buf.get(..*pos).unwrap_or(&[]));
+                        *pos = 0;
+                    }
+                    // rsync: loop while input is left or the flush is
+                    // incomplete.
+                    if input.pos >= data.len() && remaining == 0 {
+                        break;
+                    }
+                }
+            }
+            Enc::Deflate { c, .. } => {
+                // rsync: output buffer of MAX_DATA_COUNT; on a flush the
+                // last 4 bytes (00 00 ff ff) are cut off.
+                let mut z = std::mem::take(&mut self.scratch);
+                z.clear();
+                let mut rest = data;
+                loop {
+                    let piece_len = rest.len().min(CHUNK);
+                    let (piece, after) = rest.split_at(piece_len);
+                    let mode = if after.is_empty() && flush {
+                        FlushCompress::Sync
+                    } else {
+                        FlushCompress::None
+                    };
+                    let mut p = piece;
+                    loop {
+                        if z.capacity() - z.len() < 1024 {
+                            z.reserve(64 * 1024);
+                        }
+                        let before_in = c.total_in();
+                        if c.compress_vec(p, &mut z, mode).is_err() {
+                            self.failed = true;
+                            self.scratch = z;
+                            return;
+                        }
+                        let used = usize::try_from(c.total_in() - before_in).unwrap_or(p.len());
+                        p = p.get(used..).unwrap_or(&[]);
+                        // Finished when input is in and output did not fill
+                        // the spare capacity.
+                        if p.is_empty() && z.capacity() - z.len() >= 1024 {
+                            break;
+                        }
+                    }
+                    // Emit whole records as soon as they are complete (keep
+                    // 4 bytes back in case they are the sync marker).
+                    if z.len() > MAX_DATA_COUNT + 4 {
+                        let full = (z.len() - 4) / MAX_DATA_COUNT * MAX_DATA_COUNT;
+                        write_records(out, z.get(..full).unwrap_or(&[]));
+                        z.drain(..full);
+                    }
+                    rest = after;
+                    if rest.is_empty() {
+                        break;
+                    }
+                }
+                if flush {
+                    if z.ends_with(&[0, 0, 0xff, 0xff]) {
+                        z.truncate(z.len() - 4);
+                    } else {
+                        // Cannot happen with a deflate sync flush.
+                        self.failed = true;
+                    }
+                }
+                write_records(out, &z);
+                z.clear();
+                self.scratch = z;
+            }
+        }
+    }
+}
+
+/// lz4: each record one independent block of at most 16 383 input bytes,
+/// halved until the compressed form fits a record.
+fn lz4_records(out: &mut Vec<u8>, data: &[u8]) {
+    let mut rest = data;
+    let mut buf = vec![0u8; lz4_flex::block::get_maximum_output_size(MAX_DATA_COUNT)];
+    while !rest.is_empty() {
+        let mut take = rest.len().min(MAX_DATA_COUNT);
+        loop {
+            let src = rest.get(..take).unwrap_or(rest);
+            match lz4_flex::block::compress_into(src, &mut buf) {
+                Ok(n) if n <= MAX_DATA_COUNT => {
+                    write_record(out, buf.get(..n).unwrap_or(&[]));
+                    break;
+                }
+                _ if take > 1 => take /= 2,
+                // One byte always compresses to 2 bytes.
+                _ => break,
+            }
+        }
+        rest = rest.get(take..).unwrap_or(&[]);
+    }
+}
+
+/// One token of the compressed stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CToken {
+    /// Decompressed literal data (one piece; several may follow).
+    Literal(Vec<u8>),
+    /// Copy basis block n.
+    Block(u32),
+    /// End of this file's data.
+    End,
+}
+
+enum Dec {
+    Deflate { d: Box<Decompress>, history: bool },
+    Zstd(Box<zstd::zstd_safe::DCtx<'static>>),
+    Lz4,
+}
+
+/// The receiver side of the compressed token stream; one per session.
+///
+/// [`decode`](Self::decode) is sans-IO: it reads at most one item from the
+/// front of `buf` and commits its state only when it returns `Done`. One
+/// `DEFLATED_DATA` record may give several `Literal` pieces (each at most
+/// min(32 KiB, `limits.max_token_len`) bytes; a piece may be empty when a
+/// record carries only headers); the later pieces and the later blocks of a
+/// run come with `used == 0`, so keep calling (even with an empty `buf`)
+/// until `End`. After every `Block` the caller must pass the block's bytes
+/// to [`block_data`](Self::block_data) before decoding further (zlib keeps
+/// them as history).
+///
+/// Flags 0x01..=0x3F other than 0x20/0x21 are read as rsync reads them (the
+/// LONG form, with a run count when bit 0 is set).
+pub struct TokenDecompressor {
+    kind: Compression,
+    protocol: u8,
+    limits: Limits,
+    dec: Dec,
+    /// The current block number ("last").
+    token: u32,
+    /// Blocks of a run still to return.
+    run_left: u32,
+    /// Compressed payload of the current record not yet fully inflated.
+    input: Vec<u8>,
+    in_pos: usize,
+    /// Inflating the current record may still produce output.
+    draining: bool,
+    /// Data records were seen since the last non-data flag (zlib sync).
+    inflated: bool,
+    /// At the start of a file (zlib reset pending).
+    at_file_start: bool,
+    /// A broken state (from `block_data`) reported by the next `decode`.
+    error: Option<&'static str>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenDecompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenDecompressor")
+            .field("kind", &self.kind)
+            .field("protocol", &self.protocol)
+            .field("token", &self.token)
+            .field("run_left", &self.run_left)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lost(msg: &'static str) -> DecodeError {
+    DecodeError::Protocol(msg)
+}
+
+impl TokenDecompressor {
+    /// A receiver for the session.
+    pub fn new(kind: Compression, protocol: u8, limits: Limits) -> Self {
+        let dec = match kind {
+            Compression::Zlib | Compression::Zlibx => Dec::Deflate {
+                d: Box::new(Decompress::new(false)),
+                history: kind == Compression::Zlib,
+            },
+            Compression::Zstd => Dec::Zstd(Box::new(zstd::zstd_safe::DCtx::create())),
+            Compression::Lz4 => Dec::Lz4,
+        };
+        TokenDecompressor {
+            kind,
+            protocol,
+            limits,
+            dec,
+            token: 0,
+            run_left: 0,
+            input: Vec::new(),
+            in_pos: 0,
+            draining: false,
+            inflated: false,
+            at_file_start: true,
+            error: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The algorithm.
+    pub fn kind(&self) -> Compression {
+        self.kind
+    }
+
+    fn piece_cap(&self) -> usize {
+        OUT_PIECE.min(self.limits.max_token_len).max(1)
+    }
+
+    /// Reads the next token.
+    ///
+    /// # Errors
+    /// [`DecodeError::Protocol`] for corrupt compressed data or a lost
+    /// zlib sync, [`DecodeError::TooLong`] for an lz4 record that would
+    /// exceed the limits.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<CToken>, DecodeError> {
+        if let Some(e) = self.error {
+            return Err(lost(e));
+        }
+        if self.draining {
+            if let Some(piece) = self.drain()? {
+                return Ok(Decoded::Done {
+                    value: CToken::Literal(piece),
+                    used: 0,
+                });
+            }
+        }
+        if self.run_left > 0 {
+            self.run_left -= 1;
+            self.token = self
+                .token
+                .checked_add(1)
+                .ok_or(lost("block run overflows"))?;
+            return Ok(Decoded::Done {
+                value: CToken::Block(self.token),
+                used: 0,
+            });
+        }
+        let Some(&flag) = buf.first() else {
+            return Ok(Decoded::NeedMore(1));
+        };
+        if self.at_file_start {
+            if let Dec::Deflate { d, .. } = &mut self.dec {
+                d.reset(false);
+            }
+            self.at_file_start = false;
+            self.token = 0;
+            self.inflated = false;
+        }
+        if flag & 0xC0 == DEFLATED_DATA {
+            let Some(&lo) = buf.get(1) else {
+                return Ok(Decoded::NeedMore(1));
+            };
+            let n = (usize::from(flag & 0x3f) << 8) | usize::from(lo);
+            let Some(payload) = buf.get(2..2 + n) else {
+                return Ok(Decoded::NeedMore(2 + n - buf.len()));
+            };
+            let used = 2 + n;
+            if let Dec::Lz4 = self.dec {
+                let cap = LZ4_OUT.min(self.limits.max_token_len.max(1));
+                let mut out = vec![0u8; cap];
+                let got = lz4_flex::block::decompress_into(payload, &mut out)
+                    .map_err(|_| lost("lz4 decompression failed"))?;
+                if got == 0 {
+                    // rsync's receiver would take this as the end of file.
+                    return Err(lost("empty lz4 record"));
+                }
+                out.truncate(got);
+                return Ok(Decoded::Done {
+                    value: CToken::Literal(out),
+                    used,
+                });
+            }
+            self.input.clear();
+            self.input.extend_from_slice(payload);
+            self.in_pos = 0;
+            self.draining = true;
+            self.inflated = true;
+            let piece = self.drain()?.unwrap_or_default();
+            return Ok(Decoded::Done {
+                value: CToken::Literal(piece),
+                used,
+            });
+        }
+        // A token flag: check it is complete before touching any state.
+        let (block, run, used) = if flag == END_FLAG {
+            (None, 0u32, 1usize)
+        } else if flag & TOKEN_REL != 0 {
+            let b = u64::from(self.token) + u64::from(flag & 0x3f);
+            let b = u32::try_from(b).map_err(|_| lost("block number overflows"))?;
+            if flag & 0x40 != 0 {
+                let Some(r) = buf.get(1..3).and_then(|r| <[u8; 2]>::try_from(r).ok()) else {
+                    return Ok(Decoded::NeedMore(3 - buf.len()));
+                };
+                (Some(b), u32::from(u16::from_le_bytes(r)), 3)
+            } else {
+                (Some(b), 0, 1)
+            }
+        } else {
+            let Some(t) = buf.get(1..5).and_then(|t| <[u8; 4]>::try_from(t).ok()) else {
+                return Ok(Decoded::NeedMore(5 - buf.len()));
+            };
+            let t = i32::from_le_bytes(t);
+            let b = u32::try_from(t).map_err(|_| DecodeError::Invalid {
+                what: "block number",
+                value: i64::from(t),
+            })?;
+            if flag & 1 != 0 {
+                let Some(r) = buf.get(5..7).and_then(|r| <[u8; 2]>::try_from(r).ok()) else {
+                    return Ok(Decoded::NeedMore(7 - buf.len()));
+                };
+                (Some(b), u32::from(u16::from_le_bytes(r)), 7)
+            } else {
+                (Some(b), 0, 5)
+            }
+        };
+        if let Some(b) = block {
+            if u64::from(b) + u64::from(run) > u64::from(u32::MAX) {
+                return Err(lost("block run overflows"));
+            }
+        }
+        self.end_of_data()?;
+        match block {
+            None => {
+                self.at_file_start = true;
+                self.run_left = 0;
+                Ok(Decoded::Done {
+                    value: CToken::End,
+                    used,
+                })
+            }
+            Some(b) => {
+                self.token = b;
+                self.run_left = run;
+                Ok(Decoded::Done {
+                    value: CToken::Block(b),
+                    used,
+                })
+            }
+        }
+    }
+
+    /// zlib/zlibx: after data records, feed the cut-off sync marker.
+    fn end_of_data(&mut self) -> Result<(), DecodeError> {
+        if !self.inflated {
+            return Ok(());
+        }
+        self.inflated = false;
+        let Dec::Deflate { d, .. } = &mut self.dec else {
+            return Ok(());
+        };
+        let mut out = [0u8; 64];
+        let before_in = d.total_in();
+        let before_out = d.total_out();
+        let st = d
+            .decompress(&[0, 0, 0xff, 0xff], &mut out, FlushDecompress::Sync)
+            .map_err(|_| lost("decompressor lost sync"))?;
+        if st == Status::StreamEnd || d.total_out() != before_out || d.total_in() - before_in != 4 {
+            return Err(lost("decompressor lost sync"));
+        }
+        Ok(())
+    }
+
+    /// The next piece of output of the current record, or `None` when it
+    /// is fully consumed and produces nothing more.
+    fn drain(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        let cap = self.piece_cap();
+        let mut out = vec![0u8; cap];
+        loop {
+            let input = self.input.get(self.in_pos..).unwrap_or(&[]);
+            let (used, made) = match &mut self.dec {
+                Dec::Deflate { d, .. } => {
+                    let bi = d.total_in();
+                    let bo = d.total_out();
+                    let st = d
+                        .decompress(input, &mut out, FlushDecompress::None)
+                        .map_err(|_| lost("inflate failed: corrupt compressed data"))?;
+                    if st == Status::StreamEnd {
+                        return Err(lost("inflate: unexpected end of deflate stream"));
+                    }
+                    (
+                        usize::try_from(d.total_in() - bi).unwrap_or(0),
+                        usize::try_from(d.total_out() - bo).unwrap_or(0),
+                    )
+                }
+                Dec::Zstd(z) => {
+                    use zstd::zstd_safe::{InBuffer, OutBuffer};
+                    let mut ib = InBuffer::around(input);
+                    let mut ob = OutBuffer::around(out.as_mut_slice());
+                    z.decompress_stream(&mut ob, &mut ib)
+                        .map_err(|_| lost("zstd decompression failed"))?;
+                    (ib.pos, ob.pos())
+                }
+                Dec::Lz4 => (input.len(), 0),
+            };
+            self.in_pos += used;
+            let done_in = self.in_pos >= self.input.len();
+            if made == 0 {
+                if done_in {
+                    self.draining = false;
+                    return Ok(None);
+                }
+                if used == 0 {
+                    self.draining = false;
+                    return Err(lost("compressed record not consumed"));
+                }
+                // Input consumed without output (headers): go on.
+                continue;
+            }
+            out.truncate(made);
+            if done_in && made < cap {
+                // The decoder had room left, so it has nothing pending.
+                self.draining = false;
+            }
+            return Ok(Some(out));
+        }
+    }
+
+    /// The bytes of the matched block just copied by the receiver (after
+    /// each `Block` token). zlib puts them into the inflater's history;
+    /// the others ignore them.
+    pub fn block_data(&mut self, data: &[u8]) {
+        let protocol = self.protocol;
+        let Dec::Deflate { d, history: true } = &mut self.dec else {
+            return;
+        };
+        if self.scratch.len() < PIECE {
+            self.scratch.resize(PIECE, 0);
+        }
+        for piece in history_pieces(data, protocol) {
+            // piece.len() <= 65535.
+            let len = u16::try_from(piece.len()).unwrap_or(u16::MAX);
+            let [l0, l1] = len.to_le_bytes();
+            let [n0, n1] = (!len).to_le_bytes();
+            let hdr = [0u8, l0, l1, n0, n1];
+            let mut produced = 0usize;
+            for part in [&hdr[..], piece] {
+                let mut rest = part;
+                while !rest.is_empty() {
+                    let bi = d.total_in();
+                    let bo = d.total_out();
+                    let slot = self.scratch.get_mut(produced..).unwrap_or(&mut []);
+                    match d.decompress(rest, slot, FlushDecompress::None) {
+                        Ok(Status::Ok | Status::BufError) => {}
+                        _ => {
+                            self.error = Some("inflate failed while inserting a matched block");
+                            return;
+                        }
+                    }
+                    let used = usize::try_from(d.total_in() - bi).unwrap_or(0);
+                    let made = usize::try_from(d.total_out() - bo).unwrap_or(0);
+                    produced += made;
+                    if used == 0 && made == 0 {
+                        self.error = Some("inflate stalled while inserting a matched block");
+                        return;
+                    }
+                    rest = rest.get(used..).unwrap_or(&[]);
+                }
+            }
+            if self.scratch.get(..produced) != Some(piece) {
+                self.error = Some("decompressor lost sync while inserting a matched block");
+                return;
+            }
+        }
+    }
+}
