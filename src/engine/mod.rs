@@ -108,14 +108,17 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-/// Refuses what this build cannot do yet, before any file data moves.
-fn check_supported(setup: &Setup) -> Result<()> {
-    match setup.compression {
-        Some(name) => Err(Error::Unsupported(format!(
-            "compression ({name}) is not supported yet; run without -z"
-        ))),
-        None => Ok(()),
+/// Settles what the options imply after the setup: zlib and zlibx at
+/// level 0 mean no compression on both sides (as rsync does).
+fn settle(setup: &mut Setup, opts: &Options) -> Result<()> {
+    if let Some(name) = setup.compression {
+        let kind = crate::delta::Compression::from_name(name)
+            .ok_or_else(|| Error::Unsupported(format!("unsupported compression: {name}")))?;
+        if kind.disabled_by_level(opts.compress_level) {
+            setup.compression = None;
+        }
     }
+    Ok(())
 }
 
 /// Runs the client side of a transfer over an established byte stream to
@@ -139,8 +142,8 @@ where
     r.set_sink(hooks.messages.clone());
     let mut w = MuxWriter::new(writer);
     set_timeouts(&mut r, &mut w, opts);
-    let setup = setup::client_setup(&mut r, &mut w, opts).await?;
-    check_supported(&setup)?;
+    let mut setup = setup::client_setup(&mut r, &mut w, opts).await?;
+    settle(&mut setup, opts)?;
     r.set_muxed(true);
     w.set_muxed(setup.protocol >= 30);
     let whole_file = opts.whole_file.unwrap_or(false);
@@ -202,8 +205,8 @@ where
     let mut w = MuxWriter::new(writer);
     let opts = &sa.options;
     set_timeouts(&mut r, &mut w, opts);
-    let setup = setup::server_setup(&mut r, &mut w, sa).await?;
-    check_supported(&setup)?;
+    let mut setup = setup::server_setup(&mut r, &mut w, sa).await?;
+    settle(&mut setup, &sa.options)?;
     w.set_muxed(true);
     r.set_muxed(setup.protocol >= 30);
     let result = server_roles(&mut r, &mut w, &setup, sa, hooks).await;

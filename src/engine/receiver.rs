@@ -22,7 +22,10 @@ use super::options::Options;
 use super::report::{Event, EventSink, Report, item};
 use super::sender::flist_options;
 use super::setup::Setup;
-use crate::delta::{BasisRead, Patcher, SumHead, TokenHeader, decode_token_header};
+use crate::delta::{
+    BasisRead, CToken, Compression, Patcher, SumHead, TokenDecompressor, TokenHeader,
+    decode_token_header,
+};
 use crate::error::{Error, Result};
 use crate::flist::{
     FileEntry, FileKind, FileListDecoder, check_safe_name, clean_file_list, decode_id_list,
@@ -258,6 +261,10 @@ async fn receive<R: AsyncRead + Unpin>(
     let max_phase = if protocol >= 29 { 2 } else { 1 };
     let mut phase = 0u32;
     let mut redone: HashSet<usize> = HashSet::new();
+    let mut dec = setup
+        .compression
+        .and_then(Compression::from_name)
+        .map(|k| TokenDecompressor::new(k, protocol, limits));
     let mut report = Report::default();
     let digest_len = setup.checksum.kind.digest_len();
     loop {
@@ -327,8 +334,8 @@ async fn receive<R: AsyncRead + Unpin>(
             head,
             basis,
             out,
-            &limits,
-            digest_len,
+            (&limits, digest_len),
+            dec.as_mut(),
             &mut report,
         )
         .await?;
@@ -418,8 +425,8 @@ async fn receive_data<R: AsyncRead + Unpin>(
     head: SumHead,
     basis: Basis,
     out: std::io::Result<(fs::File, PathBuf)>,
-    limits: &Limits,
-    digest_len: usize,
+    (limits, digest_len): (&Limits, usize),
+    dec: Option<&mut TokenDecompressor>,
     report: &mut Report,
 ) -> Result<Outcome> {
     let (writer, tmp, local_err) = match out {
@@ -435,8 +442,8 @@ async fn receive_data<R: AsyncRead + Unpin>(
         writer,
         tmp.clone(),
         local_err,
-        limits,
-        digest_len,
+        (limits, digest_len),
+        dec,
         report,
     )
     .await;
@@ -459,14 +466,60 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     mut writer: Option<BufWriter<fs::File>>,
     tmp: Option<PathBuf>,
     mut local_err: Option<String>,
-    limits: &Limits,
-    digest_len: usize,
+    (limits, digest_len): (&Limits, usize),
+    mut dec: Option<&mut TokenDecompressor>,
     report: &mut Report,
 ) -> Result<Outcome> {
     let mut sink = std::io::sink();
     let mut patcher = Patcher::new(head, ctx.setup.checksum);
     let mut next_progress = PROGRESS_STEP;
+    while let Some(dec) = dec.as_deref_mut() {
+        // Compressed tokens: literals arrive decompressed; a block's bytes
+        // are read from the basis, written, and given back to the
+        // decompressor (zlib keeps them in its history).
+        match r.decode(|b| dec.decode(b)).await? {
+            CToken::End => break,
+            CToken::Literal(data) => {
+                report.stats.literal_data += data.len() as u64;
+                let res = match writer.as_mut() {
+                    Some(w) => patcher.literal(&data, w),
+                    None => patcher.literal(&data, &mut sink),
+                };
+                if let Err(e) = res {
+                    local_err.get_or_insert(format!("write failed: {e}"));
+                    writer = None;
+                }
+            }
+            CToken::Block(i) => {
+                let (Some(len), Some(off)) = (head.block_len(i), head.block_offset(i)) else {
+                    return Err(Error::Protocol(format!("invalid block index {i}")));
+                };
+                report.stats.matched_data += len as u64;
+                let mut bytes = vec![0u8; len];
+                let read = match &mut basis {
+                    Basis::File(f) => f.read_block(off, &mut bytes),
+                    Basis::None(n) => n.read_block(off, &mut bytes),
+                };
+                if let Err(e) = read {
+                    local_err.get_or_insert(format!("reading the basis failed: {e}"));
+                    writer = None;
+                }
+                let res = match writer.as_mut() {
+                    Some(w) => patcher.literal(&bytes, w),
+                    None => patcher.literal(&bytes, &mut sink),
+                };
+                if let Err(e) = res {
+                    local_err.get_or_insert(format!("write failed: {e}"));
+                    writer = None;
+                }
+                dec.block_data(&bytes);
+            }
+        }
+    }
     loop {
+        if dec.is_some() {
+            break;
+        }
         if ctx.opts.progress && patcher.written() >= next_progress {
             next_progress = patcher.written() + PROGRESS_STEP;
             ctx.emit(Event::Progress {

@@ -16,7 +16,8 @@ use super::options::Options;
 use super::report::{Event, EventSink, ItemKind, Report, item};
 use super::setup::Setup;
 use crate::delta::{
-    CHUNK_SIZE, Matcher, Signature, SumHead, Token, encode_block, encode_end, encode_literal,
+    CHUNK_SIZE, Compression, Matcher, Signature, SumHead, Token, TokenCompressor, encode_block,
+    encode_end, encode_literal,
 };
 use crate::error::{Error, Result};
 use crate::flist::{FileEntry, FileKind, FileListEncoder, FlistOptions, encode_id_list};
@@ -192,6 +193,10 @@ where
     let max_phase = if protocol >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let digest_len = setup.checksum.kind.digest_len();
+    let mut comp = setup
+        .compression
+        .and_then(Compression::from_name)
+        .map(|k| TokenCompressor::new(k, opts.compress_level, protocol));
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
@@ -267,7 +272,9 @@ where
         let blocks = r.decode(|b| Signature::decode_blocks(b, &head)).await?;
         let sig = crate::delta::Signature { head, blocks };
         if entry.kind() != Some(FileKind::Regular) {
-            return Err(Error::Protocol(format!("file data requested for a non-regular item: {ndx}")));
+            return Err(Error::Protocol(format!(
+                "file data requested for a non-regular item: {ndx}"
+            )));
         }
         let file = match super::local::open_nofollow(&list.paths[idx]) {
             Ok(f) => f,
@@ -287,7 +294,7 @@ where
         };
         echo(w, &mut ndx_out)?;
         head.encode(w.buf(), protocol);
-        send_file_data(w, setup, &sig, file, &mut report).await?;
+        send_file_data(w, setup, &sig, file, comp.as_mut(), &mut report).await?;
         report.stats.num_transferred += 1;
         report.stats.transferred_size += entry.size;
     }
@@ -364,8 +371,12 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
     setup: &Setup,
     sig: &crate::delta::Signature,
     file: std::fs::File,
+    comp: Option<&mut TokenCompressor>,
     report: &mut Report,
 ) -> Result<()> {
+    if let Some(comp) = comp {
+        return send_compressed(w, setup, sig, file, comp, report).await;
+    }
     let mut hasher = setup.checksum.file_hasher();
     let mut read_failed = false;
     if sig.head.count == 0 {
@@ -426,6 +437,128 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
     }
     w.put(&sum);
     w.maybe_flush().await
+}
+
+/// The compressed token stream: literals and block references go through
+/// the session's compressor; zlib also needs the bytes of every matched
+/// block, taken from the source data at the current offset.
+async fn send_compressed<W: AsyncWrite + Unpin>(
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    sig: &crate::delta::Signature,
+    mut file: std::fs::File,
+    comp: &mut TokenCompressor,
+    report: &mut Report,
+) -> Result<()> {
+    let mut hasher = setup.checksum.file_hasher();
+    let mut read_failed = false;
+    let mut matcher = (sig.head.count > 0).then(|| Matcher::new(sig, setup.checksum));
+    let mut data = vec![0u8; READ_STEP];
+    // Source bytes from offset `win_start` on, for the block data.
+    let mut window: Vec<u8> = Vec::new();
+    let mut win_start = 0u64;
+    let mut pos = 0u64;
+    let head = sig.head;
+    let mut bad_block = false;
+    loop {
+        let n = match file.read(&mut data) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                read_failed = true;
+                break;
+            }
+        };
+        let chunk = &data[..n];
+        hasher.update(chunk);
+        match matcher.as_mut() {
+            None => {
+                comp.literal(w.buf(), chunk);
+                report.stats.literal_data += n as u64;
+            }
+            Some(m) => {
+                window.extend_from_slice(chunk);
+                let out = w.buf();
+                m.feed(chunk, &mut |t| {
+                    emit_compressed(
+                        out,
+                        comp,
+                        t,
+                        &head,
+                        &window,
+                        win_start,
+                        &mut pos,
+                        &mut bad_block,
+                    );
+                });
+                let drop = usize::try_from(pos - win_start)
+                    .unwrap_or(0)
+                    .min(window.len());
+                window.drain(..drop);
+                win_start += drop as u64;
+            }
+        }
+        w.maybe_flush().await?;
+    }
+    if let Some(m) = matcher.as_mut() {
+        let out = w.buf();
+        m.finish(&mut |t| {
+            emit_compressed(
+                out,
+                comp,
+                t,
+                &head,
+                &window,
+                win_start,
+                &mut pos,
+                &mut bad_block,
+            );
+        });
+        let st = m.stats();
+        report.stats.literal_data += st.literal_bytes;
+        report.stats.matched_data += st.matched_bytes;
+    }
+    comp.end_file(w.buf());
+    if bad_block {
+        return Err(Error::Protocol(
+            "matched block outside the source window".into(),
+        ));
+    }
+    let mut sum = hasher.finish().as_bytes().to_vec();
+    if read_failed {
+        report.io_error |= 1;
+        sum.iter_mut().for_each(|b| *b = 0);
+    }
+    w.put(&sum);
+    w.maybe_flush().await
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_compressed(
+    out: &mut Vec<u8>,
+    comp: &mut TokenCompressor,
+    t: Token<'_>,
+    head: &SumHead,
+    window: &[u8],
+    win_start: u64,
+    pos: &mut u64,
+    bad: &mut bool,
+) {
+    match t {
+        Token::Literal(d) => {
+            comp.literal(out, d);
+            *pos += d.len() as u64;
+        }
+        Token::Block(i) => {
+            let len = head.block_len(i).unwrap_or(0);
+            let from = usize::try_from(*pos - win_start).unwrap_or(usize::MAX);
+            match window.get(from..from.saturating_add(len)) {
+                Some(bytes) => comp.block(out, i, bytes),
+                None => *bad = true,
+            }
+            *pos += len as u64;
+        }
+    }
 }
 
 fn emit(out: &mut Vec<u8>, t: Token<'_>) {
