@@ -127,43 +127,6 @@ pub fn f_name_cmp(a: &FileEntry, b: &FileEntry, protocol: u8) -> Ordering {
     cmp_names29(cmp_name(&a.name, ad), ad, cmp_name(&b.name, bd), bd)
 }
 
-/// One entry as the sort sees it: the compared name, whether it is a
-/// directory, and its index in the list.
-#[derive(Clone, Copy)]
-struct SortKey<'a> {
-    name: &'a [u8],
-    dir: bool,
-    idx: u32,
-}
-
-#[inline]
-fn key_order(a: &SortKey<'_>, b: &SortKey<'_>, protocol: u8) -> Ordering {
-    if protocol < 29 {
-        a.name.cmp(b.name)
-    } else {
-        cmp_names29(a.name, a.dir, b.name, b.dir)
-    }
-}
-
-fn sort_keys(entries: &[FileEntry], protocol: u8) -> Vec<SortKey<'_>> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let dir = e.is_dir();
-            SortKey {
-                name: if protocol < 29 {
-                    &e.name
-                } else {
-                    cmp_name(&e.name, dir)
-                },
-                dir,
-                idx: u32::try_from(i).unwrap_or(u32::MAX),
-            }
-        })
-        .collect()
-}
-
 /// Whether `entries` is already in [`f_name_cmp`] order (no pair out of
 /// order), so sorting it would change nothing.
 #[must_use]
@@ -173,25 +136,74 @@ pub fn is_sorted_file_list(entries: &[FileEntry], protocol: u8) -> bool {
         .all(|w| matches!(w, [a, b] if f_name_cmp(a, b, protocol).is_le()))
 }
 
+/// Appends the memcmp key of a protocol >= 29 name (already through
+/// [`cmp_name`]) to `out`: per component a kind byte (1 item, 2
+/// directory), the bytes, and for a directory its `/`. Items only ever
+/// come last and a directory key's `/` never occurs inside a component,
+/// so comparing two keys as byte strings is [`cmp_names29`].
+fn push_key29(out: &mut Vec<u8>, name: &[u8], is_dir: bool) {
+    let mut pos = Some(0);
+    while let Some(p) = pos {
+        let (dir, bytes, next) = component(name, is_dir, p);
+        out.push(if dir { 2 } else { 1 });
+        out.extend_from_slice(bytes);
+        if dir {
+            out.push(b'/');
+        }
+        pos = next;
+    }
+}
+
+/// One entry as the sort sees it: its memcmp key and its index.
+struct SortItem<'a> {
+    key: &'a [u8],
+    idx: usize,
+}
+
 /// The stable sorting permutation of `entries`: position `i` of the sorted
 /// list holds `entries[perm[i]]`. `None` when the list is already sorted.
+///
+/// Each name becomes a byte key in one shared buffer so that a plain
+/// `memcmp` gives [`f_name_cmp`]'s order; the index breaks ties, which
+/// keeps the order of equal names.
 #[must_use]
 pub fn sort_permutation(entries: &[FileEntry], protocol: u8) -> Option<Vec<usize>> {
     if is_sorted_file_list(entries, protocol) {
         return None;
     }
-    if u32::try_from(entries.len()).is_err() {
-        // Beyond u32 indexes: sort plain indexes (never in practice).
-        let mut perm: Vec<usize> = (0..entries.len()).collect();
-        perm.sort_by(|&i, &j| match (entries.get(i), entries.get(j)) {
-            (Some(a), Some(b)) => f_name_cmp(a, b, protocol),
-            _ => Ordering::Equal,
-        });
-        return Some(perm);
+    if protocol < 29 {
+        let mut items: Vec<SortItem<'_>> = entries
+            .iter()
+            .enumerate()
+            .map(|(idx, e)| SortItem { key: &e.name, idx })
+            .collect();
+        items.sort_unstable_by(|a, b| a.key.cmp(b.key).then(a.idx.cmp(&b.idx)));
+        return Some(items.iter().map(|k| k.idx).collect());
     }
-    let mut keys = sort_keys(entries, protocol);
-    keys.sort_by(|a, b| key_order(a, b, protocol));
-    Some(keys.iter().map(|k| k.idx as usize).collect())
+    let total: usize = entries
+        .iter()
+        .map(|e| e.name.len() + 2 + e.name.iter().filter(|&&b| b == b'/').count())
+        .sum();
+    let mut buf = Vec::with_capacity(total);
+    let mut ends = Vec::with_capacity(entries.len());
+    for e in entries {
+        let dir = e.is_dir();
+        push_key29(&mut buf, cmp_name(&e.name, dir), dir);
+        ends.push(buf.len());
+    }
+    let mut start = 0;
+    let mut items: Vec<SortItem<'_>> = ends
+        .iter()
+        .enumerate()
+        .map(|(idx, &end)| {
+            let key = buf.get(start..end).unwrap_or_default();
+            start = end;
+            SortItem { key, idx }
+        })
+        .collect();
+    drop(ends);
+    items.sort_unstable_by(|a, b| a.key.cmp(b.key).then(a.idx.cmp(&b.idx)));
+    Some(items.iter().map(|k| k.idx).collect())
 }
 
 /// Reorders a list in place by a permutation from [`sort_permutation`]
@@ -389,6 +401,20 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(20_000))]
+
+        #[test]
+        fn memcmp_key_equals_reference(a in arb_entry(), b in arb_entry()) {
+            let key = |e: &FileEntry| {
+                let mut k = Vec::new();
+                push_key29(&mut k, cmp_name(&e.name, e.is_dir()), e.is_dir());
+                k
+            };
+            proptest::prop_assert_eq!(
+                key(&a).cmp(&key(&b)),
+                reference::f_name_cmp(&a, &b, 31),
+                "{:?} {:?}", a, b
+            );
+        }
 
         #[test]
         fn fast_cmp_equals_reference(
