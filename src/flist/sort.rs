@@ -212,8 +212,7 @@ pub fn sort_permutation(entries: &[FileEntry], protocol: u8) -> Option<Vec<usize
 pub fn apply_permutation(perm: &mut [usize], mut swap: impl FnMut(usize, usize)) {
     for start in 0..perm.len() {
         let mut j = start;
-        loop {
-            let Some(slot) = perm.get_mut(j) else { break };
+        while let Some(slot) = perm.get_mut(j) {
             let k = *slot;
             *slot = j;
             if k == start || k == j {
