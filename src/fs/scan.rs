@@ -12,14 +12,18 @@
 //! and the scan goes on.
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
+use std::ffi::{CStr, OsStr};
+use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
 use crate::flist::entry::{FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
-use crate::flist::sort::f_name_cmp;
+use crate::flist::sort::{apply_permutation, sort_permutation};
 
 /// io_error bit for a general read failure (upstream `IOERR_GENERAL`).
 pub const IOERR_GENERAL: i32 = 1;
@@ -74,8 +78,8 @@ pub struct ScanResult {
 pub fn scan_sources(sources: &[PathBuf], opts: &ScanOptions) -> io::Result<ScanResult> {
     let mut s = Scanner {
         opts: *opts,
-        users: read_id_names(Path::new("/etc/passwd"))?,
-        groups: read_id_names(Path::new("/etc/group"))?,
+        users: IdCache::new(read_id_names(Path::new("/etc/passwd"))?),
+        groups: IdCache::new(read_id_names(Path::new("/etc/group"))?),
         out: ScanResult::default(),
     };
     for src in sources {
@@ -86,13 +90,23 @@ pub fn scan_sources(sources: &[PathBuf], opts: &ScanOptions) -> io::Result<ScanR
 }
 
 /// Re-sorts a scan (entries and paths together, stably) for `protocol`.
+///
+/// Sorts an index permutation and moves both lists by it in place; an
+/// already sorted scan is left as it is.
 pub fn sort_scan(result: &mut ScanResult, protocol: u8) {
-    let mut pairs: Vec<(FileEntry, PathBuf)> = std::mem::take(&mut result.entries)
-        .into_iter()
-        .zip(std::mem::take(&mut result.paths))
-        .collect();
-    pairs.sort_by(|a, b| f_name_cmp(&a.0, &b.0, protocol));
-    (result.entries, result.paths) = pairs.into_iter().unzip();
+    // Both lists are filled together; a shorter `paths` (built by hand)
+    // keeps only the pairs it has, as before.
+    let n = result.entries.len().min(result.paths.len());
+    result.entries.truncate(n);
+    result.paths.truncate(n);
+    let Some(mut perm) = sort_permutation(&result.entries, protocol) else {
+        return;
+    };
+    let ScanResult { entries, paths, .. } = result;
+    apply_permutation(&mut perm, |i, j| {
+        entries.swap(i, j);
+        paths.swap(i, j);
+    });
 }
 
 /// `name:...:id:...` files: the first name of each id.
@@ -121,10 +135,87 @@ fn read_id_names(path: &Path) -> io::Result<HashMap<u32, Vec<u8>>> {
     Ok(map)
 }
 
+/// An id-to-name map with the last lookup remembered: a tree is mostly
+/// owned by one user and group, so most lookups hit the cache.
+struct IdCache {
+    names: HashMap<u32, Vec<u8>>,
+    last: Option<(u32, Option<Vec<u8>>)>,
+}
+
+impl IdCache {
+    fn new(names: HashMap<u32, Vec<u8>>) -> Self {
+        Self { names, last: None }
+    }
+
+    fn get(&mut self, id: u32) -> Option<Vec<u8>> {
+        match &self.last {
+            Some((l, name)) if *l == id => name.clone(),
+            _ => {
+                let name = self.names.get(&id).cloned();
+                self.last = Some((id, name.clone()));
+                name
+            }
+        }
+    }
+}
+
+/// The `lstat` fields a scan uses.
+#[derive(Clone, Copy)]
+struct Meta {
+    mode: u32,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    atime: i64,
+    uid: u32,
+    gid: u32,
+    dev: u64,
+    rdev: u64,
+    ino: u64,
+    nlink: u64,
+}
+
+impl Meta {
+    // The field types differ between targets.
+    #[allow(clippy::unnecessary_cast, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    fn from_stat(st: &Stat) -> Self {
+        Self {
+            mode: st.st_mode as u32,
+            size: st.st_size as u64,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
+            atime: st.st_atime as i64,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            dev: st.st_dev as u64,
+            rdev: st.st_rdev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        FileKind::from_mode(self.mode) == Some(FileKind::Dir)
+    }
+}
+
+/// io_error bit for a failed system call.
+fn errno_bit(e: Errno) -> i32 {
+    if e == Errno::NOENT {
+        IOERR_VANISHED
+    } else {
+        IOERR_GENERAL
+    }
+}
+
+/// Where a symlink's target is read from: the open directory and the
+/// entry's name in it.
+type At<'a> = Option<(BorrowedFd<'a>, &'a CStr)>;
+
 struct Scanner {
     opts: ScanOptions,
-    users: HashMap<u32, Vec<u8>>,
-    groups: HashMap<u32, Vec<u8>>,
+    users: IdCache,
+    groups: IdCache,
     out: ScanResult,
 }
 
@@ -149,8 +240,8 @@ impl Scanner {
     fn source(&mut self, src: &Path) {
         let raw = src.as_os_str().as_bytes();
         let contents_only = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
-        let meta = match fs::symlink_metadata(src) {
-            Ok(m) => m,
+        let meta = match rustix::fs::lstat(src) {
+            Ok(st) => Meta::from_stat(&st),
             Err(_) => {
                 self.out.io_error |= IOERR_GENERAL;
                 return;
@@ -160,7 +251,7 @@ impl Scanner {
             let name = src
                 .file_name()
                 .map_or_else(|| raw.to_vec(), |n| n.as_bytes().to_vec());
-            self.add(name, src.to_path_buf(), &meta, 0);
+            self.add(name, src.to_path_buf(), &meta, 0, None);
             return;
         }
         let (name, content) = if contents_only {
@@ -179,26 +270,36 @@ impl Scanner {
         } else {
             XMIT_NO_CONTENT_DIR
         };
-        self.add(name.clone(), src.to_path_buf(), &meta, flags);
+        self.add(name.clone(), src.to_path_buf(), &meta, flags, None);
         if content {
-            self.directory(src, &name, meta.dev(), self.opts.recursive);
+            self.directory(src, &name, meta.dev, self.opts.recursive);
         }
     }
 
+    /// Lists `dir` (opened once by its path) and stats every entry
+    /// relative to the open directory, then descends into the
+    /// subdirectories after closing it.
     fn directory(&mut self, dir: &Path, prefix: &[u8], root_dev: u64, recurse: bool) {
-        let rd = match fs::read_dir(dir) {
-            Ok(r) => r,
+        let fd = match rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
             Err(e) => {
-                self.out.io_error |= if e.kind() == io::ErrorKind::NotFound {
-                    IOERR_VANISHED
-                } else {
-                    IOERR_GENERAL
-                };
+                self.out.io_error |= errno_bit(e);
+                return;
+            }
+        };
+        let mut rd = match Dir::new(fd) {
+            Ok(d) => d,
+            Err(e) => {
+                self.out.io_error |= errno_bit(e);
                 return;
             }
         };
         let mut subdirs = Vec::new();
-        for ent in rd {
+        while let Some(ent) = rd.read() {
             let ent = match ent {
                 Ok(e) => e,
                 Err(_) => {
@@ -206,42 +307,45 @@ impl Scanner {
                     continue;
                 }
             };
-            let path = ent.path();
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
+            let cname = ent.file_name();
+            let bytes = cname.to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let Ok(dirfd) = rd.fd() else {
+                self.out.io_error |= IOERR_GENERAL;
+                break;
+            };
+            let meta = match rustix::fs::statat(dirfd, cname, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Meta::from_stat(&st),
                 Err(e) => {
-                    self.out.io_error |= if e.kind() == io::ErrorKind::NotFound {
-                        IOERR_VANISHED
-                    } else {
-                        IOERR_GENERAL
-                    };
+                    self.out.io_error |= errno_bit(e);
                     continue;
                 }
             };
-            let name = join(prefix, ent.file_name().as_bytes());
+            let path = dir.join(OsStr::from_bytes(bytes));
+            let name = join(prefix, bytes);
             if meta.is_dir() {
-                let other_fs = self.opts.one_file_system && meta.dev() != root_dev;
+                let other_fs = self.opts.one_file_system && meta.dev != root_dev;
                 let descend = recurse && !other_fs;
-                self.add(
-                    name.clone(),
-                    path.clone(),
-                    &meta,
-                    if descend { 0 } else { XMIT_NO_CONTENT_DIR },
-                );
                 if descend {
+                    self.add(name.clone(), path.clone(), &meta, 0, None);
                     subdirs.push((path, name));
+                } else {
+                    self.add(name, path, &meta, XMIT_NO_CONTENT_DIR, None);
                 }
             } else {
-                self.add(name, path, &meta, 0);
+                self.add(name, path, &meta, 0, Some((dirfd, cname)));
             }
         }
+        drop(rd);
         for (path, name) in subdirs {
             self.directory(&path, &name, root_dev, true);
         }
     }
 
-    fn add(&mut self, name: Vec<u8>, path: PathBuf, meta: &Metadata, xflags: u32) {
-        let Some(kind) = FileKind::from_mode(meta.mode()) else {
+    fn add(&mut self, name: Vec<u8>, path: PathBuf, meta: &Meta, xflags: u32, at: At<'_>) {
+        let Some(kind) = FileKind::from_mode(meta.mode) else {
             return;
         };
         let wanted = match kind {
@@ -255,46 +359,55 @@ impl Scanner {
         }
         let mut e = FileEntry {
             name,
-            mode: meta.mode(),
+            mode: meta.mode,
             size: match kind {
-                FileKind::Regular | FileKind::Dir => meta.size(),
+                FileKind::Regular | FileKind::Dir => meta.size,
                 _ => 0,
             },
-            mtime: meta.mtime(),
-            mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
-            atime: meta.atime(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            user_name: self.users.get(&meta.uid()).cloned(),
-            group_name: self.groups.get(&meta.gid()).cloned(),
+            mtime: meta.mtime,
+            mtime_nsec: u32::try_from(meta.mtime_nsec).unwrap_or(0),
+            atime: meta.atime,
+            uid: meta.uid,
+            gid: meta.gid,
+            user_name: self.users.get(meta.uid),
+            group_name: self.groups.get(meta.gid),
             xflags: if kind == FileKind::Dir { xflags } else { 0 },
             ..FileEntry::default()
         };
         if kind.is_device() {
-            (e.rdev_major, e.rdev_minor) = split_dev(meta.rdev());
+            (e.rdev_major, e.rdev_minor) = split_dev(meta.rdev);
         }
         if kind == FileKind::Symlink {
-            match fs::read_link(&path) {
+            let target = match at {
+                Some((dirfd, cname)) => rustix::fs::readlinkat(dirfd, cname, Vec::new())
+                    .map(std::ffi::CString::into_bytes)
+                    .map_err(errno_bit),
+                None => fs::read_link(&path)
+                    .map(|t| t.into_os_string().into_vec())
+                    .map_err(|err| {
+                        if err.kind() == io::ErrorKind::NotFound {
+                            IOERR_VANISHED
+                        } else {
+                            IOERR_GENERAL
+                        }
+                    }),
+            };
+            match target {
                 Ok(t) => {
-                    let t = t.as_os_str().as_bytes().to_vec();
                     e.size = t.len() as u64;
                     e.link_target = Some(t);
                 }
-                Err(err) => {
-                    self.out.io_error |= if err.kind() == io::ErrorKind::NotFound {
-                        IOERR_VANISHED
-                    } else {
-                        IOERR_GENERAL
-                    };
+                Err(bit) => {
+                    self.out.io_error |= bit;
                     return;
                 }
             }
         }
-        if self.opts.hard_links && kind != FileKind::Dir && meta.nlink() > 1 {
+        if self.opts.hard_links && kind != FileKind::Dir && meta.nlink > 1 {
             e.hardlink = Some(HardLink {
                 first: None,
-                dev: meta.dev(),
-                ino: meta.ino(),
+                dev: meta.dev,
+                ino: meta.ino,
             });
         }
         if kind == FileKind::Regular {
