@@ -15,7 +15,9 @@ const WORDS: &[&str] = &[
     "net", "io", "fs", "data", "assets", "img", "x86", "arm", "a.b", "a-b", "a_b", "v1.2",
     "module", "config", "po", "locale", "share", "bin", ".git", ".hidden", "README",
 ];
-const EXTS: &[&str] = &[".c", ".h", ".rs", ".txt", ".md", ".o", "", ".tar.gz", ".json", ".1"];
+const EXTS: &[&str] = &[
+    ".c", ".h", ".rs", ".txt", ".md", ".o", "", ".tar.gz", ".json", ".1",
+];
 
 /// About `n` entries: directories 3-5 levels deep with files in each, in
 /// a shuffled (scan-like) order.

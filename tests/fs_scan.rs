@@ -33,14 +33,21 @@ fn entries_match_lstat_of_their_paths() {
         hard_links: true,
         ..ScanOptions::default()
     };
-    for (arg, top) in [(format!("{}/", root.display()), "."), (root.display().to_string(), "src")] {
+    for (arg, top) in [
+        (format!("{}/", root.display()), "."),
+        (root.display().to_string(), "src"),
+    ] {
         let r = scan_sources(&[PathBuf::from(&arg)], &opts).unwrap();
         assert_eq!(r.io_error, 0);
         assert_eq!(r.entries.len(), r.paths.len());
         assert_eq!(r.entries.len(), 15);
         assert!(is_sorted_file_list(&r.entries, 32));
         assert_eq!(r.entries[0].name, top.as_bytes());
-        let base = if top == "." { root.clone() } else { tmp.path().to_path_buf() };
+        let base = if top == "." {
+            root.clone()
+        } else {
+            tmp.path().to_path_buf()
+        };
         for (e, p) in r.entries.iter().zip(&r.paths) {
             let m = std::fs::symlink_metadata(p).unwrap();
             if e.name != b"." {
@@ -55,7 +62,10 @@ fn entries_match_lstat_of_their_paths() {
             assert_eq!(e.gid, m.gid());
             if m.file_type().is_symlink() {
                 let t = std::fs::read_link(p).unwrap();
-                assert_eq!(e.link_target.as_deref(), Some(t.as_os_str().as_encoded_bytes()));
+                assert_eq!(
+                    e.link_target.as_deref(),
+                    Some(t.as_os_str().as_encoded_bytes())
+                );
                 assert_eq!(e.size, t.as_os_str().len() as u64);
             } else {
                 assert_eq!(e.link_target, None);

@@ -147,7 +147,9 @@ where
 {
     let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
     let flist_bytes = r.bytes_read();
-    sort_file_list(&mut list, setup.protocol);
+    if !crate::flist::sort::is_sorted_file_list(&list, setup.protocol) {
+        sort_file_list(&mut list, setup.protocol);
+    }
     let mut active = clean_file_list(&list, setup.protocol);
     let mut report = Report {
         errors: check_parents(&list, &mut active),

@@ -454,7 +454,10 @@ mod tests {
 
     #[test]
     fn permutation_moves_parallel_lists() {
-        let v: Vec<FileEntry> = ["c", "a/", "b", "a/x", "."].iter().map(|n| ent(n)).collect();
+        let v: Vec<FileEntry> = ["c", "a/", "b", "a/x", "."]
+            .iter()
+            .map(|n| ent(n))
+            .collect();
         let mut perm = sort_permutation(&v, 31).unwrap();
         let mut names: Vec<Vec<u8>> = v.iter().map(|e| e.name.clone()).collect();
         let mut tags: Vec<usize> = (0..v.len()).collect();

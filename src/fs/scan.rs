@@ -177,7 +177,11 @@ struct Meta {
 
 impl Meta {
     // The field types differ between targets.
-    #[allow(clippy::unnecessary_cast, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::unnecessary_cast,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss
+    )]
     fn from_stat(st: &Stat) -> Self {
         Self {
             mode: st.st_mode as u32,
