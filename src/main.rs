@@ -273,6 +273,25 @@ fn split_remote(arg: &str) -> Option<(String, String)> {
     Some((arg[..colon].to_string(), arg[colon + 1..].to_string()))
 }
 
+/// The remote-shell command for `[user@]host` (rsync's `do_cmd`: the shell
+/// words, `-l USER` when a user is given, then the host).
+fn remote_command(rsh: &str, host: &str, rsync_path: &str) -> RemoteCommand {
+    let mut shell = split_words(rsh);
+    let host = match host.split_once('@') {
+        Some((user, h)) => {
+            shell.push("-l".into());
+            shell.push(user.to_string());
+            h
+        }
+        None => host,
+    };
+    shell.push(host.to_string());
+    RemoteCommand {
+        shell,
+        rsync_path: rsync_path.to_string(),
+    }
+}
+
 /// Splits a `-e` value into words as rsync does (quotes group words).
 fn split_words(s: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -523,20 +542,7 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
                 "The source and destination cannot both be remote.".into(),
             ));
         }
-        let mut shell = split_words(&rsh);
-        let (user, host) = match host.split_once('@') {
-            Some((u, h)) => (Some(u.to_string()), h.to_string()),
-            None => (None, host),
-        };
-        if let Some(u) = user {
-            shell.push("-l".into());
-            shell.push(u);
-        }
-        shell.push(host);
-        let cmd = RemoteCommand {
-            shell,
-            rsync_path: opts.rsync_path.clone(),
-        };
+        let cmd = remote_command(&rsh, &host, &opts.rsync_path);
         let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
         transfer.push(&cmd, &sources, &path).await?
     } else if let Some((host, first)) = split_remote(&srcs[0]) {
@@ -547,20 +553,7 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
                 None => paths.push(s.trim_start_matches(':').to_string()),
             }
         }
-        let mut shell = split_words(&rsh);
-        let (user, host) = match host.split_once('@') {
-            Some((u, h)) => (Some(u.to_string()), h.to_string()),
-            None => (None, host),
-        };
-        if let Some(u) = user {
-            shell.push("-l".into());
-            shell.push(u);
-        }
-        shell.push(host);
-        let cmd = RemoteCommand {
-            shell,
-            rsync_path: opts.rsync_path.clone(),
-        };
+        let cmd = remote_command(&rsh, &host, &opts.rsync_path);
         transfer
             .pull(&cmd, &paths, PathBuf::from(dest).as_path())
             .await?

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,9 +34,7 @@ fn fixture() -> Fx {
         },
     );
     make_basis(&src, &dst);
-    let shim = tmp.path().join("shim.sh");
-    fs::write(&shim, "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let shim = common::tree::write_shim(tmp.path());
     Fx {
         _tmp: tmp,
         src,

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,9 +70,7 @@ fn fixture(protocol: u8, big: bool) -> Fixture {
         },
     );
     make_basis(&src, &dst);
-    let shim = tmp.path().join("shim.sh");
-    fs::write(&shim, "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let shim = common::tree::write_shim(tmp.path());
     Fixture {
         _tmp: tmp,
         src,
@@ -271,26 +268,14 @@ fn killed_peer_leaves_files_whole() {
     let before = common::tree::snapshot(&f.dst);
     // Kill the real rsync server once our receiver has written part of the
     // big file into its temporary name.
-    let dst = f.dst.clone();
     let marker = slash(&f.src);
-    let killer = std::thread::spawn(move || {
-        for _ in 0..2000 {
-            let partial = fs::read_dir(&dst).unwrap().filter_map(|e| e.ok()).any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with(".big50m.")
-                    && e.metadata().map(|m| m.len() > (4 << 20)).unwrap_or(false)
-            });
-            if partial {
-                let st = Command::new("pkill")
-                    .args(["-KILL", "-f"])
-                    .arg(&marker)
-                    .status()
-                    .unwrap();
-                return st.success();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        false
+    let killer = common::tree::when_partial(f.dst.clone(), "big50m", 4 << 20, move || {
+        let st = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(&marker)
+            .status()
+            .unwrap();
+        st.success()
     });
     let mut o = options(32, "md5");
     o.delete = None;
@@ -435,21 +420,10 @@ fn cancelling_leaves_files_whole() {
     fs::remove_file(f.dst.join("big50m")).unwrap();
     let before = common::tree::snapshot(&f.dst);
     let token = ferrsync::CancelToken::new();
-    let dst = f.dst.clone();
     let t2 = token.clone();
-    let watcher = std::thread::spawn(move || {
-        for _ in 0..4000 {
-            let partial = fs::read_dir(&dst).unwrap().filter_map(|e| e.ok()).any(|e| {
-                e.file_name().to_string_lossy().starts_with(".big50m.")
-                    && e.metadata().map(|m| m.len() > (4 << 20)).unwrap_or(false)
-            });
-            if partial {
-                t2.cancel();
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        false
+    let watcher = common::tree::when_partial(f.dst.clone(), "big50m", 4 << 20, move || {
+        t2.cancel();
+        true
     });
     let mut o = options(32, "xxh128");
     o.delete = None;

@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -82,9 +81,7 @@ fn ferrsync_client_redoes_a_failed_file() {
 fn rsync_client_gets_a_redo_from_ferrsync_server() {
     let tmp = tempfile::tempdir().unwrap();
     build(tmp.path());
-    let shim = tmp.path().join("shim.sh");
-    fs::write(&shim, "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let shim = common::tree::write_shim(tmp.path());
     let out = Command::new("rsync")
         .args(["-ai", "--protocol=31", "--checksum-choice=md5"])
         .arg(format!("--checksum-seed={SEED}"))

@@ -356,3 +356,37 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Writes `shim.sh` into `dir`: a remote shell for rsync's `-e` that drops
+/// the host name and runs the command locally.
+pub fn write_shim(dir: &Path) -> PathBuf {
+    let shim = dir.join("shim.sh");
+    fs::write(&shim, "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    shim
+}
+
+/// Watches `dir` until a temporary file of `name` holds more than `min`
+/// bytes, then runs `action`; the thread's result is false when that never
+/// happened (the transfer ended first) or the action failed.
+pub fn when_partial(
+    dir: PathBuf,
+    name: &str,
+    min: u64,
+    action: impl FnOnce() -> bool + Send + 'static,
+) -> std::thread::JoinHandle<bool> {
+    let prefix = format!(".{name}.");
+    std::thread::spawn(move || {
+        for _ in 0..4000 {
+            let partial = fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_string_lossy().starts_with(&prefix)
+                    && e.metadata().map(|m| m.len() > min).unwrap_or(false)
+            });
+            if partial {
+                return action();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        false
+    })
+}
