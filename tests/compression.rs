@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -128,8 +129,8 @@ fn plain_z_negotiates_like_rsync() {
     // `-z` alone: names are negotiated from protocol 30 with a modern peer
     // (zstd first); without negotiation it is plain zlib.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    for protocol in [30, 31, 32] {
-        let f = fixture();
+    for protocol in [29, 30, 31, 32] {
+        let f = fixture_for(protocol);
         let mut o = opts("zstd");
         o.compress_choice = None;
         o.protocol = Some(protocol);
@@ -140,5 +141,29 @@ fn plain_z_negotiates_like_rsync() {
         assert_eq!(report.exit_code().code(), 0);
         let diffs = compare_trees(&f.src, &f.dst, Compare::all(protocol >= 31));
         assert!(diffs.is_empty(), "-z p{protocol}:\n{}", diffs.join("\n"));
+    }
+}
+
+#[test]
+fn text_travels_compressed() {
+    // A new text file (no basis): the bytes on the wire must be well below
+    // the literal data.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for algo in ALGOS {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let mut text = Vec::new();
+        for i in 0..60_000 {
+            text.extend_from_slice(format!("{i:06} compressible log line with repeated words\n").as_bytes());
+        }
+        fs::write(src.join("log.txt"), &text).unwrap();
+        let t = Transfer::new(opts(algo));
+        let dst = tmp.path().join("dst");
+        let report = rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst)).unwrap();
+        assert_eq!(fs::read(dst.join("log.txt")).unwrap(), text);
+        let s = &report.stats;
+        assert!(s.literal_data >= text.len() as u64, "{algo}: {s:?}");
+        assert!(s.bytes_received * 3 < s.literal_data, "{algo}: {} bytes on the wire for {} literal", s.bytes_received, s.literal_data);
     }
 }
