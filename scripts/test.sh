@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need[*]} and not root: install them first" >&2
