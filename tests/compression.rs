@@ -155,15 +155,24 @@ fn text_travels_compressed() {
         fs::create_dir(&src).unwrap();
         let mut text = Vec::new();
         for i in 0..60_000 {
-            text.extend_from_slice(format!("{i:06} compressible log line with repeated words\n").as_bytes());
+            text.extend_from_slice(
+                format!("{i:06} compressible log line with repeated words\n").as_bytes(),
+            );
         }
         fs::write(src.join("log.txt"), &text).unwrap();
         let t = Transfer::new(opts(algo));
         let dst = tmp.path().join("dst");
-        let report = rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst)).unwrap();
+        let report = rt
+            .block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst))
+            .unwrap();
         assert_eq!(fs::read(dst.join("log.txt")).unwrap(), text);
         let s = &report.stats;
         assert!(s.literal_data >= text.len() as u64, "{algo}: {s:?}");
-        assert!(s.bytes_received * 3 < s.literal_data, "{algo}: {} bytes on the wire for {} literal", s.bytes_received, s.literal_data);
+        assert!(
+            s.bytes_received * 3 < s.literal_data,
+            "{algo}: {} bytes on the wire for {} literal",
+            s.bytes_received,
+            s.literal_data
+        );
     }
 }

@@ -194,36 +194,32 @@ fn literal_matched(stats: &str) -> (u64, u64) {
     (field("Literal data:"), field("Matched data:"))
 }
 
-#[test]
-fn rsync_client_pulls_from_ferrsync_server() {
+/// Real rsync as the client of `ferrsync --server`, over every protocol
+/// and checksum.
+fn rsync_client_matrix(pull: bool) {
+    let dir = if pull { "pull" } else { "push" };
     for p in PROTOCOLS {
         for c in CHECKSUMS {
             let f = fixture(p, false);
-            let out = real_rsync(&f, p, c, true);
+            let out = real_rsync(&f, p, c, pull);
             let (_lit, matched) = literal_matched(&out);
             assert!(
                 matched > 0,
-                "rsync pull p{p} {c}: no delta happened:\n{out}"
+                "rsync {dir} p{p} {c}: no delta happened:\n{out}"
             );
-            assert_same(&f, p, &format!("rsync pull p{p} {c}"));
+            assert_same(&f, p, &format!("rsync {dir} p{p} {c}"));
         }
     }
 }
 
 #[test]
+fn rsync_client_pulls_from_ferrsync_server() {
+    rsync_client_matrix(true);
+}
+
+#[test]
 fn rsync_client_pushes_to_ferrsync_server() {
-    for p in PROTOCOLS {
-        for c in CHECKSUMS {
-            let f = fixture(p, false);
-            let out = real_rsync(&f, p, c, false);
-            let (_lit, matched) = literal_matched(&out);
-            assert!(
-                matched > 0,
-                "rsync push p{p} {c}: no delta happened:\n{out}"
-            );
-            assert_same(&f, p, &format!("rsync push p{p} {c}"));
-        }
-    }
+    rsync_client_matrix(false);
 }
 
 #[test]
