@@ -232,6 +232,13 @@ impl Drop for TempGuard {
     }
 }
 
+/// The most data a file may receive: twice its listed size plus 64 MiB
+/// (a file may grow while it is being sent), so that a hostile stream (a
+/// compression bomb, endless literals) cannot fill the disk.
+fn output_cap(listed: u64) -> u64 {
+    listed.saturating_mul(2).saturating_add(64 << 20)
+}
+
 /// Bytes between two progress events.
 const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -475,7 +482,18 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     let mut sink = std::io::sink();
     let mut patcher = Patcher::new(head, ctx.setup.checksum);
     let mut next_progress = PROGRESS_STEP;
+    let cap = output_cap(entry.size);
+    let too_much = |written: u64| {
+        Error::Protocol(format!(
+            "the sender sent {written} bytes for \"{}\", listed with {} bytes; refusing more than {cap}",
+            String::from_utf8_lossy(&entry.name),
+            entry.size
+        ))
+    };
     while let Some(dec) = dec.as_deref_mut() {
+        if patcher.written() > cap {
+            return Err(too_much(patcher.written()));
+        }
         // Compressed tokens: literals arrive decompressed; a block's bytes
         // are read from the basis, written, and given back to the
         // decompressor (zlib keeps them in its history).
@@ -521,6 +539,9 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     loop {
         if dec.is_some() {
             break;
+        }
+        if patcher.written() > cap {
+            return Err(too_much(patcher.written()));
         }
         if ctx.opts.progress && patcher.written() >= next_progress {
             next_progress = patcher.written() + PROGRESS_STEP;
