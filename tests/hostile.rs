@@ -102,4 +102,12 @@ fn a_compression_bomb_is_refused() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!Path::new(&dest.join("bomb.bin")).exists());
+    // Memory stayed bounded: the 512 MiB never existed in memory.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm_kib < 256 * 1024, "peak memory {hwm_kib} KiB");
 }
