@@ -32,9 +32,10 @@ const FAKE_BLOCK: [u8; 64] = {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let [b0, mut rest @ ..] = data else {
+    let [b0, rest @ ..] = data else {
         return;
     };
+    let mut rest: &[u8] = rest;
     let kind = ALGS[usize::from(b0 & 3)];
     let protocol = 29 + ((b0 >> 2) & 3);
     let cap = if kind == Compression::Lz4 { LZ4_CAP } else { PIECE_CAP };
