@@ -23,13 +23,17 @@ struct Fx {
 }
 
 fn fixture() -> Fx {
+    fixture_for(32)
+}
+
+fn fixture_for(protocol: u8) -> Fx {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let dst = tmp.path().join("dst");
     build_tree(
         &src,
         TreeSpec {
-            protocol: 32,
+            protocol,
             big: false,
             root_items: true,
         },
