@@ -514,7 +514,8 @@ enum Dec {
 /// [`decode`](Self::decode) is sans-IO: it reads at most one item from the
 /// front of `buf` and commits its state only when it returns `Done`. One
 /// `DEFLATED_DATA` record may give several `Literal` pieces (each at most
-/// min(32 KiB, `limits.max_token_len`) bytes; a piece may be empty when a
+/// min(32 KiB, `limits.max_token_len`) bytes, or 32,912 bytes for lz4,
+/// rsync's lz4 receive buffer; a piece may be empty when a
 /// record carries only headers); the later pieces and the later blocks of a
 /// run come with `used == 0`, so keep calling (even with an empty `buf`)
 /// until `End`. After every `Block` the caller must pass the block's bytes
