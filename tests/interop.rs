@@ -265,7 +265,7 @@ fn killed_peer_leaves_files_whole() {
     // Kill the real rsync server once our receiver has written part of the
     // big file into its temporary name.
     let marker = slash(&f.src);
-    let killer = common::tree::when_partial(f.dst.clone(), "big50m", 4 << 20, move || {
+    let killer = common::tree::when_partial(f.dst.clone(), "big50m", 1 << 20, move || {
         let st = Command::new("pkill")
             .args(["-KILL", "-f"])
             .arg(&marker)
@@ -417,7 +417,7 @@ fn cancelling_leaves_files_whole() {
     let before = common::tree::snapshot(&f.dst);
     let token = ferrsync::CancelToken::new();
     let t2 = token.clone();
-    let watcher = common::tree::when_partial(f.dst.clone(), "big50m", 4 << 20, move || {
+    let watcher = common::tree::when_partial(f.dst.clone(), "big50m", 1 << 20, move || {
         t2.cancel();
         true
     });
