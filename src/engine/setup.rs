@@ -138,32 +138,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let ours = opts.protocol.unwrap_or(ProtocolVersion::MAX.0);
-    wire::encode_i32(w.buf(), i32::from(ours));
-    w.flush().await?;
-    let peer = r.read_i32().await?;
-    let protocol = ProtocolVersion::negotiate(ours, peer)
-        .map_err(|e| Error::Version(e.to_string()))?
-        .0;
+    let protocol = exchange_versions(r, w, opts).await?;
     let compat = if protocol >= 30 {
         CompatFlags(u32::try_from(r.read_varint().await?).unwrap_or(0))
     } else {
         CompatFlags::default()
     };
-    let choice = match &opts.checksum_choice {
-        Some(c) => parse_choice(c)?,
-        None => None,
-    };
-    let (kind, named, compression) = exchange_lists(
-        r,
-        w,
-        protocol,
-        compat,
-        choice,
-        compress_request(opts)?,
-        false,
-    )
-    .await?;
+    let (kind, named, compression) = exchange_lists(r, w, protocol, compat, opts, false).await?;
     let seed = r.read_i32().await?;
     let mut setup = build(protocol, compat, seed, kind, named, false);
     setup.compression = compression;
@@ -184,39 +165,40 @@ where
     W: AsyncWrite + Unpin,
 {
     let opts = &sa.options;
-    let ours = opts.protocol.unwrap_or(ProtocolVersion::MAX.0);
-    wire::encode_i32(w.buf(), i32::from(ours));
-    w.flush().await?;
-    let peer = r.read_i32().await?;
-    let protocol = ProtocolVersion::negotiate(ours, peer)
-        .map_err(|e| Error::Version(e.to_string()))?
-        .0;
+    let protocol = exchange_versions(r, w, opts).await?;
     let mut compat = CompatFlags::default();
     if protocol >= 30 {
         let caps = Capabilities::parse(&sa.capabilities);
         compat = caps.server_compat_flags(false, true);
         wire::encode_varint(w.buf(), i32::try_from(compat.bits()).unwrap_or(0));
     }
-    let choice = match &opts.checksum_choice {
-        Some(c) => parse_choice(c)?,
-        None => None,
-    };
-    let (kind, named, compression) = exchange_lists(
-        r,
-        w,
-        protocol,
-        compat,
-        choice,
-        compress_request(opts)?,
-        true,
-    )
-    .await?;
+    let (kind, named, compression) = exchange_lists(r, w, protocol, compat, opts, true).await?;
     let seed = opts.checksum_seed.unwrap_or_else(make_seed);
     wire::encode_i32(w.buf(), seed);
     w.flush().await?;
     let mut setup = build(protocol, compat, seed, kind, named, true);
     setup.compression = compression;
     Ok(setup)
+}
+
+/// Both sides send their protocol version, then read the peer's; the
+/// session uses the lower one.
+async fn exchange_versions<R, W>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    opts: &Options,
+) -> Result<u8>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ours = opts.protocol.unwrap_or(ProtocolVersion::MAX.0);
+    wire::encode_i32(w.buf(), i32::from(ours));
+    w.flush().await?;
+    let peer = r.read_i32().await?;
+    Ok(ProtocolVersion::negotiate(ours, peer)
+        .map_err(|e| Error::Version(e.to_string()))?
+        .0)
 }
 
 /// Both sides write their name lists, then read the peer's (rsync's
@@ -227,14 +209,18 @@ async fn exchange_lists<R, W>(
     w: &mut MuxWriter<W>,
     protocol: u8,
     compat: CompatFlags,
-    choice: Option<StrongKind>,
-    compress: Option<Option<&'static str>>,
+    opts: &Options,
     as_server: bool,
 ) -> Result<(StrongKind, bool, Option<&'static str>)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let choice = match &opts.checksum_choice {
+        Some(c) => parse_choice(c)?,
+        None => None,
+    };
+    let compress = compress_request(opts)?;
     let varint = compat.contains(CompatFlags::VARINT_FLIST_FLAGS);
     let neg_csum = choice.is_none() && varint;
     let neg_comp = compress == Some(None) && varint;
