@@ -25,10 +25,12 @@ async fn hostile_sender(io: tokio::io::DuplexStream) -> Result<(), ferrsync::Err
     let (rd, wr) = tokio::io::split(io);
     let mut r = MuxReader::new(rd, Limits::default());
     let mut w = MuxWriter::new(wr);
-    let mut sa = ServerArgs::default();
-    sa.sender = true;
-    sa.capabilities = Options::capabilities().to_string();
-    sa.options = client_options();
+    let sa = ServerArgs {
+        sender: true,
+        capabilities: Options::capabilities().to_string(),
+        options: client_options(),
+        ..ServerArgs::default()
+    };
     let s = setup::server_setup(&mut r, &mut w, &sa).await?;
     w.set_muxed(true);
     r.set_muxed(true);
