@@ -168,6 +168,10 @@ pub enum Error {
     /// The session was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+    /// An rsync daemon refused the request with an `@ERROR` line (the text
+    /// after `@ERROR: `, e.g. `auth failed on module pub`).
+    #[error("@ERROR: {0}")]
+    DaemonRefused(String),
 }
 
 impl Error {
@@ -186,6 +190,7 @@ impl Error {
             Error::Start(_) => ExitCode::StartClient,
             Error::Timeout => ExitCode::Timeout,
             Error::Cancelled => ExitCode::Signal,
+            Error::DaemonRefused(_) => ExitCode::StartClient,
         }
     }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferrsync::engine::{DeleteTiming, Event, Hooks, Options, parse_server_args, run_server};
+use ferrsync::transport::daemon::DaemonUrl;
 use ferrsync::{Error, RemoteCommand, Report, Transfer};
 
 const USAGE: &str = "\
@@ -18,6 +19,10 @@ ferrsync: a Rust implementation of the rsync protocol
 Usage: ferrsync [OPTION]... SRC [SRC]... DEST
   or   ferrsync [OPTION]... SRC [SRC]... [USER@]HOST:DEST
   or   ferrsync [OPTION]... [USER@]HOST:SRC [DEST]
+  or   ferrsync [OPTION]... SRC [SRC]... rsync://[USER@]HOST[:PORT]/MODULE[/DEST]
+  or   ferrsync [OPTION]... rsync://[USER@]HOST[:PORT]/MODULE[/SRC] [DEST]
+  or   ferrsync [OPTION]... [USER@]HOST::MODULE[/SRC] [DEST]
+  or   ferrsync --daemon [--config=FILE] [--port=PORT] [--address=ADDR] [--no-detach]
 
 Options (as rsync's):
  -v, --verbose            increase verbosity
@@ -37,6 +42,7 @@ Options (as rsync's):
      --compress-choice=STR  choose the compression algorithm (aka --zc)
      --compress-level=NUM explicitly set compression level
  -W, --whole-file         copy files whole (w/o delta-xfer algorithm)
+     --chmod=CHMOD        affect file and/or directory permissions
      --no-whole-file      always use the delta-xfer algorithm
  -c, --checksum           skip based on checksum, not mod-time & size
      --size-only          skip files that match in size
@@ -55,6 +61,14 @@ Options (as rsync's):
  -i, --itemize-changes    output a change-summary for all updates
      --stats              give some file-transfer stats
      --progress           show progress during transfer
+     --password-file=FILE read daemon-access password from FILE
+     --no-motd            suppress daemon-mode MOTD
+     --daemon             run as an rsync daemon
+     --config=FILE        specify alternate rsyncd.conf file (daemon)
+     --port=PORT          specify alternate port number (daemon)
+     --address=ADDRESS    bind address for the daemon
+     --no-detach          do not detach from the parent (daemon)
+     --log-file=FILE      the daemon's log file
      --server             run as the remote side (used by rsync)
  -h, --help               show this help
      --version            print the version
@@ -76,6 +90,20 @@ struct Cli {
     rsh: Option<String>,
     server: bool,
     args: Vec<String>,
+    daemon: DaemonCli,
+}
+
+/// Daemon-related options (`--daemon` mode and the daemon client).
+#[derive(Default)]
+struct DaemonCli {
+    run: bool,
+    config: Option<String>,
+    port: Option<u16>,
+    address: Option<String>,
+    no_detach: bool,
+    password_file: Option<String>,
+    no_motd: bool,
+    log_file: Option<String>,
 }
 
 fn syntax(msg: String) -> Error {
@@ -90,6 +118,7 @@ fn num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, Error> {
 #[allow(clippy::too_many_lines)]
 fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
     let mut o = Options::default();
+    let mut d = DaemonCli::default();
     let mut cli_rsh = None;
     let mut args = Vec::new();
     let mut i = 0;
@@ -127,9 +156,21 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                         opts: o,
                         rsh: None,
                         server: true,
-                        args: argv.to_vec(),
+                        // Options before `--server` (e.g. `--config=` in
+                        // an `--rsync-path`) are ours, not the server's.
+                        args: argv[i - 1..].to_vec(),
+                        daemon: d,
                     });
                 }
+                "daemon" => d.run = true,
+                "config" => d.config = Some(value()?),
+                "port" => d.port = Some(num("--port", &value()?)?),
+                "address" => d.address = Some(value()?),
+                "no-detach" => d.no_detach = true,
+                "detach" => d.no_detach = false,
+                "password-file" => d.password_file = Some(value()?),
+                "no-motd" => d.no_motd = true,
+                "log-file" => d.log_file = Some(value()?),
                 "verbose" => o.verbose += 1,
                 "quiet" => o.quiet = true,
                 "archive" => set_archive(&mut o),
@@ -173,6 +214,13 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                     o.compress_choice = Some("zlib".into());
                 }
                 "ignore-errors" => o.ignore_errors = true,
+                "chmod" => {
+                    let v = value()?;
+                    o.chmod = Some(match o.chmod.take() {
+                        Some(prev) => format!("{prev},{v}"),
+                        None => v,
+                    });
+                }
                 "block-size" => o.block_size = Some(num("--block-size", &value()?)?),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(value()?),
                 "checksum-seed" => o.checksum_seed = Some(num("--checksum-seed", &value()?)?),
@@ -260,12 +308,17 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
         rsh: cli_rsh,
         server: false,
         args,
+        daemon: d,
     })
 }
+
 
 /// Splits `host:path` (not `host::module`, not a path with `/` before the
 /// colon).
 fn split_remote(arg: &str) -> Option<(String, String)> {
+    if arg.starts_with("rsync://") {
+        return None;
+    }
     let colon = arg.find(':')?;
     if arg[..colon].contains('/') || arg[colon + 1..].starts_with(':') {
         return None;
@@ -499,10 +552,21 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
             sa.secluded = false;
         }
         if sa.daemon {
-            return Err(Error::Unsupported(
-                "--daemon over a remote shell is not supported yet".into(),
-            ));
+            // A daemon over a remote shell: the connection is our stdio.
+            set_blocking(&std::io::stdin());
+            set_blocking(&std::io::stdout());
+            let daemon = ferrsync::daemon::Daemon::new(load_config(&cli.daemon)?);
+            let io = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+            let peer = ferrsync::daemon::PeerInfo {
+                addr: None,
+                host: None,
+            };
+            return match daemon.serve_connection(io, peer, false).await {
+                Ok(()) => Ok(0),
+                Err(e) => Ok(e.exit_code().code()),
+            };
         }
+        apply_env_lists(&mut sa.options);
         // The client may hand us a non-blocking pipe or socket; our stdio
         // is driven by blocking threads, so make it blocking again.
         set_blocking(&std::io::stdin());
@@ -511,7 +575,18 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         let report = run_server(tokio::io::stdin(), tokio::io::stdout(), &sa, &hooks).await?;
         return Ok(report.exit_code().code());
     }
-    let mut opts = cli.opts;
+    if cli.daemon.run {
+        return run_daemon(&cli.daemon).await;
+    }
+    let mut opts = cli.opts.clone();
+    apply_env_lists(&mut opts);
+    if cli.args.len() == 1 {
+        if let Some(url) = DaemonUrl::parse(&cli.args[0]) {
+            if url.module.is_empty() {
+                return list_daemon(&cli, &url).await;
+            }
+        }
+    }
     if cli.args.len() < 2 {
         print!("{USAGE}");
         return Err(syntax(
@@ -533,10 +608,49 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     }));
     let rsh = cli
         .rsh
+        .clone()
         .or_else(|| std::env::var("RSYNC_RSH").ok())
         .unwrap_or_else(|| "ssh".to_string());
+    if !cli.daemon.no_motd {
+        transfer = transfer.with_motd(Arc::new(|line: &str| println!("{line}")));
+    }
+    if let Some(pf) = &cli.daemon.password_file {
+        transfer = transfer.with_password_file(pf);
+    }
+    let daemon_shell = |url: &DaemonUrl| -> Option<RemoteCommand> {
+        cli.rsh.as_ref().map(|rsh| {
+            let host = match &url.user {
+                Some(u) => format!("{u}@{}", url.host),
+                None => url.host.clone(),
+            };
+            remote_command(rsh, &host, &opts.rsync_path)
+        })
+    };
     let started = std::time::Instant::now();
-    let report = if let Some((host, path)) = split_remote(dest) {
+    let report = if let Some(url) = DaemonUrl::parse(dest) {
+        if srcs.iter().any(|s| DaemonUrl::parse(s).is_some() || split_remote(s).is_some()) {
+            return Err(syntax(
+                "The source and destination cannot both be remote.".into(),
+            ));
+        }
+        if let Some(cmd) = daemon_shell(&url) {
+            transfer = transfer.with_daemon_shell(cmd);
+        }
+        let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
+        transfer.push_daemon(&sources, &url).await?
+    } else if let Some(url) = DaemonUrl::parse(&srcs[0]) {
+        if srcs.len() > 1 {
+            return Err(syntax(
+                "only one daemon source is supported per transfer".into(),
+            ));
+        }
+        if let Some(cmd) = daemon_shell(&url) {
+            transfer = transfer.with_daemon_shell(cmd);
+        }
+        transfer
+            .pull_daemon(&url, PathBuf::from(dest).as_path())
+            .await?
+    } else if let Some((host, path)) = split_remote(dest) {
         if srcs.iter().any(|s| split_remote(s).is_some()) {
             return Err(syntax(
                 "The source and destination cannot both be remote.".into(),
@@ -575,6 +689,105 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         eprintln!("rsync error: {} (code {})", code.describe(), code.code());
     }
     Ok(code.code())
+}
+
+/// rsync's `RSYNC_CHECKSUM_LIST` and `RSYNC_COMPRESS_LIST`: our lists for
+/// the name negotiation.
+fn apply_env_lists(o: &mut Options) {
+    if let Ok(v) = std::env::var("RSYNC_CHECKSUM_LIST") {
+        o.checksum_list = Some(v);
+    }
+    if let Ok(v) = std::env::var("RSYNC_COMPRESS_LIST") {
+        o.compress_list = Some(v);
+    }
+}
+
+fn load_config(d: &DaemonCli) -> Result<ferrsync::daemon::config::DaemonConfig, Error> {
+    let path = d
+        .config
+        .clone()
+        .unwrap_or_else(|| "/etc/rsyncd.conf".to_string());
+    let (mut cfg, warnings) = ferrsync::daemon::config::DaemonConfig::load(path.as_ref())
+        .map_err(|e| Error::Syntax(format!("{path}: {e}")))?;
+    for w in warnings {
+        eprintln!("{path}: {w}");
+    }
+    if let Some(p) = d.port {
+        cfg.global.port = p;
+    }
+    if let Some(a) = &d.address {
+        cfg.global.address = Some(a.clone());
+    }
+    if let Some(l) = &d.log_file {
+        cfg.global.log_file = Some(PathBuf::from(l));
+    }
+    Ok(cfg)
+}
+
+/// `--daemon`: serve modules on TCP. Without `--no-detach` we start a
+/// detached copy of ourselves (new session, no terminal) and return.
+async fn run_daemon(d: &DaemonCli) -> Result<i32, Error> {
+    let cfg = load_config(d)?;
+    if !d.no_detach {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Start(format!("cannot find our own program: {e}")))?;
+        let mut args: Vec<String> = std::env::args().skip(1).collect();
+        args.push("--no-detach".into());
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(exe)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Start(format!("cannot detach: {e}")))?;
+        return Ok(0);
+    }
+    let pid_file = cfg.global.pid_file.clone();
+    let daemon = ferrsync::daemon::Daemon::new(cfg);
+    let listener = daemon.bind(&daemon.configured_address()).await?;
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| Error::Local {
+                op: "write pid file",
+                path: p.clone(),
+                source: e,
+            })?;
+    }
+    let stop = daemon.shutdown_handle();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        stop.shutdown();
+    });
+    daemon.serve(listener).await?;
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(0)
+}
+
+/// `ferrsync rsync://host/`: print the module list (and the MOTD).
+async fn list_daemon(cli: &Cli, url: &DaemonUrl) -> Result<i32, Error> {
+    let mut t = Transfer::new(cli.opts.clone());
+    if !cli.daemon.no_motd {
+        t = t.with_motd(Arc::new(|line: &str| println!("{line}")));
+    }
+    if let Some(rsh) = &cli.rsh {
+        let host = match &url.user {
+            Some(u) => format!("{u}@{}", url.host),
+            None => url.host.clone(),
+        };
+        t = t.with_daemon_shell(remote_command(rsh, &host, &cli.opts.rsync_path));
+    }
+    for m in t.list_modules(url).await? {
+        println!("{:<15}\t{}", m.name, m.comment);
+    }
+    Ok(0)
 }
 
 fn set_blocking(fd: &impl std::os::fd::AsFd) {

@@ -20,9 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use crate::engine::{self, ClientRole, EventSink, Hooks, MessageSink, Options, Report};
 use crate::error::{Error, Result};
 use crate::transport::RemoteCommand;
+use crate::handshake::daemon::AuthDigest;
+use crate::transport::daemon::{self as dclient, Credentials, DaemonUrl, ModuleListing};
 
 /// Stops a running transfer from elsewhere (another task or thread).
 ///
@@ -69,11 +73,27 @@ impl CancelToken {
 }
 
 /// A configured transfer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Transfer {
     opts: Options,
     hooks: Hooks,
     cancel: Option<CancelToken>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    daemon_shell: Option<RemoteCommand>,
+    motd: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    digests: Vec<AuthDigest>,
+}
+
+impl std::fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfer")
+            .field("opts", &self.opts)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("daemon_shell", &self.daemon_shell)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transfer {
@@ -84,7 +104,52 @@ impl Transfer {
             opts,
             hooks: Hooks::default(),
             cancel: None,
+            password: None,
+            password_file: None,
+            daemon_shell: None,
+            motd: None,
+            digests: AuthDigest::OFFERED.to_vec(),
         }
+    }
+
+    /// Offers only these daemon auth digests (strongest first; the default
+    /// is every one rsync 3.5.0 offers).
+    #[must_use]
+    pub fn with_auth_digests(mut self, digests: &[AuthDigest]) -> Self {
+        self.digests = digests.to_vec();
+        self
+    }
+
+    /// The password for daemon modules with `auth users` (else
+    /// `--password-file`, else `$RSYNC_PASSWORD`).
+    #[must_use]
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Reads the daemon password from this file (`--password-file`: first
+    /// line; the file must not be other-accessible).
+    #[must_use]
+    pub fn with_password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.password_file = Some(path.into());
+        self
+    }
+
+    /// Reaches daemons through this remote shell instead of TCP (rsync's
+    /// `-e ssh host::module`): the command runs `rsync --server --daemon .`
+    /// on the far side.
+    #[must_use]
+    pub fn with_daemon_shell(mut self, cmd: RemoteCommand) -> Self {
+        self.daemon_shell = Some(cmd);
+        self
+    }
+
+    /// Receives the daemon's message of the day, line by line.
+    #[must_use]
+    pub fn with_motd(mut self, sink: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        self.motd = Some(sink);
+        self
     }
 
     /// Lets `token` cancel this transfer.
@@ -170,6 +235,127 @@ impl Transfer {
             .await
     }
 
+    /// Lists the modules of the daemon at `url` (`rsync://host[:port]/`).
+    ///
+    /// # Errors
+    /// Connection failures and `@ERROR` refusals.
+    pub async fn list_modules(&self, url: &DaemonUrl) -> Result<Vec<ModuleListing>> {
+        let ours = self.opts.protocol.unwrap_or(crate::wire::ProtocolVersion::MAX.0);
+        let motd = self.motd.clone();
+        let mut sink = move |line: &str| {
+            if let Some(m) = &motd {
+                m(line);
+            }
+        };
+        let fut = async {
+            if let Some(cmd) = &self.daemon_shell {
+                let (mut io, peer) = spawn_daemon_shell(cmd)?;
+                let list = dclient::list_modules(&mut io, ours, &mut sink).await;
+                let _ = peer.kill().await;
+                list
+            } else {
+                let mut io = url.connect().await?;
+                dclient::list_modules(&mut io, ours, &mut sink).await
+            }
+        };
+        self.guarded(fut).await
+    }
+
+    /// Pulls `url` (`rsync://host/module/path`) into `dest`.
+    ///
+    /// # Errors
+    /// Connection failures, `@ERROR` refusals, fatal session errors.
+    pub async fn pull_daemon(&self, url: &DaemonUrl, dest: &Path) -> Result<Report> {
+        let role = ClientRole::Receiver {
+            dest: dest.to_path_buf(),
+        };
+        self.guarded(self.via_daemon(url, true, role)).await
+    }
+
+    /// Pushes local `sources` to `url` (`rsync://host/module/path`).
+    ///
+    /// # Errors
+    /// Connection failures, `@ERROR` refusals, fatal session errors.
+    pub async fn push_daemon(&self, sources: &[PathBuf], url: &DaemonUrl) -> Result<Report> {
+        let role = ClientRole::Sender {
+            sources: sources.to_vec(),
+        };
+        self.guarded(self.via_daemon(url, false, role)).await
+    }
+
+    fn credentials(&self, url: &DaemonUrl) -> Result<Credentials> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(file)) => Some(
+                crate::daemon::secrets::read_password_file(file).map_err(Error::Syntax)?,
+            ),
+            (None, None) => std::env::var("RSYNC_PASSWORD").ok(),
+        };
+        Ok(Credentials {
+            user: url.auth_user(),
+            password,
+            digests: self.digests.clone(),
+        })
+    }
+
+    async fn via_daemon(&self, url: &DaemonUrl, server_sends: bool, role: ClientRole) -> Result<Report> {
+        if url.module.is_empty() {
+            return Err(Error::Syntax(
+                "a module name is needed for a transfer (rsync://host/module/path)".into(),
+            ));
+        }
+        let creds = self.credentials(url)?;
+        if let Some(cmd) = &self.daemon_shell {
+            let (io, peer) = spawn_daemon_shell(cmd)?;
+            let res = self.daemon_session(io, url, server_sends, role, &creds).await;
+            match res {
+                Ok(mut report) => {
+                    report.remote_exit = Some(peer.wait().await?);
+                    Ok(report)
+                }
+                Err(e) => {
+                    let _ = peer.kill().await;
+                    Err(e)
+                }
+            }
+        } else {
+            let io = url.connect().await?;
+            self.daemon_session(io, url, server_sends, role, &creds).await
+        }
+    }
+
+    async fn daemon_session<S>(
+        &self,
+        mut io: S,
+        url: &DaemonUrl,
+        server_sends: bool,
+        role: ClientRole,
+        creds: &Credentials,
+    ) -> Result<Report>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ours = self.opts.protocol.unwrap_or(crate::wire::ProtocolVersion::MAX.0);
+        let motd = self.motd.clone();
+        let mut sink = move |line: &str| {
+            if let Some(m) = &motd {
+                m(line);
+            }
+        };
+        let opts = self.opts.clone();
+        let args = move |protocol: u8| {
+            let mut o = opts.clone();
+            o.protocol = Some(protocol);
+            o.server_args(server_sends)
+        };
+        let paths = vec![url.path_word()];
+        let protocol = dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths).await?;
+        let mut opts = self.opts.clone();
+        opts.protocol = Some(protocol);
+        let (rd, wr) = tokio::io::split(io);
+        engine::run_client_with(rd, wr, &opts, role, &self.hooks, Some(protocol)).await
+    }
+
     async fn through(
         &self,
         cmd: &RemoteCommand,
@@ -200,4 +386,16 @@ impl Transfer {
             }
         }
     }
+}
+
+type ShellIo = tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>;
+
+/// Starts `rsync --server --daemon .` through a remote shell and joins its
+/// pipes into one stream.
+fn spawn_daemon_shell(cmd: &RemoteCommand) -> Result<(ShellIo, crate::transport::SpawnedPeer)> {
+    let mut peer = cmd.spawn(&["--server".into(), "--daemon".into()], &[])?;
+    let (Some(rd), Some(wr)) = (peer.stdout.take(), peer.stdin.take()) else {
+        return Err(Error::Start("peer has no pipes".into()));
+    };
+    Ok((tokio::io::join(rd, wr), peer))
 }

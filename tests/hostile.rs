@@ -31,7 +31,7 @@ async fn hostile_sender(io: tokio::io::DuplexStream) -> Result<(), ferrsync::Err
         options: client_options(),
         ..ServerArgs::default()
     };
-    let s = setup::server_setup(&mut r, &mut w, &sa).await?;
+    let s = setup::server_setup(&mut r, &mut w, &sa, None).await?;
     w.set_muxed(true);
     r.set_muxed(true);
     setup::recv_filter_list(&mut r, 8192).await?;

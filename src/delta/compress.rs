@@ -215,6 +215,11 @@ pub struct TokenCompressor {
     scratch: Vec<u8>,
     /// Broken encoder state (a library error): everything after is lost.
     failed: bool,
+    /// The other deflate compressor (level 0 while the normal one is in
+    /// use, or the normal one while a `--skip-compress` file is sent).
+    spare: Option<Box<Compress>>,
+    /// Whether the level-0 compressor is the active one.
+    skipping: bool,
 }
 
 impl std::fmt::Debug for TokenCompressor {
@@ -259,7 +264,28 @@ impl TokenCompressor {
             flush_pending: false,
             scratch: Vec::new(),
             failed: false,
+            spare: None,
+            skipping: false,
         }
+    }
+
+    /// Chooses the level for the next file: `skip` for a file whose suffix
+    /// is in the `--skip-compress` list (rsync then deflates it at level 0,
+    /// stored blocks; zstd and lz4 keep their level, as in rsync). Call
+    /// before the file's first token.
+    pub fn begin_file(&mut self, skip: bool) {
+        let Enc::Deflate { c, .. } = &mut self.enc else {
+            return;
+        };
+        if skip == self.skipping {
+            return;
+        }
+        let other = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Box::new(Compress::new(flate2::Compression::new(0), false)));
+        self.spare = Some(std::mem::replace(c, other));
+        self.skipping = skip;
     }
 
     /// The algorithm.

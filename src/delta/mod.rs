@@ -25,6 +25,7 @@ mod compress;
 mod matcher;
 mod patch;
 mod signature;
+mod skip;
 mod sum_head;
 mod token;
 
@@ -35,6 +36,7 @@ pub use compress::{
 pub use matcher::{MatchStats, Matcher, Token};
 pub use patch::{BasisRead, PatchError, Patcher};
 pub use signature::{BlockSum, Signature, SignatureBuilder};
+pub use skip::{DEFAULT_SKIP_COMPRESS, SkipCompress};
 pub use sum_head::{
     BLOCK_SIZE, MAX_BLOCK_SIZE, OLD_MAX_BLOCK_SIZE, SHORT_SUM_LENGTH, SUM_LENGTH, SumHead,
     max_block_size,

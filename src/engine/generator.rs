@@ -70,6 +70,7 @@ impl RecvCtx<'_> {
             sending: false,
             times: self.opts.times,
             known: true,
+            size: e.size,
         });
     }
 }

@@ -86,6 +86,7 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
     };
     let mut res = crate::fs::scan_sources(sources, &so)
         .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    apply_chmod(&mut res.entries, opts)?;
     if protocol < 29 {
         crate::fs::sort_scan(&mut res, protocol);
     }
@@ -94,6 +95,28 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
         paths: res.paths,
         io_error: res.io_error,
     })
+}
+
+/// Applies the `--chmod` rules of `opts` (a daemon module's `incoming
+/// chmod` / `outgoing chmod`) to the modes of listed files, as rsync does
+/// when it builds or receives a file list. Symlinks keep their mode.
+///
+/// # Errors
+/// The rules do not parse.
+pub(crate) fn apply_chmod(entries: &mut [crate::flist::FileEntry], opts: &Options) -> Result<()> {
+    let Some(spec) = opts.chmod.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let rules = crate::fs::chmod::ChmodRules::parse(spec)
+        .map_err(|e| Error::Syntax(format!("Invalid argument passed to --chmod ({spec}): {e}")))?;
+    for e in entries {
+        if e.mode == 0 || e.kind() == Some(crate::flist::FileKind::Symlink) {
+            continue;
+        }
+        let is_dir = e.is_dir();
+        e.mode = (e.mode & !0o7777) | (rules.apply(e.mode, is_dir) & 0o7777);
+    }
+    Ok(())
 }
 
 fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -138,11 +161,32 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    run_client_with(reader, writer, opts, role, hooks, None).await
+}
+
+/// [`run_client`] for a connection whose protocol is already settled (a
+/// daemon connection after `@RSYNCD: OK` and the argument words): the
+/// binary setup then skips the version ints.
+///
+/// # Errors
+/// Any fatal session error; per-file problems are in the [`Report`].
+pub async fn run_client_with<R, W>(
+    reader: R,
+    writer: W,
+    opts: &Options,
+    role: ClientRole,
+    hooks: &Hooks,
+    known_protocol: Option<u8>,
+) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut r = MuxReader::new(reader, Limits::default());
     r.set_sink(hooks.messages.clone());
     let mut w = MuxWriter::new(writer);
     set_timeouts(&mut r, &mut w, opts);
-    let mut setup = setup::client_setup(&mut r, &mut w, opts).await?;
+    let mut setup = setup::client_setup(&mut r, &mut w, opts, known_protocol).await?;
     settle(&mut setup, opts)?;
     r.set_muxed(true);
     w.set_muxed(setup.protocol >= 30);
@@ -200,16 +244,58 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    run_server_with(reader, writer, sa, hooks, &ServerContext::default()).await
+}
+
+/// What a daemon settled before the binary setup, and the module rules the
+/// server roles must keep.
+#[derive(Debug, Clone, Default)]
+pub struct ServerContext {
+    /// The protocol the greetings agreed on (the version ints are skipped).
+    pub protocol: Option<u8>,
+    /// Sent as the first multiplexed message, MSG_IO_TIMEOUT (a module's
+    /// `timeout`; protocol 31 and later).
+    pub io_timeout: Option<u32>,
+    /// The module refuses uploads (`read only`).
+    pub read_only: bool,
+    /// The module refuses downloads (`write only`).
+    pub write_only: bool,
+}
+
+/// [`run_server`] with what a daemon settled first.
+///
+/// # Errors
+/// Any fatal session error.
+pub async fn run_server_with<R, W>(
+    reader: R,
+    writer: W,
+    sa: &ServerArgs,
+    hooks: &Hooks,
+    ctx: &ServerContext,
+) -> Result<Report>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut r = MuxReader::new(reader, Limits::default());
     r.set_sink(hooks.messages.clone());
     let mut w = MuxWriter::new(writer);
     let opts = &sa.options;
     set_timeouts(&mut r, &mut w, opts);
-    let mut setup = setup::server_setup(&mut r, &mut w, sa).await?;
+    let mut setup = setup::server_setup(&mut r, &mut w, sa, ctx.protocol).await?;
     settle(&mut setup, &sa.options)?;
     w.set_muxed(true);
     r.set_muxed(setup.protocol >= 30);
-    let result = server_roles(&mut r, &mut w, &setup, sa, hooks).await;
+    if let Some(t) = ctx.io_timeout.filter(|t| *t > 0 && setup.protocol >= 31) {
+        w.send_msg(MsgCode::IoTimeout, &t.to_le_bytes()).await?;
+    }
+    let result = if sa.sender && ctx.write_only {
+        Err(Error::Syntax("ERROR: module is write only".into()))
+    } else if !sa.sender && ctx.read_only {
+        Err(Error::Syntax("ERROR: module is read only".into()))
+    } else {
+        server_roles(&mut r, &mut w, &setup, sa, hooks).await
+    };
     match result {
         Ok(report) => {
             let _ = w.flush().await;
@@ -217,10 +303,20 @@ where
         }
         Err(e) => {
             let code = e.exit_code().code();
-            let text = format!(
-                "rsync error: {e} (code {code}) [server=ferrsync {}]\n",
-                env!("CARGO_PKG_VERSION")
-            );
+            let role = if sa.sender { "sender" } else { "Receiver" };
+            let text = match &e {
+                // A refusal (e.g. `ERROR: module is read only`) is said as
+                // is, then the exit reason, as rsync does.
+                Error::Syntax(msg) => format!(
+                    "{msg}\nrsync error: {} (code {code}) [{role}=ferrsync {}]\n",
+                    e.exit_code().describe(),
+                    env!("CARGO_PKG_VERSION")
+                ),
+                _ => format!(
+                    "rsync error: {e} (code {code}) [server=ferrsync {}]\n",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            };
             let _ = w.send_msg(MsgCode::Error, text.as_bytes()).await;
             if setup.protocol >= 31 {
                 let _ = w.send_msg(MsgCode::ErrorExit, &code.to_le_bytes()).await;
@@ -298,6 +394,8 @@ pub async fn run_local(
 ) -> Result<Report> {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let mut server_opts = opts.clone();
+    // The sending side applies --chmod in a local copy; not twice.
+    server_opts.chmod = None;
     if server_opts.whole_file.is_none() {
         server_opts.whole_file = Some(true);
     }
@@ -321,10 +419,12 @@ pub async fn run_local(
     let (rd, wr) = tokio::io::split(client_io);
     // The receiving side reports the items of a local copy, as rsync does.
     let client_hooks = Hooks::default();
+    let mut client_opts = server_opts.clone();
+    client_opts.chmod.clone_from(&opts.chmod);
     let client = run_client(
         rd,
         wr,
-        &server_opts,
+        &client_opts,
         ClientRole::Sender {
             sources: sources.to_vec(),
         },

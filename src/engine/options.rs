@@ -93,6 +93,15 @@ pub struct Options {
     pub compress_level: Option<i32>,
     /// `--skip-compress=LIST` (accepted; every file is compressed alike).
     pub skip_compress: Option<String>,
+    /// Our checksum list for the negotiation instead of the built-in one
+    /// (rsync's `RSYNC_CHECKSUM_LIST`; the binary reads that variable).
+    pub checksum_list: Option<String>,
+    /// Our compression list for the negotiation (`RSYNC_COMPRESS_LIST`).
+    pub compress_list: Option<String>,
+    /// `--chmod` rules applied to the modes of the files this side lists
+    /// (as sender) or receives (as receiver); a daemon sets its module's
+    /// `incoming chmod` / `outgoing chmod` here.
+    pub chmod: Option<String>,
 }
 
 impl Default for Options {
@@ -131,6 +140,9 @@ impl Default for Options {
             compress_choice: None,
             compress_level: None,
             skip_compress: None,
+            checksum_list: None,
+            compress_list: None,
+            chmod: None,
         }
     }
 }

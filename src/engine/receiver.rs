@@ -53,6 +53,7 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
             return Err(Error::Protocol("file list too long".into()));
         }
     }
+    super::apply_chmod(&mut entries, opts)?;
     let mut io_error = dec.io_error();
     let mut users = Vec::new();
     let mut groups = Vec::new();

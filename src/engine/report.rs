@@ -158,6 +158,8 @@ pub enum Event {
         times: bool,
         /// Whether item flags came over the wire (protocol >= 29).
         known: bool,
+        /// The file's size (0 for what is not a regular file).
+        size: u64,
     },
     /// An extraneous item was deleted.
     Deleted {
@@ -273,6 +275,7 @@ mod tests {
             sending,
             times: true,
             known: true,
+            size: 0,
         }
         .itemize_string()
         .unwrap()

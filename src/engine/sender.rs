@@ -197,6 +197,7 @@ where
         .compression
         .and_then(Compression::from_name)
         .map(|k| TokenCompressor::new(k, opts.compress_level, protocol));
+    let skip_list = crate::delta::SkipCompress::new(opts.skip_compress.as_deref());
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
@@ -254,6 +255,7 @@ where
                 sending: true,
                 times: opts.times,
                 known: protocol >= 29,
+                size: entry.size,
             });
         }
         if iflags & item::TRANSFER == 0 {
@@ -294,6 +296,9 @@ where
         };
         echo(w, &mut ndx_out)?;
         head.encode(w.buf(), protocol);
+        if let Some(c) = comp.as_mut() {
+            c.begin_file(skip_list.matches(&entry.name));
+        }
         send_file_data(w, setup, &sig, file, comp.as_mut(), &mut report).await?;
         report.stats.num_transferred += 1;
         report.stats.transferred_size += entry.size;

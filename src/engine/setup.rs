@@ -13,7 +13,7 @@ use crate::checksum::{ChecksumConfig, StrongKind};
 use crate::error::{Error, Result};
 use crate::wire::{
     self, CHECKSUM_NAMES, COMPRESS_NAMES, Capabilities, CompatFlags, ProtocolVersion,
-    choose_as_client, choose_as_server, client_list, server_list,
+    choose_as_client, choose_as_server, client_list, names_from_list, server_list,
 };
 
 /// Everything both roles of one side agreed on during setup.
@@ -125,7 +125,8 @@ fn negotiation_failed(ours: &str, theirs: &[u8]) -> Error {
     ))
 }
 
-/// Runs the client half of the setup.
+/// Runs the client half of the setup. `known_protocol` is the protocol a
+/// daemon greeting already settled (the version ints are then skipped).
 ///
 /// # Errors
 /// Version mismatch, negotiation failure, or a broken connection.
@@ -133,12 +134,16 @@ pub async fn client_setup<R, W>(
     r: &mut MuxReader<R>,
     w: &mut MuxWriter<W>,
     opts: &Options,
+    known_protocol: Option<u8>,
 ) -> Result<Setup>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let protocol = exchange_versions(r, w, opts).await?;
+    let protocol = match known_protocol {
+        Some(p) => p,
+        None => exchange_versions(r, w, opts).await?,
+    };
     let compat = if protocol >= 30 {
         CompatFlags(u32::try_from(r.read_varint().await?).unwrap_or(0))
     } else {
@@ -151,7 +156,8 @@ where
     Ok(setup)
 }
 
-/// Runs the server half of the setup.
+/// Runs the server half of the setup. `known_protocol` as for
+/// [`client_setup`].
 ///
 /// # Errors
 /// Version mismatch, negotiation failure, or a broken connection.
@@ -159,13 +165,17 @@ pub async fn server_setup<R, W>(
     r: &mut MuxReader<R>,
     w: &mut MuxWriter<W>,
     sa: &ServerArgs,
+    known_protocol: Option<u8>,
 ) -> Result<Setup>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let opts = &sa.options;
-    let protocol = exchange_versions(r, w, opts).await?;
+    let protocol = match known_protocol {
+        Some(p) => p,
+        None => exchange_versions(r, w, opts).await?,
+    };
     let mut compat = CompatFlags::default();
     if protocol >= 30 {
         let caps = Capabilities::parse(&sa.capabilities);
@@ -224,8 +234,20 @@ where
     let varint = compat.contains(CompatFlags::VARINT_FLIST_FLAGS);
     let neg_csum = choice.is_none() && varint;
     let neg_comp = compress == Some(None) && varint;
-    let list = |names: &[&str]| {
-        if as_server {
+    // A user-given list replaces ours as it is (rsync sends the variable's
+    // text); otherwise the built-in one in the client or server form.
+    let user_csums = opts
+        .checksum_list
+        .as_deref()
+        .map(|v| names_from_list(v, CHECKSUM_NAMES));
+    let user_comps = opts
+        .compress_list
+        .as_deref()
+        .map(|v| names_from_list(v, COMPRESS_NAMES));
+    let csum_names: &[&'static str] = user_csums.as_deref().unwrap_or(CHECKSUM_NAMES);
+    let comp_names: &[&'static str] = user_comps.as_deref().unwrap_or(COMPRESS_NAMES);
+    let list = |names: &[&str], user: bool| {
+        if as_server || user {
             server_list(names)
         } else {
             client_list(names)
@@ -238,8 +260,8 @@ where
             choose_as_client(names, theirs)
         }
     };
-    let csum_list = list(CHECKSUM_NAMES);
-    let comp_list = list(COMPRESS_NAMES);
+    let csum_list = list(csum_names, user_csums.is_some());
+    let comp_list = list(comp_names, user_comps.is_some());
     if neg_csum {
         wire::encode_vstring(w.buf(), csum_list.as_bytes())?;
     }
@@ -253,7 +275,7 @@ where
         (k, true)
     } else if neg_csum {
         let theirs = r.read_vstring(255).await?;
-        let name = choose(CHECKSUM_NAMES, &theirs)
+        let name = choose(csum_names, &theirs)
             .ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
         (
             StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?,
@@ -267,7 +289,7 @@ where
         Some(Some(name)) => Some(name),
         Some(None) if neg_comp => {
             let theirs = r.read_vstring(255).await?;
-            let name = choose(COMPRESS_NAMES, &theirs)
+            let name = choose(comp_names, &theirs)
                 .ok_or_else(|| compress_failed(&comp_list, &theirs))?;
             (name != "none").then_some(name)
         }

@@ -3,6 +3,7 @@
 //!
 //! Layer: transport (L4). Uses tokio; never the engine.
 
+pub mod daemon;
 pub mod pipe;
 
 pub use pipe::{RemoteCommand, SpawnedPeer};

@@ -32,7 +32,7 @@ pub use mux::{
 pub use ndx::{NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET, NdxDecoder, NdxEncoder};
 pub use negotiate::{
     CHECKSUM_NAMES, COMPRESS_NAMES, choose_as_client, choose_as_server, client_list,
-    negotiation_failed, server_list,
+    names_from_list, negotiation_failed, server_list,
 };
 pub use reader::{ReadError, Reader, encode_varint30, encode_varlong30};
 pub use varint::{

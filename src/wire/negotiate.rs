@@ -40,6 +40,25 @@ fn parse_list(list: &[u8]) -> impl Iterator<Item = &'static str> + '_ {
         .filter_map(canonical)
 }
 
+/// A user-given list (rsync's `RSYNC_CHECKSUM_LIST` and
+/// `RSYNC_COMPRESS_LIST`): the names of `value` that are in `all`, in the
+/// user's order, canonicalised, without repeats.
+///
+/// ```
+/// use ferrsync::wire::{names_from_list, CHECKSUM_NAMES};
+/// assert_eq!(names_from_list("md5 bogus XXHASH md5", CHECKSUM_NAMES), ["md5", "xxh64"]);
+/// ```
+#[must_use]
+pub fn names_from_list(value: &str, all: &[&'static str]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for n in parse_list(value.as_bytes()) {
+        if all.contains(&n) && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// The list a client advertises: every name but `none`, space-separated.
 ///
 /// ```

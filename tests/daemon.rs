@@ -1,0 +1,764 @@
+//! The rsync daemon transport against real peers on 127.0.0.1: real
+//! `rsync` clients against our [`Daemon`], and our client against a real
+//! `rsync --daemon`. Every transfer ends with a tree comparison.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::tree::{Compare, TreeSpec, build_tree, compare_trees, is_root};
+use ferrsync::daemon::config::{DaemonConfig, Module};
+use ferrsync::daemon::hosts::HostList;
+use ferrsync::daemon::secrets::parse_auth_users;
+use ferrsync::daemon::{Daemon, ShutdownHandle};
+use ferrsync::handshake::daemon::AuthDigest;
+use ferrsync::transport::daemon::DaemonUrl;
+use ferrsync::{Error, Options, Transfer};
+
+const PASSWORD: &str = "s3cret-pass";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Our daemon, serving on a free port from a runtime of its own.
+struct Served {
+    port: u16,
+    stop: ShutdownHandle,
+    daemon: Daemon,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start(daemon: Daemon) -> Served {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d2 = daemon.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = rt();
+            rt.block_on(async move {
+                let l = d2.bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap().port()).unwrap();
+                d2.serve_with_grace(l, Duration::from_secs(5)).await.unwrap();
+            });
+        });
+        let port = rx.recv().unwrap();
+        Served {
+            port,
+            stop: daemon.shutdown_handle(),
+            daemon,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, rest: &str) -> String {
+        format!("rsync://127.0.0.1:{}/{rest}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn module(name: &str, path: &Path) -> Module {
+    let mut m = Module::new(name, path);
+    m.comment = format!("the {name} module");
+    if is_root() {
+        m.uid = Some("root".into());
+        m.gid = Some("root".into());
+    }
+    m
+}
+
+fn write_secrets(dir: &Path) -> PathBuf {
+    let p = dir.join("secrets");
+    fs::write(&p, format!("# users\nalice:{PASSWORD}\nbob:other\n")).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+struct Site {
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+}
+
+impl Site {
+    fn new(protocol: u8) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        build_tree(
+            &src,
+            TreeSpec {
+                protocol,
+                big: false,
+                root_items: true,
+            },
+        );
+        Site { tmp, src }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A daemon config with the modules the tests use.
+    fn config(&self) -> DaemonConfig {
+        let mut cfg = DaemonConfig::default();
+        cfg.global.log_file = Some(self.tmp.path().join("daemon.log"));
+        let mut pubm = module("pub", &self.src);
+        pubm.read_only = true;
+        let mut up = module("up", &self.dir("up"));
+        up.read_only = false;
+        let mut wo = module("wo", &self.dir("wo"));
+        wo.read_only = false;
+        wo.write_only = true;
+        let mut hidden = module("hidden", &self.src);
+        hidden.list = false;
+        let mut deny = module("deny", &self.src);
+        deny.hosts_deny = HostList::parse("127.0.0.0/8").unwrap();
+        let mut allow = module("allow", &self.src);
+        allow.hosts_allow = HostList::parse("10.0.0.0/8 ::1 127.0.0.1").unwrap();
+        let mut other = module("other", &self.src);
+        other.hosts_allow = HostList::parse("10.1.2.3").unwrap();
+        let mut auth = module("auth", &self.src);
+        auth.auth_users = parse_auth_users("alice");
+        auth.secrets_file = Some(write_secrets(self.tmp.path()));
+        let mut authup = module("authup", &self.dir("authup"));
+        authup.read_only = true;
+        authup.auth_users = parse_auth_users("alice:rw bob:ro");
+        authup.secrets_file = Some(write_secrets(self.tmp.path()));
+        let mut refuse = module("refuse", &self.src);
+        refuse.refuse_options = vec!["checksum".into(), "delete".into()];
+        cfg.modules = vec![pubm, up, wo, hidden, deny, allow, other, auth, authup, refuse];
+        cfg
+    }
+}
+
+fn rsync(args: &[&str]) -> Output {
+    Command::new("rsync")
+        .args(args)
+        .env_remove("RSYNC_PASSWORD")
+        .output()
+        .expect("rsync must be installed")
+}
+
+fn rsync_pw(args: &[&str], password: &str) -> Output {
+    Command::new("rsync")
+        .args(args)
+        .env("RSYNC_PASSWORD", password)
+        .output()
+        .expect("rsync must be installed")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn same(a: &Path, b: &Path, protocol: u8) {
+    let d = compare_trees(a, b, Compare::all(protocol >= 31));
+    assert!(d.is_empty(), "trees differ:\n{}", d.join("\n"));
+}
+
+fn entries(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
+}
+
+#[test]
+fn rsync_client_lists_pulls_and_pushes_at_every_protocol() {
+    for protocol in [29u8, 30, 31, 32] {
+        let site = Site::new(protocol);
+        let served = Served::start(Daemon::new(site.config()));
+        let p = format!("--protocol={protocol}");
+        // List: listed modules with comments, unlisted ones hidden.
+        let out = rsync(&[&p, &served.url("")]);
+        assert!(out.status.success(), "{}", text(&out));
+        let listing = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(listing.contains("pub            \tthe pub module"), "{listing}");
+        assert!(listing.contains("up             \tthe up module"), "{listing}");
+        assert!(!listing.contains("hidden"), "{listing}");
+        // Pull the whole module.
+        let dst = site.tmp.path().join(format!("pulled{protocol}"));
+        let out = rsync(&["-a", &p, &served.url("pub/"), &format!("{}/", dst.display())]);
+        assert!(out.status.success(), "{}", text(&out));
+        same(&site.src, &dst, protocol);
+        // Pull a subdirectory and an unlisted module.
+        let dst2 = site.tmp.path().join(format!("sub{protocol}"));
+        let out = rsync(&["-a", &p, &served.url("hidden/dir/"), &format!("{}/", dst2.display())]);
+        assert!(out.status.success(), "{}", text(&out));
+        same(&site.src.join("dir"), &dst2, protocol);
+        // Push into a writable module, then update by delta.
+        let out = rsync(&["-a", &p, &format!("{}/", site.src.display()), &served.url("up/tree/")]);
+        assert!(out.status.success(), "{}", text(&out));
+        same(&site.src, &site.tmp.path().join("up/tree"), protocol);
+        let f = site.src.join("f65536");
+        let mut data = fs::read(&f).unwrap();
+        data[100] ^= 0xff;
+        fs::write(&f, &data).unwrap();
+        let out = rsync(&["-a", "--stats", &p, &format!("{}/", site.src.display()), &served.url("up/tree/")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Matched data: "), "{}", text(&out));
+        same(&site.src, &site.tmp.path().join("up/tree"), protocol);
+        drop(served);
+    }
+}
+
+#[test]
+fn module_rules_refuse_with_rsyncs_errors() {
+    let site = Site::new(32);
+    let served = Served::start(Daemon::new(site.config()));
+    let src = format!("{}/", site.src.display());
+    let out_dir = site.tmp.path().join("out");
+    let dst = format!("{}/", out_dir.display());
+
+    // Read-only module: push refused, nothing written.
+    let out = rsync(&["-a", &src, &served.url("pub/new/")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR: module is read only"), "{}", text(&out));
+    assert!(!site.src.join("new").exists());
+
+    // Write-only module: pull refused.
+    let out = rsync(&["-a", &served.url("wo/"), &dst]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR: module is write only"), "{}", text(&out));
+    // ... but a push works.
+    let out = rsync(&["-a", &src, &served.url("wo/")]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &site.tmp.path().join("wo"), 32);
+
+    // Unknown module.
+    let out = rsync(&["-a", &served.url("nope/"), &dst]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: Unknown module 'nope'"), "{}", text(&out));
+
+    // hosts deny refuses 127.0.0.1; hosts allow lets it in; an allow list
+    // without it refuses.
+    let out = rsync(&["-a", &served.url("deny/"), &dst]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("@ERROR: access denied to deny from"),
+        "{}",
+        text(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(127.0.0.1)"), "{}", text(&out));
+    let out = rsync(&["-a", &served.url("other/"), &dst]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let out = rsync(&["-a", &served.url("allow/"), &dst]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &out_dir, 32);
+
+    // refuse options.
+    let out = rsync(&["-a", "-c", &served.url("refuse/"), &dst]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("The server is configured to refuse --checksum (-c)"),
+        "{}",
+        text(&out)
+    );
+    let out = rsync(&["-a", "--delete", &src, &served.url("refuse/")]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("The server is configured to refuse --delete"),
+        "{}",
+        text(&out)
+    );
+    let log = fs::read_to_string(site.tmp.path().join("daemon.log")).unwrap();
+    assert!(log.contains("refused connect from"), "{log}");
+}
+
+#[test]
+fn authentication_with_every_digest() {
+    let site = Site::new(32);
+    for digest in AuthDigest::OFFERED {
+        let daemon = Daemon::new(site.config()).with_auth_digests(&[digest]);
+        let served = Served::start(daemon);
+        let dst = site.tmp.path().join(format!("auth-{}", digest.name()));
+        let dst_s = format!("{}/", dst.display());
+        let url = served.url("auth/").replace("rsync://", "rsync://alice@");
+        // Wrong password, then no password, then the right one.
+        let out = rsync_pw(&["-a", &url, &dst_s], "wrong");
+        assert_eq!(out.status.code(), Some(5), "{}: {}", digest.name(), text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module auth"),
+            "{}",
+            text(&out)
+        );
+        assert!(!dst.exists());
+        let url_bob = served.url("auth/").replace("rsync://", "rsync://bob@");
+        let out = rsync_pw(&["-a", &url_bob, &dst_s], "other");
+        assert_eq!(out.status.code(), Some(5), "bob is not an auth user: {}", text(&out));
+        let out = rsync_pw(&["-a", &url, &dst_s], PASSWORD);
+        assert!(out.status.success(), "{}: {}", digest.name(), text(&out));
+        same(&site.src, &dst, 32);
+        // Our own client, password from the API and from a file.
+        let ours = site.tmp.path().join(format!("ours-{}", digest.name()));
+        let u = DaemonUrl::parse(&url).unwrap();
+        let rt = rt();
+        let r = rt.block_on(
+            Transfer::new(Options::archive())
+                .with_password(PASSWORD)
+                .pull_daemon(&u, &ours),
+        );
+        assert!(r.is_ok(), "{}: {r:?}", digest.name());
+        same(&site.src, &ours, 32);
+        let bad = rt.block_on(
+            Transfer::new(Options::archive())
+                .with_password("nope")
+                .pull_daemon(&u, &site.tmp.path().join("never")),
+        );
+        match bad {
+            Err(Error::DaemonRefused(m)) => assert_eq!(m, "auth failed on module auth"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!site.tmp.path().join("never").exists());
+    }
+    // :ro / :rw suffixes override `read only`.
+    let served = Served::start(Daemon::new(site.config()));
+    let src = format!("{}/", site.src.display());
+    let alice = served.url("authup/a/").replace("rsync://", "rsync://alice@");
+    let out = rsync_pw(&["-a", &src, &alice], PASSWORD);
+    assert!(out.status.success(), "alice:rw may push: {}", text(&out));
+    same(&site.src, &site.tmp.path().join("authup/a"), 32);
+    let bob = served.url("authup/b/").replace("rsync://", "rsync://bob@");
+    let out = rsync_pw(&["-a", &src, &bob], "other");
+    assert_eq!(out.status.code(), Some(1), "bob:ro may not push: {}", text(&out));
+    assert!(!site.tmp.path().join("authup/b").exists());
+}
+
+/// Real `rsync --daemon --no-detach` on a free port.
+struct RealDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for RealDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn real_daemon(dir: &Path, conf: &str) -> RealDaemon {
+    let cfg = dir.join("rsyncd.conf");
+    fs::write(&cfg, conf).unwrap();
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new("rsync")
+            .args(["--daemon", "--no-detach"])
+            .arg(format!("--config={}", cfg.display()))
+            .arg(format!("--port={port}"))
+            .arg("--address=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = RealDaemon { child, port };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            if let Ok(Some(_)) = d.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("real rsync daemon did not start");
+}
+
+#[test]
+fn our_client_against_real_rsync_daemon() {
+    let site = Site::new(32);
+    let up = site.dir("realup");
+    let secrets = write_secrets(site.tmp.path());
+    let conf = format!(
+        "use chroot = no\nuid = 0\ngid = 0\nmotd file = {motd}\n\
+         [pub]\npath = {src}\ncomment = public tree\n\
+         [up]\npath = {up}\nread only = no\n\
+         [auth]\npath = {src}\nauth users = alice\nsecrets file = {secrets}\n",
+        motd = {
+            let m = site.tmp.path().join("motd");
+            fs::write(&m, "Hello from the real daemon\n").unwrap();
+            m.display().to_string()
+        },
+        src = site.src.display(),
+        up = up.display(),
+        secrets = secrets.display(),
+    );
+    let real = real_daemon(site.tmp.path(), &conf);
+    let base = format!("rsync://127.0.0.1:{}/", real.port);
+    let rt = rt();
+    // Listing and MOTD.
+    let motd = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let m2 = motd.clone();
+    let list = rt
+        .block_on(
+            Transfer::new(Options::default())
+                .with_motd(std::sync::Arc::new(move |l: &str| m2.lock().unwrap().push(l.to_string())))
+                .list_modules(&DaemonUrl::parse(&base).unwrap()),
+        )
+        .unwrap();
+    let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["pub", "up", "auth"]);
+    assert_eq!(list[0].comment, "public tree");
+    assert!(motd.lock().unwrap().iter().any(|l| l == "Hello from the real daemon"));
+    for protocol in [29u8, 30, 31, 32] {
+        let mut o = Options::archive();
+        o.protocol = Some(protocol);
+        // Pull.
+        let dst = site.tmp.path().join(format!("from-real-{protocol}"));
+        let r = rt
+            .block_on(Transfer::new(o.clone()).pull_daemon(&DaemonUrl::parse(&format!("{base}pub/")).unwrap(), &dst))
+            .unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        same(&site.src, &dst, 32);
+        // Push.
+        let target = DaemonUrl::parse(&format!("{base}up/p{protocol}/")).unwrap();
+        let srcs = [PathBuf::from(format!("{}/", site.src.display()))];
+        let r = rt.block_on(Transfer::new(o.clone()).push_daemon(&srcs, &target)).unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        same(&site.src, &up.join(format!("p{protocol}")), 32);
+    }
+    // Auth: each digest we offer alone is accepted by the real daemon.
+    for digest in AuthDigest::OFFERED {
+        let url = DaemonUrl::parse(&format!("rsync://alice@127.0.0.1:{}/auth/", real.port)).unwrap();
+        let dst = site.tmp.path().join(format!("real-auth-{}", digest.name()));
+        let r = rt.block_on(
+            Transfer::new(Options::archive())
+                .with_password(PASSWORD)
+                .with_auth_digests(&[digest])
+                .pull_daemon(&url, &dst),
+        );
+        assert!(r.is_ok(), "{}: {r:?}", digest.name());
+        same(&site.src, &dst, 32);
+        let bad = rt.block_on(
+            Transfer::new(Options::archive())
+                .with_password("wrong")
+                .with_auth_digests(&[digest])
+                .pull_daemon(&url, &site.tmp.path().join("never")),
+        );
+        assert!(matches!(bad, Err(Error::DaemonRefused(ref m)) if m.contains("auth failed")), "{bad:?}");
+    }
+    // Password file (must not be other-accessible).
+    let pw = site.tmp.path().join("pw");
+    fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let url = DaemonUrl::parse(&format!("rsync://alice@127.0.0.1:{}/auth/", real.port)).unwrap();
+    let dst = site.tmp.path().join("pwfile");
+    rt.block_on(Transfer::new(Options::archive()).with_password_file(&pw).pull_daemon(&url, &dst))
+        .unwrap();
+    same(&site.src, &dst, 32);
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o604)).unwrap();
+    let r = rt.block_on(Transfer::new(Options::archive()).with_password_file(&pw).pull_daemon(&url, &dst));
+    assert!(r.is_err());
+    // Unknown module: the daemon's text as a typed error.
+    let r = rt.block_on(
+        Transfer::new(Options::archive())
+            .pull_daemon(&DaemonUrl::parse(&format!("{base}nope/")).unwrap(), &dst),
+    );
+    match r {
+        Err(Error::DaemonRefused(m)) => assert_eq!(m, "Unknown module 'nope'"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn binary_client_and_daemon_both_ways() {
+    // The ferrsync binary as a daemon (config file) and as a client.
+    let site = Site::new(32);
+    let up = site.dir("binup");
+    let port = free_port();
+    let conf = format!(
+        "use chroot = no\n[pub]\npath = {}\ncomment = c\n[up]\npath = {}\nread only = false\n{}",
+        site.src.display(),
+        up.display(),
+        if is_root() { "uid = root\ngid = root\n" } else { "" }
+    );
+    let cfg = site.tmp.path().join("ferrsyncd.conf");
+    fs::write(&cfg, conf).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .arg(format!("--port={port}"))
+        .arg("--address=127.0.0.1")
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("rsync://127.0.0.1:{port}/");
+    let out = rsync(&[&url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pub"), "{}", text(&out));
+    let dst = site.tmp.path().join("bin-pull");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["-a", &format!("{url}pub/"), &format!("{}/", dst.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &dst, 32);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["-a", &format!("{}/", site.src.display()), &format!("{url}up/")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &up, 32);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync")).arg(&url).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pub            \tc"), "{}", text(&out));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn daemon_over_a_remote_shell() {
+    // rsync -e shim host::module: the far side runs `ferrsync --server
+    // --daemon .` with its config passed through --rsync-path.
+    let site = Site::new(32);
+    let cfg = site.tmp.path().join("shell.conf");
+    fs::write(
+        &cfg,
+        format!("use chroot = no\n[pub]\npath = {}\n", site.src.display()),
+    )
+    .unwrap();
+    let shim = common::tree::write_shim(site.tmp.path());
+    let rp = format!("{} --config={}", env!("CARGO_BIN_EXE_ferrsync"), cfg.display());
+    let dst = site.tmp.path().join("over-shell");
+    let out = rsync(&[
+        "-a",
+        "-e",
+        &shim.display().to_string(),
+        &format!("--rsync-path={rp}"),
+        "localhost::pub/",
+        &format!("{}/", dst.display()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &dst, 32);
+    // And our client through the same shell into real rsync's daemon mode.
+    let real_cfg = site.tmp.path().join("real-shell.conf");
+    fs::write(
+        &real_cfg,
+        format!("use chroot = no\n[pub]\npath = {}\n", site.src.display()),
+    )
+    .unwrap();
+    let dst2 = site.tmp.path().join("over-shell-ours");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args([
+            "-a",
+            "-e",
+            &shim.display().to_string(),
+            &format!("--rsync-path=rsync --config={}", real_cfg.display()),
+            "localhost::pub/",
+            &format!("{}/", dst2.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &dst2, 32);
+}
+
+#[test]
+fn containment_through_symlinks_and_dotdot() {
+    let site = Site::new(32);
+    let outside = site.dir("outside");
+    fs::write(outside.join("secret"), b"do not read").unwrap();
+    let modroot = site.dir("jail");
+    fs::write(modroot.join("inside"), b"ok").unwrap();
+    std::os::unix::fs::symlink(&outside, modroot.join("esc")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", modroot.join("abs")).unwrap();
+    for chroot in [false, true] {
+        let mut cfg = DaemonConfig::default();
+        let mut m = module("jail", &modroot);
+        m.read_only = false;
+        m.use_chroot = chroot;
+        cfg.modules.push(m);
+        let served = Served::start(Daemon::new(cfg));
+        let dst = site.tmp.path().join(format!("jail-pull-{chroot}"));
+        let dst_s = format!("{}/", dst.display());
+        // Pulling through the escaping link reads nothing outside.
+        let _ = rsync(&["-a", &served.url("jail/esc/"), &dst_s]);
+        assert!(!dst.join("secret").exists(), "chroot={chroot}");
+        let _ = rsync(&["-a", &served.url("jail/../outside/"), &dst_s]);
+        assert!(!dst.join("secret").exists());
+        // The whole module: links arrive as links, never followed.
+        let out = rsync(&["-a", &served.url("jail/"), &dst_s]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(fs::symlink_metadata(dst.join("esc")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(dst.join("inside")).unwrap(), b"ok");
+        // Pushing through the link or with ../ writes nothing outside.
+        let before = entries(&outside);
+        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/esc/")]);
+        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/../outside/")]);
+        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/esc/deeper/")]);
+        assert_eq!(entries(&outside), before, "chroot={chroot}: something was written outside");
+        assert_eq!(fs::read(outside.join("secret")).unwrap(), b"do not read");
+        // A `../` push lands inside the module.
+        let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/../x/")]);
+        if out.status.success() {
+            assert!(modroot.join("x").exists() || !site.tmp.path().join("x").exists());
+        }
+        assert!(!site.tmp.path().join("x").exists());
+    }
+}
+
+fn hold_connection(port: u16, module: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"@RSYNCD: 32.0 sha512 sha256 sha1 md5 md4\n").unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\n") {
+        s.read_exact(&mut b).unwrap();
+        got.push(b[0]);
+    }
+    s.write_all(format!("{module}\n").as_bytes()).unwrap();
+    got.clear();
+    while !got.ends_with(b"\n") {
+        s.read_exact(&mut b).unwrap();
+        got.push(b[0]);
+    }
+    assert_eq!(got, b"@RSYNCD: OK\n");
+    s
+}
+
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn max_connections_and_200_concurrent_clients() {
+    let site = Site::new(32);
+    let small = site.dir("small");
+    for i in 0..20 {
+        fs::write(small.join(format!("f{i}")), format!("file {i}\n").repeat(i + 1)).unwrap();
+    }
+    let mut cfg = DaemonConfig::default();
+    let mut m = module("small", &small);
+    m.max_connections = 50;
+    cfg.modules.push(m.clone());
+    let mut free = module("free", &small);
+    free.max_connections = 0;
+    cfg.modules.push(free);
+    let served = Served::start(Daemon::new(cfg));
+    let fds_before = open_fds();
+
+    // 50 held connections fill the module; the 51st is turned away with
+    // rsync's text, by real rsync.
+    let held: Vec<TcpStream> = (0..50).map(|_| hold_connection(served.port, "small")).collect();
+    let out = rsync(&["-a", &served.url("small/"), &format!("{}/", site.tmp.path().join("x").display())]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("@ERROR: max connections (50) reached -- try again later"),
+        "{}",
+        text(&out)
+    );
+    drop(held);
+
+    // 200 concurrent pulls: with no limit all succeed; with the limit of
+    // 50 every one either succeeds or gets the max-connections refusal,
+    // and at least 50 succeed.
+    let rt = rt();
+    for (module, limited) in [("free", false), ("small", true)] {
+        let results = rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let url = DaemonUrl::parse(&served.url(&format!("{module}/"))).unwrap();
+                let dst = site.tmp.path().join(format!("c-{module}-{i}"));
+                set.spawn(async move {
+                    let r = Transfer::new(Options::archive()).pull_daemon(&url, &dst).await;
+                    (r, dst)
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                out.push(r.unwrap());
+            }
+            out
+        });
+        let mut ok = 0;
+        for (r, dst) in results {
+            match r {
+                Ok(_) => {
+                    ok += 1;
+                    same(&small, &dst, 32);
+                }
+                Err(Error::DaemonRefused(m)) if limited => {
+                    assert_eq!(m, "max connections (50) reached -- try again later");
+                    assert!(!dst.exists());
+                }
+                Err(e) => panic!("{module}: {e}"),
+            }
+        }
+        if limited {
+            assert!(ok >= 50, "{ok}");
+        } else {
+            assert_eq!(ok, 200);
+        }
+    }
+    // Nothing leaked: every connection thread ended, descriptors back.
+    for _ in 0..200 {
+        if served.daemon.active_connections() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(served.daemon.active_connections(), 0);
+    assert!(open_fds() <= fds_before + 2, "{} > {}", open_fds(), fds_before);
+}
+
+#[test]
+fn silent_clients_time_out_and_others_are_served() {
+    let site = Site::new(32);
+    let mut cfg = DaemonConfig::default();
+    cfg.modules.push(module("pub", &site.src));
+    let daemon = Daemon::new(cfg).with_handshake_timeout(Duration::from_millis(500));
+    let served = Served::start(daemon);
+    // A client that connects and says nothing, and one that sends garbage.
+    let mut silent = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    let mut garbage = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    garbage.read_to_end(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf).contains("@ERROR: protocol startup error"), "{}", String::from_utf8_lossy(&buf));
+    // Others are served meanwhile.
+    let dst = site.tmp.path().join("served");
+    let out = rsync(&["-a", &served.url("pub/"), &format!("{}/", dst.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &dst, 32);
+    // The silent one is cut off.
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+    let greeting = String::from_utf8_lossy(&rest);
+    assert!(greeting.starts_with("@RSYNCD: 32.0"), "{greeting}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(served.daemon.active_connections(), 0);
+}
