@@ -31,6 +31,7 @@ pub mod checksum;
 pub mod delta;
 pub mod engine;
 mod error;
+pub mod filter;
 pub mod flist;
 pub mod fs;
 mod session;
