@@ -34,6 +34,7 @@ mod error;
 pub mod filter;
 pub mod flist;
 pub mod fs;
+pub mod handshake;
 mod session;
 pub mod transport;
 pub mod wire;
