@@ -28,6 +28,7 @@
 #![warn(unreachable_pub)]
 
 pub mod checksum;
+pub mod daemon;
 pub mod delta;
 pub mod engine;
 mod error;
