@@ -28,11 +28,14 @@
 #![warn(unreachable_pub)]
 
 pub mod checksum;
+pub mod daemon;
 pub mod delta;
 pub mod engine;
 mod error;
+pub mod filter;
 pub mod flist;
 pub mod fs;
+pub mod handshake;
 mod session;
 pub mod transport;
 pub mod wire;

@@ -1,0 +1,11 @@
+//! The rsync daemon's sans-IO building blocks: `rsyncd.conf`, host access
+//! lists and the secrets file.
+//!
+//! Layer: config (L5 data, no network). Uses `handshake` for auth digests and
+//! `filter` for rsync's wildcard matching; reads files with `std::fs` only
+//! where a function says so. Mirrors upstream loadparm.c, params.c,
+//! access.c and authenticate.c.
+
+pub mod config;
+pub mod hosts;
+pub mod secrets;
