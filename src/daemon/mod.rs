@@ -9,3 +9,10 @@
 pub mod config;
 pub mod hosts;
 pub mod secrets;
+pub mod confine;
+pub mod glob;
+pub mod log;
+pub mod refuse;
+pub mod serve;
+
+pub use serve::{Daemon, PeerInfo, ShutdownHandle};

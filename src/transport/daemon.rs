@@ -277,7 +277,7 @@ pub async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn list_modules<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     ours: u8,
-    motd: &mut dyn FnMut(&str),
+    motd: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ModuleListing>> {
     greet(s, ours, &AuthDigest::OFFERED).await?;
     write_all(s, b"\n").await?;
@@ -329,8 +329,8 @@ pub async fn open_module<S: AsyncRead + AsyncWrite + Unpin>(
     ours: u8,
     module: &str,
     creds: &Credentials,
-    motd: &mut dyn FnMut(&str),
-    args: &dyn Fn(u8) -> Vec<String>,
+    motd: &mut (dyn FnMut(&str) + Send),
+    args: &(dyn Fn(u8) -> Vec<String> + Sync),
     paths: &[String],
 ) -> Result<u8> {
     let g = greet(s, ours, &creds.digests).await?;
