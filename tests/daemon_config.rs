@@ -130,8 +130,14 @@ fn real_rsync_accepts_rendered_config() {
     let list = rsync(&[&base]);
     let stdout = String::from_utf8_lossy(&list.stdout);
     let log = fs::read_to_string(root.join("rsyncd.log")).unwrap_or_default();
-    assert!(list.status.success(), "{list:?}\nconfig:\n{text}\nlog:\n{log}");
-    assert!(stdout.contains("Welcome to the rendered daemon."), "{stdout}");
+    assert!(
+        list.status.success(),
+        "{list:?}\nconfig:\n{text}\nlog:\n{log}"
+    );
+    assert!(
+        stdout.contains("Welcome to the rendered daemon."),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("pub            \tpublic read-only module\n"),
         "{stdout}"
@@ -157,7 +163,10 @@ fn real_rsync_accepts_rendered_config() {
 
     // hosts deny is honoured; an unlisted module is still known (its
     // missing directory is what fails).
-    let denied = rsync(&[&format!("{base}blocked/"), &root.join("d2").display().to_string()]);
+    let denied = rsync(&[
+        &format!("{base}blocked/"),
+        &root.join("d2").display().to_string(),
+    ]);
     assert!(!denied.status.success());
     assert!(
         String::from_utf8_lossy(&denied.stderr).contains("@ERROR: access denied to blocked"),
