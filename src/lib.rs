@@ -8,10 +8,13 @@
 //!
 //! ```text
 //! wire       bytes <-> integers, strings, file indexes, frames   (sans-IO)
+//! handshake  daemon greetings, auth, argument lists             (sans-IO)
 //! checksum   rolling checksum1, strong sums                      (pure)
 //! delta      signatures, matcher, token streams, patcher        (pure)
 //! flist      file-list entries, per-protocol codec, sorting     (sans-IO)
-//! fs         scanning local trees
+//! filter     rsync's wildcard matching                          (pure)
+//! fs         scanning local trees, chmod rules
+//! daemon     rsyncd.conf, host lists, auth users and secrets
 //! engine     generator, sender, receiver over any async stream
 //! transport  spawned peers (remote shell, local rsync --server)
 //! session    Transfer: one call per sync

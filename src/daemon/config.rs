@@ -96,6 +96,7 @@ impl Default for Global {
 
 /// One `[module]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // mirrors rsyncd.conf's yes/no parameters
 pub struct Module {
     /// The section name (what clients ask for).
     pub name: String,
@@ -408,10 +409,6 @@ impl Assign<'_> {
             .map_err(|_| self.bad("expected a non-negative number in range"))
     }
 
-    fn opt_string(&self) -> Option<String> {
-        Some(self.value.to_owned())
-    }
-
     /// A `PATH` parameter: trailing slashes removed, as rsync does.
     fn path(&self) -> PathBuf {
         let mut v = self.value;
@@ -436,7 +433,7 @@ impl Assign<'_> {
 fn set_global(g: &mut Global, name: &str, a: &Assign<'_>) -> Result<(), ConfigError> {
     match name {
         "port" => g.port = a.number()?,
-        "address" => g.address = a.opt_string().filter(|s| !s.is_empty()),
+        "address" => g.address = Some(a.value.to_owned()).filter(|s| !s.is_empty()),
         "motd file" => g.motd_file = Some(a.path()).filter(|p| !p.as_os_str().is_empty()),
         "pid file" => g.pid_file = Some(a.path()).filter(|p| !p.as_os_str().is_empty()),
         _ => {
@@ -451,12 +448,12 @@ fn set_global(g: &mut Global, name: &str, a: &Assign<'_>) -> Result<(), ConfigEr
 fn set_local(m: &mut Module, name: &str, a: &Assign<'_>) -> Result<bool, ConfigError> {
     match name {
         "path" => m.path = a.path(),
-        "comment" => m.comment = a.value.to_owned(),
+        "comment" => a.value.clone_into(&mut m.comment),
         "read only" => m.read_only = a.flag()?,
         "write only" => m.write_only = a.flag()?,
         "list" => m.list = a.flag()?,
-        "uid" => m.uid = a.opt_string(),
-        "gid" => m.gid = a.opt_string(),
+        "uid" => m.uid = Some(a.value.to_owned()),
+        "gid" => m.gid = Some(a.value.to_owned()),
         "max connections" => m.max_connections = a.number()?,
         "lock file" => m.lock_file = a.path(),
         "hosts allow" => m.hosts_allow = HostList::parse(a.value).map_err(|e| a.bad(e))?,
@@ -488,7 +485,7 @@ fn set_local(m: &mut Module, name: &str, a: &Assign<'_>) -> Result<bool, ConfigE
         }
         "dont compress" => m.dont_compress = a.words(),
         "transfer logging" => m.transfer_logging = a.flag()?,
-        "log format" => m.log_format = a.value.to_owned(),
+        "log format" => a.value.clone_into(&mut m.log_format),
         "munge symlinks" => m.munge_symlinks = a.boolean(true)?,
         "fake super" => m.fake_super = a.flag()?,
         _ => {
@@ -520,21 +517,18 @@ fn logical_lines(text: &str) -> Vec<Logical> {
     let mut pending: Option<Logical> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.replace('\r', "");
-        let joined = match pending.take() {
-            Some(mut p) => {
-                p.text.push_str(&raw);
-                p
+        let joined = if let Some(mut p) = pending.take() {
+            p.text.push_str(&raw);
+            p
+        } else {
+            let first = raw.trim_start();
+            // Comments and blank lines never continue.
+            if first.is_empty() || first.starts_with(['#', ';']) {
+                continue;
             }
-            None => {
-                let first = raw.trim_start();
-                // Comments and blank lines never continue.
-                if first.is_empty() || first.starts_with(['#', ';']) {
-                    continue;
-                }
-                Logical {
-                    line: i + 1,
-                    text: raw,
-                }
+            Logical {
+                line: i + 1,
+                text: raw,
             }
         };
         let trimmed = joined.text.trim_end();
@@ -551,6 +545,48 @@ fn logical_lines(text: &str) -> Vec<Logical> {
         out.push(p);
     }
     out
+}
+
+/// Handles a `[name]` header (`rest` is what follows the `[`): `None` for
+/// the global section, else the index of the module, created from the
+/// global defaults unless it exists already.
+fn open_section(
+    modules: &mut Vec<Module>,
+    template: &Module,
+    rest: &str,
+    line: usize,
+) -> Result<Option<usize>, ConfigError> {
+    let Some((name, _)) = rest.split_once(']') else {
+        return Err(ConfigError::Syntax {
+            line,
+            message: format!("badly formed section header: [{rest}"),
+        });
+    };
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        return Err(ConfigError::Syntax {
+            line,
+            message: "empty section name".to_owned(),
+        });
+    }
+    if squash(&name) == "global" {
+        return Ok(None);
+    }
+    if name.contains('/') {
+        return Err(ConfigError::Syntax {
+            line,
+            message: format!("invalid section name in configuration file: {name}"),
+        });
+    }
+    let existing = modules
+        .iter()
+        .position(|m| squash(&m.name) == squash(&name));
+    Ok(Some(existing.unwrap_or_else(|| {
+        let mut m = template.clone();
+        m.name = name;
+        modules.push(m);
+        modules.len() - 1
+    })))
 }
 
 impl DaemonConfig {
@@ -574,44 +610,13 @@ impl DaemonConfig {
         let mut template = Module::new("", "");
         // Index of the module being filled, None in the global section.
         let mut current: Option<usize> = None;
-        let mut warn = |line: usize, message: String| warnings.push(ConfigWarning { line, message });
+        let mut warn =
+            |line: usize, message: String| warnings.push(ConfigWarning { line, message });
 
         for Logical { line, text } in logical_lines(text) {
             let body = text.trim();
             if let Some(rest) = body.strip_prefix('[') {
-                let Some((name, _)) = rest.split_once(']') else {
-                    return Err(ConfigError::Syntax {
-                        line,
-                        message: format!("badly formed section header: {body}"),
-                    });
-                };
-                let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
-                if name.is_empty() {
-                    return Err(ConfigError::Syntax {
-                        line,
-                        message: "empty section name".to_owned(),
-                    });
-                }
-                if squash(&name) == "global" {
-                    current = None;
-                    continue;
-                }
-                if name.contains('/') {
-                    return Err(ConfigError::Syntax {
-                        line,
-                        message: format!("invalid section name in configuration file: {name}"),
-                    });
-                }
-                let existing = cfg
-                    .modules
-                    .iter()
-                    .position(|m| squash(&m.name) == squash(&name));
-                current = Some(existing.unwrap_or_else(|| {
-                    let mut m = template.clone();
-                    m.name = name;
-                    cfg.modules.push(m);
-                    cfg.modules.len() - 1
-                }));
+                current = open_section(&mut cfg.modules, &template, rest, line)?;
                 continue;
             }
             if body.starts_with('&') {
@@ -621,7 +626,10 @@ impl DaemonConfig {
                 });
             }
             let Some((key, value)) = body.split_once('=') else {
-                warn(line, format!("Ignoring badly formed line in config file: {body}"));
+                warn(
+                    line,
+                    format!("Ignoring badly formed line in config file: {body}"),
+                );
                 continue;
             };
             let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -665,10 +673,13 @@ impl DaemonConfig {
                     false
                 }
                 (None, Class::Local) => set_local(&mut template, name, &a)?,
-                (Some(i), Class::Local) => match cfg.modules.get_mut(i) {
-                    Some(m) => set_local(m, name, &a)?,
-                    None => false,
-                },
+                (Some(i), Class::Local) => {
+                    if let Some(m) = cfg.modules.get_mut(i) {
+                        set_local(m, name, &a)?
+                    } else {
+                        false
+                    }
+                }
             };
             if ignored {
                 warn(

@@ -122,16 +122,15 @@ impl Entry {
                     Mask::Netmask(m) => octets(*m),
                     Mask::Bits(bits) => (0..a.len())
                         .map(|i| {
-                            let used = bits.saturating_sub(8 * u32::try_from(i).unwrap_or(u32::MAX)).min(8);
-                            // `used` is 0..=8, so the shift stays in range.
-                            (0xff_u16 << (8 - used)) as u8
+                            let used = bits
+                                .saturating_sub(8 * u32::try_from(i).unwrap_or(u32::MAX))
+                                .min(8);
+                            // A shift by 8 (no bits used) leaves nothing.
+                            0xff_u8.checked_shl(8 - used).unwrap_or(0)
                         })
                         .collect(),
                 };
-                a.iter()
-                    .zip(&n)
-                    .zip(&m)
-                    .all(|((x, y), k)| (x ^ y) & k == 0)
+                a.iter().zip(&n).zip(&m).all(|((x, y), k)| (x ^ y) & k == 0)
             }
         }
     }
@@ -240,7 +239,7 @@ pub fn allow_access(
             return false;
         }
     }
-    !(!deny.is_empty() && deny.matches(addr, hostname))
+    deny.is_empty() || !deny.matches(addr, hostname)
 }
 
 #[cfg(test)]
@@ -294,7 +293,13 @@ mod tests {
 
     #[test]
     fn parse_errors_and_flags() {
-        for bad in ["10.0.0.0/33", "1.2.3.999", "::1/129", "10.0.0.1/x", "fe80::1%eth0"] {
+        for bad in [
+            "10.0.0.0/33",
+            "1.2.3.999",
+            "::1/129",
+            "10.0.0.1/x",
+            "fe80::1%eth0",
+        ] {
             assert!(HostList::parse(bad).is_err(), "{bad}");
         }
         let l = HostList::parse(" 10.0.0.1, *.lan host.example ").unwrap();

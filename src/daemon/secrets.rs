@@ -301,12 +301,7 @@ fn check_auth_with(
     if access == Access::Deny {
         return Err(AuthFailure::DeniedByRule);
     }
-    check_secret(
-        secrets_file,
-        strict_modes,
-        login,
-        group.as_deref(),
-    )?;
+    check_secret(secrets_file, strict_modes, login, group.as_deref())?;
     Ok(access)
 }
 
@@ -387,9 +382,8 @@ pub fn read_password_file(path: &Path) -> Result<String, String> {
             .map_err(|e| format!("could not read a password from standard input: {e}"))?;
         buf = line.into_bytes();
     } else {
-        let file = open_guarded(path).map_err(|e| {
-            format!("could not open password file {}: {e}", path.display())
-        })?;
+        let file = open_guarded(path)
+            .map_err(|e| format!("could not open password file {}: {e}", path.display()))?;
         let meta = file
             .metadata()
             .map_err(|e| format!("fstat({}): {e}", path.display()))?;
@@ -482,19 +476,44 @@ mod tests {
         // (auth users, user, password, expected)
         let rows: &[(&str, &str, &str, Result<Access, AuthFailure>)] = &[
             ("alice", "alice", "s3cret", Ok(Access::Default)),
-            ("alice", "alice", "wrong", Err(AuthFailure::PasswordMismatch)),
+            (
+                "alice",
+                "alice",
+                "wrong",
+                Err(AuthFailure::PasswordMismatch),
+            ),
             ("al*:ro", "alice", "s3cret", Ok(Access::ReadOnly)),
             ("bob", "alice", "s3cret", Err(AuthFailure::NoMatchingRule)),
-            ("alice:deny *", "alice", "s3cret", Err(AuthFailure::DeniedByRule)),
+            (
+                "alice:deny *",
+                "alice",
+                "s3cret",
+                Err(AuthFailure::DeniedByRule),
+            ),
             ("*:rw", "bob", "pw", Ok(Access::ReadWrite)),
             ("*", "zed", "pw", Err(AuthFailure::SecretNotFound)),
             ("@staff:rw", "carol", "grouppw", Ok(Access::ReadWrite)),
             ("@staff", "carol", "own", Ok(Access::Default)),
-            ("@staff", "carol", "other", Err(AuthFailure::PasswordMismatch)),
+            (
+                "@staff",
+                "carol",
+                "other",
+                Err(AuthFailure::PasswordMismatch),
+            ),
             ("@st*", "dave", "grouppw", Err(AuthFailure::NoMatchingRule)),
-            ("@staff", "nobody-here", "x", Err(AuthFailure::NoMatchingRule)),
+            (
+                "@staff",
+                "nobody-here",
+                "x",
+                Err(AuthFailure::NoMatchingRule),
+            ),
             // A user entry does not open @group lines.
-            ("carol", "carol", "grouppw", Err(AuthFailure::PasswordMismatch)),
+            (
+                "carol",
+                "carol",
+                "grouppw",
+                Err(AuthFailure::PasswordMismatch),
+            ),
             ("*", "#alice", "nope", Err(AuthFailure::InvalidUsername)),
         ];
         for (users, user, password, want) in rows {
@@ -522,7 +541,13 @@ mod tests {
             );
         }
         assert_eq!(
-            attempt("alice", Path::new("/nonexistent/secrets"), true, "alice", "x"),
+            attempt(
+                "alice",
+                Path::new("/nonexistent/secrets"),
+                true,
+                "alice",
+                "x"
+            ),
             Err(AuthFailure::NoSecretsFile)
         );
         assert_eq!(
@@ -540,7 +565,15 @@ mod tests {
         let response = auth_response(AuthDigest::Sha512, b"s3cret", "abc");
         let users = parse_auth_users("alice:rw");
         assert_eq!(
-            check_auth(&users, f.path(), true, "alice", &response, "abc", AuthDigest::Sha512),
+            check_auth(
+                &users,
+                f.path(),
+                true,
+                "alice",
+                &response,
+                "abc",
+                AuthDigest::Sha512
+            ),
             Ok(Access::ReadWrite)
         );
     }

@@ -113,12 +113,7 @@ impl Pending {
         };
         let (and, or, copy_src, copy_dst) = match op {
             Op::Add => (CHMOD_BITS, bits + self.top_oct, self.copy, who),
-            Op::Sub => (
-                CHMOD_BITS & !(bits | self.top_oct),
-                0,
-                self.copy,
-                who,
-            ),
+            Op::Sub => (CHMOD_BITS & !(bits | self.top_oct), 0, self.copy, who),
             Op::Eq => {
                 let mut clear = who * 7;
                 if self.top_oct != 0 {
@@ -147,7 +142,11 @@ impl Pending {
         if self.op == Some(Op::Set) {
             let d = c.to_digit(8).ok_or(())?;
             self.what = self.what * 8 + d;
-            return if self.what > CHMOD_BITS { Err(()) } else { Ok(()) };
+            return if self.what > CHMOD_BITS {
+                Err(())
+            } else {
+                Ok(())
+            };
         }
         if !self.in_perms {
             match c {
@@ -349,8 +348,7 @@ mod tests {
     #[test]
     fn invalid_rules() {
         for bad in [
-            "", "u", "u+q", "DF+x", "FD+x", "u7", "8", "17777", "g+ur", "g+rs,u", "+x,,",
-            "u+gw",
+            "", "u", "u+q", "DF+x", "FD+x", "u7", "8", "17777", "g+ur", "g+rs,u", "+x,,", "u+gw",
         ] {
             assert!(
                 ChmodRules::parse_with_umask(bad, 0o022).is_err(),

@@ -186,7 +186,9 @@ pub enum GreetingError {
     #[error("protocol version mismatch -- is your shell clean? (peer sent {0})")]
     VersionMismatch(i32),
     /// The negotiated protocol is older than we speak.
-    #[error("protocol version mismatch: the peer's protocol {peer} is older than {min}, the oldest we support")]
+    #[error(
+        "protocol version mismatch: the peer's protocol {peer} is older than {min}, the oldest we support"
+    )]
     VersionTooOld {
         /// The peer's number.
         peer: i32,
@@ -261,10 +263,10 @@ pub fn parse_greeting(line: &str, peer_is_client: bool) -> Result<Greeting, Gree
     };
     let after = line.strip_prefix(RSYNCD).ok_or_else(not_greeting)?;
     let (protocol, rest) = leading_int(after).ok_or_else(not_greeting)?;
-    let sub = match rest.strip_prefix('.').and_then(leading_int) {
-        Some((sub, _)) => Some(sub),
-        None => None,
-    };
+    let sub = rest
+        .strip_prefix('.')
+        .and_then(leading_int)
+        .map(|(sub, _)| sub);
     let sub = match sub {
         Some(s) => s,
         None if protocol >= 30 => {
@@ -353,7 +355,13 @@ pub fn negotiate_auth_digest(
     } else {
         ours.iter()
             .copied()
-            .map(|d| if d == AuthDigest::Md4Old { AuthDigest::Md4 } else { d })
+            .map(|d| {
+                if d == AuthDigest::Md4Old {
+                    AuthDigest::Md4
+                } else {
+                    d
+                }
+            })
             .find(|d| theirs.contains(d))
     }
 }
@@ -368,9 +376,8 @@ pub fn negotiate_auth_digest(
 /// ```
 #[must_use]
 pub fn base64_nopad(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sym = |i: u32| char::from(ALPHABET[(i & 63) as usize]);
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sym = |i: u32| char::from(ALPHABET.get((i & 63) as usize).copied().unwrap_or(b'='));
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = |i: usize| chunk.get(i).map_or(0, |&v| u32::from(v));
@@ -489,7 +496,7 @@ pub fn classify_line(line: &str) -> DaemonLine<'_> {
 #[must_use]
 pub fn module_list_line(name: &str, comment: &str) -> String {
     let mut s = String::with_capacity(name.len().max(15) + comment.len() + 2);
-    let _ = write!(s, "{name:<15}\t{comment}\n");
+    let _ = writeln!(s, "{name:<15}\t{comment}");
     s
 }
 
@@ -554,7 +561,11 @@ pub fn decode_args_bytes(
             return Ok(Decoded::Done { value: words, used });
         }
         if words.len() >= max_words {
-            return Err(too_long("daemon argument count", words.len() + 1, max_words));
+            return Err(too_long(
+                "daemon argument count",
+                words.len() + 1,
+                max_words,
+            ));
         }
         words.push(window.get(..len).unwrap_or_default().to_vec());
         pos = used;
@@ -774,11 +785,18 @@ mod tests {
 
     #[test]
     fn digest_negotiation() {
+        // (ours, peer list, protocol, as_daemon, expected)
+        type Row<'a> = (
+            &'a [AuthDigest],
+            Option<Vec<String>>,
+            u8,
+            bool,
+            Option<AuthDigest>,
+        );
         let list = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         let all = list("sha512 sha256 sha1 md5 md4");
         let o = &AuthDigest::OFFERED;
-        // (ours, peer list, protocol, as_daemon, expected)
-        let rows: [(&[AuthDigest], Option<Vec<String>>, u8, bool, Option<AuthDigest>); 10] = [
+        let rows: [Row<'_>; 10] = [
             (o, Some(all.clone()), 32, false, Some(AuthDigest::Sha512)),
             (o, Some(all.clone()), 29, true, Some(AuthDigest::Sha512)),
             (o, Some(list("md5 sha1")), 32, true, Some(AuthDigest::Md5)),
@@ -892,11 +910,12 @@ mod tests {
         let nul_bytes: &[u8] = b"--server\0--sender\0-vlogDtpre.iLsfxCIvu\0.\0pub/src/\0\0";
         assert_eq!(encode_args(&nul, 32), nul_bytes);
         // Capture 30, C>S 0x004d..0x0072.
-        let nl = words(&["--server", "-vlogDtpr", ".", "upload/push260/"]);
-        let nl_bytes: &[u8] = b"--server\n-vlogDtpr\n.\nupload/push260/\n\n";
-        assert_eq!(encode_args(&nl, 27), nl_bytes);
+        let newline_words = words(&["--server", "-vlogDtpr", ".", "upload/push260/"]);
+        let newline_bytes: &[u8] = b"--server\n-vlogDtpr\n.\nupload/push260/\n\n";
+        assert_eq!(encode_args(&newline_words, 27), newline_bytes);
 
-        for (bytes, protocol, want) in [(nul_bytes, 32, &nul), (nl_bytes, 27, &nl)] {
+        for (bytes, protocol, want) in [(nul_bytes, 32, &nul), (newline_bytes, 27, &newline_words)]
+        {
             let mut stream = bytes.to_vec();
             stream.extend_from_slice(b"\x81\xff");
             assert_eq!(

@@ -21,6 +21,6 @@ pub mod daemon;
 
 pub use daemon::{
     AuthDigest, DaemonLine, Greeting, GreetingError, auth_response, base64_nopad, classify_line,
-    decode_args, decode_args_bytes, encode_args, format_greeting, make_challenge,
-    module_list_line, negotiate_auth_digest, negotiate_protocol, parse_greeting,
+    decode_args, decode_args_bytes, encode_args, format_greeting, make_challenge, module_list_line,
+    negotiate_auth_digest, negotiate_protocol, parse_greeting,
 };

@@ -62,19 +62,31 @@ fn realistic_file() {
     assert_eq!(g.pid_file, Some(PathBuf::from("/run/rsyncd.pid")));
     assert_eq!(g.log_file, Some(PathBuf::from("/var/log/rsyncd.log")));
     assert!(!g.reverse_lookup);
-    assert_eq!(g.extra.get("daemon chroot").map(String::as_str), Some("/srv"));
+    assert_eq!(
+        g.extra.get("daemon chroot").map(String::as_str),
+        Some("/srv")
+    );
     assert_eq!(cfg.modules.len(), 2);
 
     let p = cfg.module("pub").unwrap();
     assert_eq!(p.path, PathBuf::from("/srv/pub"));
     assert_eq!(p.comment, "public files # not a comment");
     assert!(p.read_only && !p.write_only && p.list);
-    assert_eq!((p.uid.as_deref(), p.gid.as_deref()), (Some("nobody"), Some("nogroup")));
+    assert_eq!(
+        (p.uid.as_deref(), p.gid.as_deref()),
+        (Some("nobody"), Some("nogroup"))
+    );
     assert_eq!(p.max_connections, 10);
     assert_eq!(p.lock_file, PathBuf::from("/run/rsyncd-pub.lock"));
     assert!(p.hosts_allow.matches("10.9.8.7".parse().unwrap(), None));
-    assert!(p.hosts_allow.matches("192.0.2.1".parse().unwrap(), Some("a.example.com")));
-    assert!(p.hosts_deny.matches("192.0.2.1".parse().unwrap(), Some("x")));
+    assert!(
+        p.hosts_allow
+            .matches("192.0.2.1".parse().unwrap(), Some("a.example.com"))
+    );
+    assert!(
+        p.hosts_deny
+            .matches("192.0.2.1".parse().unwrap(), Some("x"))
+    );
     assert!(!p.use_chroot && p.numeric_ids);
     assert_eq!(p.refuse_options, ["checksum", "delete"]);
     assert_eq!(p.exclude, ["*.tmp", ".git/"]);
@@ -121,7 +133,11 @@ fn round_trip() {
     assert_eq!(back, cfg, "{text}");
     assert_eq!(back.to_conf_string(), text);
     // Only the ignored parameters warn again.
-    assert!(warnings.iter().all(|w| w.message.contains("ignored by ferrsync")));
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.message.contains("ignored by ferrsync"))
+    );
 
     let mut built = DaemonConfig::default();
     let mut m = Module::new("data", "/srv/data");
@@ -178,7 +194,11 @@ fn warnings() {
         ]
     );
     assert_eq!(cfg.global.port, DEFAULT_PORT);
-    assert_eq!(cfg.modules.len(), 2, "a repeated section continues the first");
+    assert_eq!(
+        cfg.modules.len(),
+        2,
+        "a repeated section continues the first"
+    );
     assert_eq!(cfg.module("m").unwrap().comment, "again");
     let e = cfg.module("nopath").unwrap().require_path().unwrap_err();
     assert_eq!(e.to_string(), "no path setting.");
@@ -205,7 +225,10 @@ fn errors() {
     for &(text, line, fragment) in rows {
         let e = DaemonConfig::parse(text).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("line {line}: ")), "{text:?}: {msg}");
+        assert!(
+            msg.starts_with(&format!("line {line}: ")),
+            "{text:?}: {msg}"
+        );
         assert!(msg.contains(fragment), "{text:?}: {msg}");
     }
     let e = DaemonConfig::load(Path::new("/nonexistent/rsyncd.conf")).unwrap_err();
