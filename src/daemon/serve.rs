@@ -647,6 +647,7 @@ impl Daemon {
             o.skip_compress = Some(module.dont_compress.join("/"));
         }
         let _ = protocol;
+        o.munge_links = module.munge_symlinks.unwrap_or(!module.use_chroot);
         o.chmod = if sa.sender {
             module.outgoing_chmod.clone()
         } else {

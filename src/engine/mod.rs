@@ -87,6 +87,9 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
     let mut res = crate::fs::scan_sources(sources, &so)
         .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
     apply_chmod(&mut res.entries, opts)?;
+    if opts.munge_links {
+        munge_links(&mut res.entries, false);
+    }
     if protocol < 29 {
         crate::fs::sort_scan(&mut res, protocol);
     }
@@ -94,6 +97,7 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
         entries: res.entries,
         paths: res.paths,
         io_error: res.io_error,
+        errors: res.errors,
     })
 }
 
@@ -117,6 +121,26 @@ pub(crate) fn apply_chmod(entries: &mut [crate::flist::FileEntry], opts: &Option
         e.mode = (e.mode & !0o7777) | (rules.apply(e.mode, is_dir) & 0o7777);
     }
     Ok(())
+}
+
+/// The prefix of munged symlink targets.
+pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
+
+/// Adds (`add`) or removes the munge prefix of every symlink target.
+pub(crate) fn munge_links(entries: &mut [crate::flist::FileEntry], add: bool) {
+    for e in entries {
+        let Some(t) = e.link_target.as_mut() else {
+            continue;
+        };
+        if add {
+            let mut v = MUNGE_PREFIX.to_vec();
+            v.extend_from_slice(t);
+            *t = v;
+        } else if let Some(rest) = t.strip_prefix(MUNGE_PREFIX) {
+            *t = rest.to_vec();
+        }
+        e.size = t.len() as u64;
+    }
 }
 
 fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(

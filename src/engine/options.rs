@@ -102,6 +102,10 @@ pub struct Options {
     /// (as sender) or receives (as receiver); a daemon sets its module's
     /// `incoming chmod` / `outgoing chmod` here.
     pub chmod: Option<String>,
+    /// rsync's `munge symlinks` (a daemon module without chroot): received
+    /// symlink targets get the `/rsyncd-munged/` prefix so they cannot be
+    /// followed out of the module, and the prefix is removed when sending.
+    pub munge_links: bool,
 }
 
 impl Default for Options {
@@ -143,6 +147,7 @@ impl Default for Options {
             checksum_list: None,
             compress_list: None,
             chmod: None,
+            munge_links: false,
         }
     }
 }

@@ -54,6 +54,9 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
         }
     }
     super::apply_chmod(&mut entries, opts)?;
+    if opts.munge_links {
+        super::munge_links(&mut entries, true);
+    }
     let mut io_error = dec.io_error();
     let mut users = Vec::new();
     let mut groups = Vec::new();

@@ -36,6 +36,8 @@ pub struct SendList {
     pub paths: Vec<PathBuf>,
     /// io_error bits from building the list.
     pub io_error: i32,
+    /// Messages about what could not be listed.
+    pub errors: Vec<String>,
 }
 
 /// File-list options for this session.
@@ -120,6 +122,13 @@ where
     let protocol = setup.protocol;
     let limits = Limits::default();
     let mut report = Report::default();
+    for msg in std::mem::take(&mut list.errors) {
+        if setup.is_server {
+            w.send_msg(MsgCode::Error, format!("{msg}\n").as_bytes()).await?;
+        } else {
+            report.errors.push(msg);
+        }
+    }
     if opts.checksum {
         fill_file_sums(&mut list, setup);
     }

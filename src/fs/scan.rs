@@ -67,7 +67,13 @@ pub struct ScanResult {
     pub paths: Vec<PathBuf>,
     /// `IOERR_*` bits for the end of the list.
     pub io_error: i32,
+    /// What went wrong, in rsync's words (`link_stat "x" failed: ...`);
+    /// at most [`MAX_SCAN_ERRORS`] are kept.
+    pub errors: Vec<String>,
 }
+
+/// How many scan error messages are kept.
+pub const MAX_SCAN_ERRORS: usize = 100;
 
 /// Scans `sources` into one list sorted with the protocol >= 29 order; for
 /// an older protocol call [`sort_scan`] afterwards.
@@ -241,13 +247,28 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 impl Scanner {
+    /// Records rsync's message for a failed call on `path`.
+    fn complain(&mut self, call: &str, path: &Path, e: rustix::io::Errno) {
+        if self.out.errors.len() < MAX_SCAN_ERRORS {
+            let io = std::io::Error::from(e);
+            let text = io.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+            self.out.errors.push(format!(
+                "rsync: [sender] {call} \"{}\" failed: {text} ({})",
+                path.display(),
+                e.raw_os_error()
+            ));
+        }
+    }
+
     fn source(&mut self, src: &Path) {
         let raw = src.as_os_str().as_bytes();
         let contents_only = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
         let meta = match rustix::fs::lstat(src) {
             Ok(st) => Meta::from_stat(&st),
-            Err(_) => {
+            Err(e) => {
                 self.out.io_error |= IOERR_GENERAL;
+                self.complain("link_stat", src, e);
                 return;
             }
         };
@@ -292,6 +313,7 @@ impl Scanner {
             Ok(fd) => fd,
             Err(e) => {
                 self.out.io_error |= errno_bit(e);
+                self.complain("opendir", dir, e);
                 return;
             }
         };
