@@ -45,5 +45,5 @@ pub mod wire;
 
 pub use engine::{DeleteTiming, Event, Options, Report, Stats};
 pub use error::{Error, ExitCode, Result};
-pub use session::{CancelToken, Transfer};
+pub use session::{CancelToken, MotdSink, Transfer};
 pub use transport::RemoteCommand;

@@ -57,6 +57,7 @@ Options (as rsync's):
  -e, --rsh=COMMAND        specify the remote shell to use
      --rsync-path=PROGRAM specify the rsync to run on the remote machine
      --timeout=SECONDS    set I/O timeout in seconds
+     --bwlimit=RATE       limit socket I/O bandwidth (KiB/s, or with K/M/G)
      --ignore-errors      delete even if there are I/O errors
  -i, --itemize-changes    output a change-summary for all updates
      --stats              give some file-transfer stats
@@ -214,6 +215,14 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                     o.compress_choice = Some("zlib".into());
                 }
                 "ignore-errors" => o.ignore_errors = true,
+                "bwlimit" => {
+                    let v = value()?;
+                    o.bwlimit = Some(
+                        ferrsync::engine::options::parse_bwlimit(&v)
+                            .ok_or_else(|| syntax(format!("--bwlimit={v}: invalid rate")))?,
+                    )
+                    .filter(|b| *b > 0);
+                }
                 "chmod" => {
                     let v = value()?;
                     o.chmod = Some(match o.chmod.take() {

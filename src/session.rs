@@ -72,6 +72,9 @@ impl CancelToken {
     }
 }
 
+/// Receives a daemon's message of the day, one line per call.
+pub type MotdSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A configured transfer.
 #[derive(Clone)]
 pub struct Transfer {
@@ -81,7 +84,7 @@ pub struct Transfer {
     password: Option<String>,
     password_file: Option<PathBuf>,
     daemon_shell: Option<RemoteCommand>,
-    motd: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    motd: Option<MotdSink>,
     digests: Vec<AuthDigest>,
 }
 
@@ -147,7 +150,7 @@ impl Transfer {
 
     /// Receives the daemon's message of the day, line by line.
     #[must_use]
-    pub fn with_motd(mut self, sink: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+    pub fn with_motd(mut self, sink: MotdSink) -> Self {
         self.motd = Some(sink);
         self
     }

@@ -826,3 +826,189 @@ fn silent_clients_time_out_and_others_are_served() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(served.daemon.active_connections(), 0);
 }
+
+#[test]
+fn module_parameters_logging_chmod_ids_and_motd() {
+    let site = Site::new(32);
+    let log = site.tmp.path().join("xfer.log");
+    let motd = site.tmp.path().join("motd");
+    fs::write(&motd, "Welcome to ferrsync\nSecond line\n").unwrap();
+    let mut cfg = DaemonConfig::default();
+    cfg.global.log_file = Some(log.clone());
+    cfg.global.motd_file = Some(motd);
+    let mut m = module("logged", &site.src);
+    m.transfer_logging = true;
+    m.log_format = "%o %h [%a] %m (%u) %f %l".into();
+    m.outgoing_chmod = Some("Fo-rwx,Do-rwx".into());
+    cfg.modules.push(m);
+    let incoming = site.dir("incoming");
+    let mut m = module("in", &incoming);
+    m.read_only = false;
+    m.incoming_chmod = Some("Fg+w,Dg+s".into());
+    m.transfer_logging = true;
+    cfg.modules.push(m);
+    let named = site.dir("named");
+    let mut m = module("named", &named);
+    m.read_only = false;
+    m.hosts_allow = HostList::parse("localhost").unwrap();
+    m.numeric_ids = true;
+    cfg.modules.push(m);
+    let strict = site.dir("strict");
+    let lax_secrets = site.tmp.path().join("lax-secrets");
+    fs::write(&lax_secrets, format!("alice:{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&lax_secrets, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut m = module("strict", &strict);
+    m.auth_users = parse_auth_users("alice");
+    m.secrets_file = Some(lax_secrets.clone());
+    cfg.modules.push(m.clone());
+    let mut lax = m;
+    lax.name = "lax".into();
+    lax.strict_modes = false;
+    cfg.modules.push(lax);
+    let served = Served::start(Daemon::new(cfg));
+
+    // MOTD before the listing.
+    let out = rsync(&[&served.url("")]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listing.starts_with("Welcome to ferrsync\nSecond line\n"), "{listing}");
+
+    // Outgoing chmod: modes as the module says; transfer log lines.
+    let dst = site.tmp.path().join("chmodded");
+    let out = rsync(&["-a", &served.url("logged/"), &format!("{}/", dst.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&dst.join("f700")), mode(&site.src.join("f700")) & !0o007);
+    assert_eq!(mode(&dst.join("a")), mode(&site.src.join("a")) & !0o007);
+    let text_log = fs::read_to_string(&log).unwrap();
+    let size = fs::metadata(site.src.join("f700")).unwrap().len();
+    assert!(
+        text_log.contains(&format!("send UNKNOWN [127.0.0.1] logged () f700 {size}")),
+        "{text_log}"
+    );
+
+    // Incoming chmod applies to what a client pushes.
+    let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("in/")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mode(&incoming.join("f700")), mode(&site.src.join("f700")) | 0o020);
+    assert_ne!(mode(&incoming.join("a")) & 0o2000, 0);
+    assert!(fs::read_to_string(&log).unwrap().contains("recv UNKNOWN [127.0.0.1] in () f700"));
+
+    // hosts allow by name (127.0.0.1 is localhost); numeric ids module.
+    let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("named/")]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &named, 32);
+
+    // strict modes: an other-readable secrets file is refused unless off.
+    let url = |m: &str| served.url(&format!("{m}/")).replace("rsync://", "rsync://alice@");
+    let out = rsync_pw(&["-a", &format!("{}/", site.src.display()), &url("strict")], PASSWORD);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(entries(&strict) == 0);
+    let lax_dst = site.tmp.path().join("lax");
+    let out = rsync_pw(&["-a", &url("lax"), &format!("{}/", lax_dst.display())], PASSWORD);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn pushed_files_belong_to_the_module_user() {
+    if !is_root() {
+        eprintln!("needs root: skipped");
+        return;
+    }
+    let site = Site::new(32);
+    let dir = site.dir("nobodys");
+    let nobody = 65534;
+    rustix::fs::chown(&dir, Some(rustix::fs::Uid::from_raw(nobody)), Some(rustix::fs::Gid::from_raw(nobody))).unwrap();
+    let mut cfg = DaemonConfig::default();
+    let mut m = Module::new("drop", &dir);
+    m.read_only = false;
+    m.uid = Some("nobody".into());
+    m.gid = Some(nobody.to_string());
+    cfg.modules.push(m);
+    let served = Served::start(Daemon::new(cfg));
+    let plain = site.dir("plain");
+    fs::write(plain.join("x"), b"payload").unwrap();
+    fs::create_dir(plain.join("d")).unwrap();
+    fs::write(plain.join("d/y"), b"more").unwrap();
+    let out = rsync(&["-rt", &format!("{}/", plain.display()), &served.url("drop/")]);
+    assert!(out.status.success(), "{}", text(&out));
+    for p in ["x", "d", "d/y"] {
+        let md = fs::symlink_metadata(dir.join(p)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((md.uid(), md.gid()), (nobody, nobody), "{p}");
+    }
+    // The module user cannot write where it has no permission: a root-owned
+    // directory inside the module stays untouched.
+    fs::create_dir(dir.join("rootonly")).unwrap();
+    fs::set_permissions(dir.join("rootonly"), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = rsync(&["-rt", &format!("{}/", plain.display()), &served.url("drop/rootonly/")]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(entries(&dir.join("rootonly")), 0);
+}
+
+#[test]
+fn module_timeout_and_graceful_shutdown() {
+    let site = Site::new(32);
+    let big = site.dir("big");
+    fs::write(big.join("blob"), common::tree::prng_bytes(7, 24 << 20)).unwrap();
+    let mut cfg = DaemonConfig::default();
+    let mut m = module("t", &site.dir("tdir"));
+    m.read_only = false;
+    m.timeout = 1;
+    cfg.modules.push(m);
+    cfg.modules.push(module("big", &big));
+    let served = Served::start(Daemon::new(cfg));
+
+    // A client that opens the module for a push and then says nothing is
+    // cut off after the module's timeout.
+    let mut s = hold_connection(served.port, "t");
+    let words = ["--server", "-r", ".", "t/"];
+    let mut args = Vec::new();
+    for w in words {
+        args.extend_from_slice(w.as_bytes());
+        args.push(0);
+    }
+    args.push(0);
+    s.write_all(&args).unwrap();
+    let started = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(15), "not cut off: {waited:?}");
+
+    drop(s);
+    for _ in 0..200 {
+        if served.daemon.active_connections() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(served.daemon.active_connections(), 0);
+
+    // Shutdown during a transfer lets it finish, then serve() returns.
+    let dst = site.tmp.path().join("big-out");
+    let dst_s = format!("{}/", dst.display());
+    let url = served.url("big/");
+    let client = std::thread::spawn(move || {
+        Command::new("rsync")
+            .args(["-a", "--bwlimit=20m", &url, &dst_s])
+            .output()
+            .unwrap()
+    });
+    for _ in 0..500 {
+        if served.daemon.active_connections() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(served.daemon.active_connections() > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    served.stop.shutdown();
+    let out = client.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read(dst.join("blob")).unwrap(), fs::read(big.join("blob")).unwrap());
+    // New connections are refused once the listener is closed.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(TcpStream::connect(("127.0.0.1", served.port)).is_err());
+}
+

@@ -460,10 +460,14 @@ impl Daemon {
             self.refuse(wr, &format!("Unknown module '{name}'"), peer).await?;
             return Ok(None);
         };
-        if module.hosts_allow.needs_hostname() || module.hosts_deny.needs_hostname() {
-            if self.cfg.global.reverse_lookup {
-                peer.host = peer.addr.and_then(reverse_lookup);
-            }
+        let names = module.hosts_allow.needs_hostname() || module.hosts_deny.needs_hostname();
+        if names && self.cfg.global.reverse_lookup {
+            // rsync says UNKNOWN for an address without a name.
+            peer.host = Some(
+                peer.addr
+                    .and_then(reverse_lookup)
+                    .unwrap_or_else(|| "UNKNOWN".to_string()),
+            );
         }
         if let Some(addr) = peer.addr {
             if !super::hosts::allow_access(
@@ -638,7 +642,7 @@ impl Daemon {
         }
         let o = &mut sa.options;
         if module.numeric_ids {
-            o.numeric_ids = true;
+            o.local_numeric_ids = true;
         }
         if module.timeout > 0 && (o.timeout == 0 || module.timeout < o.timeout) {
             o.timeout = module.timeout;

@@ -414,6 +414,8 @@ pub struct MuxWriter<W> {
     muxed: bool,
     bytes_written: u64,
     timeout: Option<Duration>,
+    /// `--bwlimit`: bytes per second, and when and where counting began.
+    rate: Option<(u64, std::time::Instant, u64)>,
 }
 
 /// The largest payload one frame can carry (24-bit length).
@@ -428,6 +430,29 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
             muxed: false,
             bytes_written: 0,
             timeout: None,
+            rate: None,
+        }
+    }
+
+    /// Limits the average output rate (`--bwlimit`, in bytes per second;
+    /// `None` or 0 for no limit).
+    pub fn set_bwlimit(&mut self, bytes_per_sec: Option<u64>) {
+        self.rate = bytes_per_sec
+            .filter(|r| *r > 0)
+            .map(|r| (r, std::time::Instant::now(), self.bytes_written));
+    }
+
+    /// Sleeps as long as the output is ahead of the rate limit.
+    async fn throttle(&mut self) {
+        let Some((rate, start, base)) = self.rate else {
+            return;
+        };
+        let sent = self.bytes_written.saturating_sub(base);
+        #[allow(clippy::cast_precision_loss)]
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        let spent = start.elapsed();
+        if due > spent {
+            tokio::time::sleep(due - spent).await;
         }
     }
 
@@ -554,7 +579,9 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
     /// The connection failed.
     pub async fn flush(&mut self) -> Result<()> {
         self.write_pending().await?;
-        self.inner.flush().await.map_err(Error::Connection)
+        self.inner.flush().await.map_err(Error::Connection)?;
+        self.throttle().await;
+        Ok(())
     }
 
     /// Sends an out-of-band message after the data written so far. Without

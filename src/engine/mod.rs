@@ -153,6 +153,7 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         r.set_timeout(t);
         w.set_timeout(t);
     }
+    w.set_bwlimit(opts.bwlimit);
 }
 
 /// Settles what the options imply after the setup: zlib and zlibx at

@@ -106,6 +106,13 @@ pub struct Options {
     /// symlink targets get the `/rsyncd-munged/` prefix so they cannot be
     /// followed out of the module, and the prefix is removed when sending.
     pub munge_links: bool,
+    /// A daemon module's `numeric ids`: the id lists still travel as the
+    /// client expects (it did not ask for `--numeric-ids`), but this side
+    /// sends no names and maps none.
+    pub local_numeric_ids: bool,
+    /// `--bwlimit`: the most bytes per second this side writes (rsync's
+    /// unit on the command line is KiB/s).
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for Options {
@@ -148,6 +155,8 @@ impl Default for Options {
             compress_list: None,
             chmod: None,
             munge_links: false,
+            local_numeric_ids: false,
+            bwlimit: None,
         }
     }
 }
@@ -291,11 +300,48 @@ impl Options {
         if self.ignore_errors {
             args.push("--ignore-errors".into());
         }
+        if let Some(b) = self.bwlimit {
+            args.push(format!("--bwlimit={}", b.div_ceil(1024)));
+        }
         if self.numeric_ids {
             args.push("--numeric-ids".into());
         }
         args
     }
+}
+
+/// Parses an rsync `--bwlimit` value: a number of KiB/s, or with a
+/// suffix `B`, `K`, `M`, `G` (powers of 1024; `KB`/`MB` style suffixes are
+/// powers of 1000). Returns bytes per second.
+///
+/// ```
+/// use ferrsync::engine::options::parse_bwlimit;
+/// assert_eq!(parse_bwlimit("100"), Some(102_400));
+/// assert_eq!(parse_bwlimit("20m"), Some(20 << 20));
+/// assert_eq!(parse_bwlimit("1.5MB"), Some(1_500_000));
+/// assert_eq!(parse_bwlimit("x"), None);
+/// ```
+#[must_use]
+pub fn parse_bwlimit(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.to_ascii_lowercase();
+    let mult: f64 = match unit.as_str() {
+        "" | "k" | "kib" => 1024.0,
+        "b" => 1.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1000.0,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return None,
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((n * mult) as u64)
 }
 
 /// What `rsync --server ...` was asked to do.
@@ -321,6 +367,7 @@ pub struct ServerArgs {
 const LONG: &[(&str, bool)] = &[
     ("server", false),
     ("sender", false),
+    ("bwlimit", true),
     ("daemon", false),
     ("delete", false),
     ("delete-before", false),
@@ -443,6 +490,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "delete-delay" => o.delete = Some(DeleteTiming::Delay),
                 "delete-after" => o.delete = Some(DeleteTiming::After),
                 "numeric-ids" => o.numeric_ids = true,
+                "bwlimit" => o.bwlimit = parse_bwlimit(&val).filter(|b| *b > 0),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(val),
                 "checksum-seed" => o.checksum_seed = Some(parse_num(a, &val)?),
                 "size-only" => o.size_only = true,

@@ -76,7 +76,7 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     if setup.protocol < 30 {
         io_error |= r.read_i32().await?;
     }
-    let ids = if opts.numeric_ids {
+    let ids = if opts.numeric_ids || opts.local_numeric_ids {
         IdMap::default()
     } else {
         IdMap::new(&users, &groups)

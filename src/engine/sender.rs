@@ -150,7 +150,12 @@ where
         let mut gids: Vec<(u32, Vec<u8>)> = Vec::new();
         let mut root_user = None;
         let mut root_group = None;
-        for e in &list.entries {
+        let names = if opts.local_numeric_ids {
+            &[][..]
+        } else {
+            &list.entries[..]
+        };
+        for e in names {
             if let Some(n) = &e.user_name {
                 if e.uid == 0 {
                     root_user = Some(n.clone());
