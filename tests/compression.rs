@@ -180,3 +180,38 @@ fn text_travels_compressed() {
         );
     }
 }
+
+#[test]
+fn skip_compress_suffixes_go_at_level_zero() {
+    // The same text named `.txt` and `.gz`: pushed with zlib and zlibx to
+    // real rsync, the `.gz` copy travels at level 0 (stored deflate blocks,
+    // so about its own size) while the `.txt` copy shrinks; rsync decodes
+    // both. `--skip-compress=txt` turns the rule around.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut text = Vec::new();
+    for i in 0..40_000 {
+        text.extend_from_slice(format!("{i:06} compressible log line\n").as_bytes());
+    }
+    for algo in ["zlibx", "zlib"] {
+        for (name, skip) in [("a.txt", None), ("a.gz", None), ("a.txt", Some("txt"))] {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("src");
+            fs::create_dir(&src).unwrap();
+            fs::write(src.join(name), &text).unwrap();
+            let mut o = opts(algo);
+            o.skip_compress = skip.map(str::to_string);
+            let dst = tmp.path().join("dst");
+            let report = rt
+                .block_on(Transfer::new(o).push(&RemoteCommand::local("rsync"), &[slash(&src).into()], &slash(&dst)))
+                .unwrap();
+            assert_eq!(fs::read(dst.join(name)).unwrap(), text, "{algo} {name}");
+            let sent = report.stats.bytes_sent;
+            let skipped = name.ends_with(".gz") || skip.is_some();
+            if skipped {
+                assert!(sent > text.len() as u64, "{algo} {name}: {sent}");
+            } else {
+                assert!(sent * 3 < text.len() as u64, "{algo} {name}: {sent}");
+            }
+        }
+    }
+}
