@@ -43,6 +43,7 @@ Options (as rsync's):
      --compress-level=NUM explicitly set compression level
  -W, --whole-file         copy files whole (w/o delta-xfer algorithm)
      --chmod=CHMOD        affect file and/or directory permissions
+     --delay-updates      put all updated files into place at end
      --no-whole-file      always use the delta-xfer algorithm
  -c, --checksum           skip based on checksum, not mod-time & size
      --size-only          skip files that match in size
@@ -215,6 +216,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                     o.compress_choice = Some("zlib".into());
                 }
                 "ignore-errors" => o.ignore_errors = true,
+                "delay-updates" => o.delay_updates = true,
                 "bwlimit" => {
                     let v = value()?;
                     o.bwlimit = Some(

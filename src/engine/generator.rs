@@ -255,6 +255,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         self.ndx.encode(self.w.buf(), NDX_DONE);
         if protocol >= 29 {
+            if ctx.opts.delay_updates && !ctx.opts.dry_run {
+                // Marker #3 only after the receiver renamed the delayed
+                // files, which it does when the echo of #2 arrives.
+                self.w.flush().await?;
+                self.wait_for(2).await?;
+            }
             self.ndx.encode(self.w.buf(), NDX_DONE);
         }
         if protocol >= 31 {
@@ -473,6 +479,11 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 same_size && !o.ignore_times && same_mtime(ctx, e, m)
             };
             if unchanged {
+                if o.delay_updates && !o.dry_run {
+                    // A copy held back by an interrupted --delay-updates run
+                    // is stale now.
+                    local::drop_delayed(path);
+                }
                 let mut flags = meta_flags(ctx, e, m);
                 if !o.dry_run && flags != 0 {
                     let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
@@ -654,6 +665,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             .filter_map(|d| d.ok())
             .map(|d| d.file_name().as_bytes().to_vec())
             .filter(|n| !keep.is_some_and(|k| k.contains(n)))
+            // The holding directory of --delay-updates is never deleted.
+            .filter(|n| !(ctx.opts.delay_updates && n == local::DELAY_DIR.as_bytes()))
             .collect();
         doomed.sort();
         for name in doomed {

@@ -195,6 +195,47 @@ pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
     dest.with_file_name(OsStr::from_bytes(&name))
 }
 
+/// The holding directory of `--delay-updates` (rsync's default partial
+/// directory).
+pub const DELAY_DIR: &str = ".~tmp~";
+
+/// Where `--delay-updates` keeps the new `dest` until the end: `.~tmp~/`
+/// beside it (created, mode 0700, never through a symlink).
+///
+/// # Errors
+/// The holding directory cannot be created or is not a real directory.
+pub fn delay_path(dest: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent.join(DELAY_DIR);
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if !fs::symlink_metadata(&dir)?.file_type().is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let name = dest.file_name().unwrap_or_default();
+    Ok(dir.join(name))
+}
+
+/// Removes a held-back copy of `dest` left by an interrupted
+/// `--delay-updates` run, and the holding directory once it is empty.
+pub fn drop_delayed(dest: &Path) {
+    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent.join(DELAY_DIR);
+    if let (Ok(md), Some(name)) = (fs::symlink_metadata(&dir), dest.file_name()) {
+        if md.is_dir() {
+            let _ = fs::remove_file(dir.join(name));
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+}
+
 /// Creates a new temporary file beside `dest`, mode 0600.
 ///
 /// # Errors

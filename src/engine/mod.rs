@@ -366,7 +366,9 @@ where
     let opts = &sa.options;
     let limits = Limits::default();
     if sa.sender {
-        let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+        let mut rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+        // The --delay-updates holding directory never exists in a source.
+        rules.retain(|r| !r.ends_with(b".~tmp~/"));
         if !rules.is_empty() {
             return Err(Error::Unsupported(
                 "filter rules are not supported by this server yet".into(),
@@ -380,7 +382,10 @@ where
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {
         if setup::filter_list_sent(false, opts) {
-            let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+            let mut rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
+            // rsync protects the --delay-updates holding directory with a
+            // rule of its own; the generator never deletes it anyway.
+            rules.retain(|r| !r.ends_with(b".~tmp~/"));
             if !rules.is_empty() {
                 return Err(Error::Unsupported(
                     "filter rules are not supported by this server yet".into(),

@@ -113,6 +113,9 @@ pub struct Options {
     /// `--bwlimit`: the most bytes per second this side writes (rsync's
     /// unit on the command line is KiB/s).
     pub bwlimit: Option<u64>,
+    /// `--delay-updates`: received files wait in `.~tmp~` beside their
+    /// destination and are renamed into place together at the end.
+    pub delay_updates: bool,
 }
 
 impl Default for Options {
@@ -157,6 +160,7 @@ impl Default for Options {
             munge_links: false,
             local_numeric_ids: false,
             bwlimit: None,
+            delay_updates: false,
         }
     }
 }
@@ -300,6 +304,9 @@ impl Options {
         if self.ignore_errors {
             args.push("--ignore-errors".into());
         }
+        if self.delay_updates {
+            args.push("--delay-updates".into());
+        }
         if let Some(b) = self.bwlimit {
             args.push(format!("--bwlimit={}", b.div_ceil(1024)));
         }
@@ -368,6 +375,7 @@ const LONG: &[(&str, bool)] = &[
     ("server", false),
     ("sender", false),
     ("bwlimit", true),
+    ("delay-updates", false),
     ("daemon", false),
     ("delete", false),
     ("delete-before", false),
@@ -490,6 +498,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "delete-delay" => o.delete = Some(DeleteTiming::Delay),
                 "delete-after" => o.delete = Some(DeleteTiming::After),
                 "numeric-ids" => o.numeric_ids = true,
+                "delay-updates" => o.delay_updates = true,
                 "bwlimit" => o.bwlimit = parse_bwlimit(&val).filter(|b| *b > 0),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(val),
                 "checksum-seed" => o.checksum_seed = Some(parse_num(a, &val)?),

@@ -280,10 +280,15 @@ async fn receive<R: AsyncRead + Unpin>(
         .map(|k| TokenDecompressor::new(k, protocol, limits));
     let mut report = Report::default();
     let digest_len = setup.checksum.kind.digest_len();
+    // --delay-updates: (list index, holding path, final path).
+    let mut delayed: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
             phase += 1;
+            if phase == 2 || phase > max_phase {
+                finish_delayed(&mut delayed, &tx, &mut report);
+            }
             let _ = tx.send(ToGen::Phase(phase));
             if phase > max_phase {
                 break;
@@ -356,7 +361,16 @@ async fn receive<R: AsyncRead + Unpin>(
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                 let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
-                    .and_then(|_| fs::rename(&tmp, path));
+                    .and_then(|_| {
+                        if ctx.opts.delay_updates {
+                            let held = local::delay_path(path)?;
+                            fs::rename(&tmp, &held)?;
+                            delayed.push((idx, held, path.clone()));
+                            Ok(())
+                        } else {
+                            fs::rename(&tmp, path)
+                        }
+                    });
                 if let Err(err) = res {
                     let _ = fs::remove_file(&tmp);
                     let msg = format!("rename \"{}\" failed: {err}", path.display());
@@ -422,6 +436,37 @@ async fn receive<R: AsyncRead + Unpin>(
     }
     let _ = tx.send(ToGen::Done);
     Ok(report)
+}
+
+/// Renames the files held back by `--delay-updates` into place, in list
+/// order, then removes the emptied holding directories.
+fn finish_delayed(
+    delayed: &mut Vec<(usize, PathBuf, PathBuf)>,
+    tx: &UnboundedSender<ToGen>,
+    report: &mut Report,
+) {
+    delayed.sort_by_key(|d| d.0);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (_, held, path) in delayed.drain(..) {
+        if let Err(err) = fs::rename(&held, &path) {
+            let msg = format!(
+                "rename \"{}\" -> \"{}\": {err}",
+                held.display(),
+                path.display()
+            );
+            report.errors.push(msg.clone());
+            report.io_error |= 1;
+            let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+        }
+        if let Some(d) = held.parent() {
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push(d.to_path_buf());
+            }
+        }
+    }
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
 }
 
 enum Outcome {

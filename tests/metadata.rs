@@ -1,0 +1,170 @@
+//! Metadata and update options against real rsync 3.5.0, in every
+//! direction, compared with what rsync alone produces from the same start.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tree::{Compare, TreeSpec, build_tree, compare_trees, leftover_temps, make_basis};
+use ferrsync::{DeleteTiming, Options, RemoteCommand, Transfer};
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn has_delay_dirs(root: &Path) -> Vec<PathBuf> {
+    let out = Command::new("find")
+        .arg(root)
+        .args(["-name", ".~tmp~"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The four ways to run a transfer: our client pushing to or pulling from
+/// `rsync --server`, and real rsync pushing to or pulling from `ferrsync
+/// --server`.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    OursPush,
+    OursPull,
+    RsyncPush,
+    RsyncPull,
+}
+
+const WAYS: [Way; 4] = [Way::OursPush, Way::OursPull, Way::RsyncPush, Way::RsyncPull];
+
+fn run_way(way: Way, opts: &Options, rsync_args: &[&str], src: &Path, dst: &Path, shim: &Path) {
+    match way {
+        Way::OursPush | Way::OursPull => {
+            let t = Transfer::new(opts.clone());
+            let rt = rt();
+            let r = if matches!(way, Way::OursPush) {
+                rt.block_on(t.push(&RemoteCommand::local("rsync"), &[slash(src).into()], &slash(dst)))
+            } else {
+                rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(src)], dst))
+            };
+            let r = r.unwrap();
+            assert!(r.errors.is_empty(), "{way:?}: {:?}", r.errors);
+        }
+        Way::RsyncPush | Way::RsyncPull => {
+            let (a, b) = if matches!(way, Way::RsyncPush) {
+                (slash(src), format!("localhost:{}", slash(dst)))
+            } else {
+                (format!("localhost:{}", slash(src)), slash(dst))
+            };
+            let out = Command::new("rsync")
+                .args(rsync_args)
+                .arg("-e")
+                .arg(shim)
+                .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
+                .arg(a)
+                .arg(b)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{way:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn delay_updates_matches_rsync_alone_every_way() {
+    for way in WAYS {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        build_tree(
+            &src,
+            TreeSpec {
+                protocol: 32,
+                big: false,
+                root_items: true,
+            },
+        );
+        let dst = tmp.path().join("dst");
+        let reference = tmp.path().join("ref");
+        make_basis(&src, &dst);
+        make_basis(&src, &reference);
+        let args = ["-a", "--delete", "--delay-updates"];
+        let out = Command::new("rsync")
+            .args(args)
+            .arg(slash(&src))
+            .arg(slash(&reference))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut o = Options::archive();
+        o.delete = Some(DeleteTiming::Auto);
+        o.delay_updates = true;
+        let shim = common::tree::write_shim(tmp.path());
+        run_way(way, &o, &args, &src, &dst, &shim);
+        let d = compare_trees(&reference, &dst, Compare::all(true));
+        assert!(d.is_empty(), "{way:?}: differs from rsync alone:\n{}", d.join("\n"));
+        assert!(has_delay_dirs(&dst).is_empty(), "{way:?}: holding dirs left");
+        assert!(leftover_temps(&dst).is_empty(), "{way:?}: temp files left");
+    }
+}
+
+#[test]
+fn delay_updates_interrupted_keeps_every_old_file_then_completes() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let dst = tmp.path().join("dst");
+    fs::create_dir_all(dst.join("sub")).unwrap();
+    // Small files that change (transferred first) and a big new file last.
+    for i in 0..10 {
+        fs::write(src.join(format!("a{i}")), format!("new version {i}\n").repeat(50)).unwrap();
+        fs::write(dst.join(format!("a{i}")), format!("old version {i}\n").repeat(40)).unwrap();
+        fs::write(src.join(format!("sub/b{i}")), format!("new file {i}\n")).unwrap();
+        fs::write(dst.join(format!("sub/b{i}")), format!("old {i}\n")).unwrap();
+    }
+    fs::write(src.join("zz-big"), common::tree::prng_bytes(9, 60 << 20)).unwrap();
+    let before = common::tree::snapshot(&dst);
+    let marker = slash(&src);
+    let killer = common::tree::when_partial(dst.clone(), "zz-big", 1 << 20, move || {
+        Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(&marker)
+            .status()
+            .unwrap()
+            .success()
+    });
+    let mut o = Options::archive();
+    o.delay_updates = true;
+    o.bwlimit = None;
+    let res = rt.block_on(Transfer::new(o.clone()).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst));
+    assert!(killer.join().unwrap(), "the transfer ended before the kill");
+    assert!(res.is_err());
+    // Nothing was put into place: every old file is still there, whole.
+    for (rel, data) in &before {
+        assert_eq!(&fs::read(dst.join(rel)).unwrap(), data, "{rel:?} changed");
+    }
+    assert!(!dst.join("zz-big").exists());
+    assert!(leftover_temps(&dst).is_empty(), "{:?}", leftover_temps(&dst));
+    // The next run completes and cleans up the holding directories.
+    let r = rt
+        .block_on(Transfer::new(o).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst))
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let d = compare_trees(&src, &dst, Compare::all(true));
+    assert!(d.is_empty(), "{}", d.join("\n"));
+    assert!(has_delay_dirs(&dst).is_empty());
+}
