@@ -44,6 +44,16 @@ Options (as rsync's):
  -W, --whole-file         copy files whole (w/o delta-xfer algorithm)
      --chmod=CHMOD        affect file and/or directory permissions
      --delay-updates      put all updated files into place at end
+ -u, --update             skip files that are newer on the receiver
+     --existing           skip creating new files on receiver
+     --ignore-existing    skip updating files that exist on receiver
+     --max-size=SIZE      don't transfer any file larger than SIZE
+     --min-size=SIZE      don't transfer any file smaller than SIZE
+     --modify-window=NUM  set the accuracy for mod-time comparisons
+ -b, --backup             make backups (see --suffix & --backup-dir)
+     --backup-dir=DIR     make backups into hierarchy based in DIR
+     --suffix=SUFFIX      backup suffix (default ~ w/o --backup-dir)
+ -x, --one-file-system    don't cross filesystem boundaries
      --no-whole-file      always use the delta-xfer algorithm
  -c, --checksum           skip based on checksum, not mod-time & size
      --size-only          skip files that match in size
@@ -217,6 +227,23 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 }
                 "ignore-errors" => o.ignore_errors = true,
                 "delay-updates" => o.delay_updates = true,
+                "update" => o.update = true,
+                "existing" | "ignore-non-existing" => o.existing = true,
+                "ignore-existing" => o.ignore_existing = true,
+                "max-size" => {
+                    o.max_size = Some(ferrsync::engine::options::parse_size("--max-size", &value()?)?);
+                }
+                "min-size" => {
+                    o.min_size = Some(ferrsync::engine::options::parse_size("--min-size", &value()?)?);
+                }
+                "modify-window" => o.modify_window = num("--modify-window", &value()?)?,
+                "backup" => o.backup = true,
+                "backup-dir" => {
+                    o.backup = true;
+                    o.backup_dir = Some(value()?);
+                }
+                "suffix" => o.suffix = Some(value()?),
+                "one-file-system" => o.one_file_system = true,
                 "bwlimit" => {
                     let v = value()?;
                     o.bwlimit = Some(
@@ -292,6 +319,9 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 'c' => o.checksum = true,
                 'I' => o.ignore_times = true,
                 'i' => o.itemize += 1,
+                'u' => o.update = true,
+                'b' => o.backup = true,
+                'x' => o.one_file_system = true,
                 'z' => {
                     if o.compress && o.compress_choice.is_none() {
                         o.compress_choice = Some("zlibx".into());

@@ -168,3 +168,87 @@ fn delay_updates_interrupted_keeps_every_old_file_then_completes() {
     assert!(d.is_empty(), "{}", d.join("\n"));
     assert!(has_delay_dirs(&dst).is_empty());
 }
+
+/// A basis with extra cases for the update rules: a file newer on the
+/// receiver, and one whose mtime is one second off with the same size.
+fn update_basis(src: &Path, dst: &Path) {
+    make_basis(src, dst);
+    // Items only the basis has keep their times: make them equal in every
+    // copy (children first, so directory times stick).
+    let fixed = filetime::FileTime::from_unix_time(1_650_000_000, 0);
+    for rel in ["extra-dir/sub/x", "extra-dir/sub", "extra-dir", "extra-file", "f65536", "a/extra-link"] {
+        filetime::set_symlink_file_times(dst.join(rel), fixed, fixed).unwrap();
+    }
+    let newer = dst.join("f1");
+    fs::write(&newer, b"Z").unwrap();
+    let t = filetime::FileTime::from_unix_time(2_000_000_000, 0);
+    filetime::set_file_mtime(&newer, t).unwrap();
+    let off = dst.join("with space");
+    let len = fs::metadata(src.join("with space")).unwrap().len() as usize;
+    fs::write(&off, vec![b'q'; len]).unwrap();
+    let m = fs::metadata(src.join("with space")).unwrap();
+    let t = filetime::FileTime::from_unix_time(filetime::FileTime::from_last_modification_time(&m).unix_seconds() + 1, 0);
+    filetime::set_file_mtime(&off, t).unwrap();
+}
+
+/// rsync's arguments and the same options for us.
+type Case = (&'static [&'static str], fn(&mut Options));
+
+#[test]
+fn update_rules_match_rsync_alone_every_way() {
+    let cases: Vec<Case> = vec![
+        (&["-a", "-u"], |o| o.update = true),
+        (&["-a", "--existing"], |o| o.existing = true),
+        (&["-a", "--ignore-existing"], |o| o.ignore_existing = true),
+        (&["-a", "--max-size=1k"], |o| o.max_size = Some(1024)),
+        (&["-a", "--min-size=1k"], |o| o.min_size = Some(1024)),
+        (&["-a", "--modify-window=2"], |o| o.modify_window = 2),
+        (&["-a", "-b"], |o| o.backup = true),
+        (&["-a", "--backup-dir=bak", "--suffix=.old"], |o| {
+            o.backup = true;
+            o.backup_dir = Some("bak".into());
+            o.suffix = Some(".old".into());
+        }),
+        (&["-a", "-x"], |o| o.one_file_system = true),
+    ];
+    for (args, set) in cases {
+        for way in WAYS {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("src");
+            build_tree(
+                &src,
+                TreeSpec {
+                    protocol: 32,
+                    big: false,
+                    root_items: true,
+                },
+            );
+            let dst = tmp.path().join("dst");
+            let reference = tmp.path().join("ref");
+            update_basis(&src, &dst);
+            update_basis(&src, &reference);
+            let out = Command::new("rsync")
+                .args(args)
+                .arg(slash(&src))
+                .arg(slash(&reference))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let mut o = Options::archive();
+            set(&mut o);
+            let shim = common::tree::write_shim(tmp.path());
+            run_way(way, &o, args, &src, &dst, &shim);
+            // With backups, rsync itself renames inside directories after
+            // it set their times, so directory times are "now" in both
+            // trees and cannot be compared.
+            let mut cmp = Compare::all(true);
+            cmp.dir_times = !args.iter().any(|a| a.starts_with("-b") || a.starts_with("--backup"));
+            let d = compare_trees(&reference, &dst, cmp);
+            assert!(
+                d.is_empty(),
+                "{args:?} {way:?}: differs from rsync alone:\n{}",
+                d.join("\n")
+            );
+        }
+    }
+}

@@ -105,10 +105,25 @@ fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
 }
 
 fn same_mtime(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> bool {
+    let window = i64::from(ctx.opts.modify_window);
+    if window > 0 {
+        return (st.mtime() - e.mtime).abs() <= window;
+    }
     if st.mtime() != e.mtime {
         return false;
     }
     ctx.setup.protocol < 31 || i64::from(e.mtime_nsec) == st.mtime_nsec()
+}
+
+/// `--update`: the receiver's file is newer than the sender's (beyond the
+/// modify window).
+fn dest_is_newer(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> bool {
+    let window = i64::from(ctx.opts.modify_window);
+    if window > 0 {
+        return st.mtime() - e.mtime > window;
+    }
+    let nsec = |n: i64| if ctx.setup.protocol >= 31 { n } else { 0 };
+    (st.mtime(), nsec(st.mtime_nsec())) > (e.mtime, nsec(i64::from(e.mtime_nsec)))
 }
 
 fn file_sum(ctx: &RecvCtx<'_>, path: &Path) -> Option<Vec<u8>> {
@@ -312,6 +327,25 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let path = &ctx.paths[i];
         let dry = ctx.opts.dry_run;
         let mut st = fs::symlink_metadata(path).ok();
+        let o = ctx.opts;
+        // --existing, --ignore-existing, --max-size/--min-size, --update
+        // (rsync's order of checks in recv_generator); skipped items are
+        // neither created nor updated, and rsync says nothing about them
+        // without -v.
+        if o.existing && st.is_none() && e.name != b"." {
+            return Ok(());
+        }
+        if o.ignore_existing && st.is_some() && !e.is_dir() {
+            return Ok(());
+        }
+        if e.kind() == Some(FileKind::Regular) {
+            if o.max_size.is_some_and(|m| e.size > m) || o.min_size.is_some_and(|m| e.size < m) {
+                return Ok(());
+            }
+            if o.update && st.as_ref().is_some_and(|m| dest_is_newer(ctx, e, m)) {
+                return Ok(());
+            }
+        }
         match e.kind() {
             Some(FileKind::Dir) => {
                 if st.as_ref().is_some_and(|m| !m.is_dir()) {

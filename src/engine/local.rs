@@ -223,6 +223,61 @@ pub fn delay_path(dest: &Path) -> io::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
+/// `--backup`: moves the current `dest` (if any) to its backup name:
+/// `dest` + suffix (`~`) beside it, or with `--backup-dir` the same
+/// relative `name` under that directory (relative to the destination root)
+/// + suffix (empty by default). Missing directories are created.
+///
+/// # Errors
+/// The old file cannot be moved.
+pub fn make_backup(dest: &Path, name: &[u8], opts: &crate::engine::Options) -> io::Result<()> {
+    let Ok(md) = fs::symlink_metadata(dest) else {
+        return Ok(());
+    };
+    if md.is_dir() {
+        return Ok(());
+    }
+    let target = match &opts.backup_dir {
+        None => {
+            let sfx = opts.suffix.as_deref().unwrap_or("~");
+            let mut n = dest.as_os_str().to_os_string();
+            n.push(sfx);
+            PathBuf::from(n)
+        }
+        Some(dir) => {
+            let sfx = opts.suffix.as_deref().unwrap_or("");
+            let rel = Path::new(OsStr::from_bytes(name));
+            let root = dest_root(dest, name);
+            let base = if Path::new(dir).is_absolute() {
+                PathBuf::from(dir)
+            } else {
+                root.join(dir)
+            };
+            let mut n = base.join(rel).into_os_string();
+            n.push(sfx);
+            let p = PathBuf::from(n);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            p
+        }
+    };
+    if target == dest {
+        return Ok(());
+    }
+    fs::rename(dest, &target)
+}
+
+/// The destination root for an entry `name` at `dest`.
+fn dest_root(dest: &Path, name: &[u8]) -> PathBuf {
+    let depth = name.split(|&b| b == b'/').count();
+    let mut root = dest.to_path_buf();
+    for _ in 0..depth {
+        root.pop();
+    }
+    root
+}
+
 /// Removes a held-back copy of `dest` left by an interrupted
 /// `--delay-updates` run, and the holding directory once it is empty.
 pub fn drop_delayed(dest: &Path) {

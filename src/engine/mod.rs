@@ -82,6 +82,7 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
         devices: true,
         specials: true,
         dirs: opts.dirs,
+        one_file_system: opts.one_file_system,
         ..crate::fs::ScanOptions::default()
     };
     let mut res = crate::fs::scan_sources(sources, &so)

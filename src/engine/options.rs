@@ -116,6 +116,28 @@ pub struct Options {
     /// `--delay-updates`: received files wait in `.~tmp~` beside their
     /// destination and are renamed into place together at the end.
     pub delay_updates: bool,
+    /// `-u`: skip files that are newer on the receiver.
+    pub update: bool,
+    /// `--existing`: don't create new files.
+    pub existing: bool,
+    /// `--ignore-existing`: don't update files that exist.
+    pub ignore_existing: bool,
+    /// `--max-size`: skip files larger than this many bytes.
+    pub max_size: Option<u64>,
+    /// `--min-size`: skip files smaller than this many bytes.
+    pub min_size: Option<u64>,
+    /// `--modify-window` / `-@`: mtimes this many seconds apart count as
+    /// equal (nanoseconds are then ignored).
+    pub modify_window: u32,
+    /// `-b`: keep the replaced version of each updated file.
+    pub backup: bool,
+    /// `--backup-dir`: where backups go (relative to the destination).
+    pub backup_dir: Option<String>,
+    /// `--suffix`: appended to backup names (`~`, or empty with a backup
+    /// dir).
+    pub suffix: Option<String>,
+    /// `-x`: don't cross file-system boundaries when listing.
+    pub one_file_system: bool,
 }
 
 impl Default for Options {
@@ -161,6 +183,16 @@ impl Default for Options {
             local_numeric_ids: false,
             bwlimit: None,
             delay_updates: false,
+            update: false,
+            existing: false,
+            ignore_existing: false,
+            max_size: None,
+            min_size: None,
+            modify_window: 0,
+            backup: false,
+            backup_dir: None,
+            suffix: None,
+            one_file_system: false,
         }
     }
 }
@@ -242,6 +274,15 @@ impl Options {
         if self.checksum {
             c.push('c');
         }
+        if self.update && client_sends {
+            c.push('u');
+        }
+        if self.backup && client_sends {
+            c.push('b');
+        }
+        if self.one_file_system && server_sends {
+            c.push('x');
+        }
         if self.ignore_times {
             c.push('I');
         }
@@ -307,6 +348,29 @@ impl Options {
         if self.delay_updates {
             args.push("--delay-updates".into());
         }
+        if client_sends {
+            if self.existing {
+                args.push("--existing".into());
+            }
+            if self.ignore_existing {
+                args.push("--ignore-existing".into());
+            }
+            if let Some(m) = self.max_size {
+                args.push(format!("--max-size={m}"));
+            }
+            if let Some(m) = self.min_size {
+                args.push(format!("--min-size={m}"));
+            }
+            if let Some(d) = &self.backup_dir {
+                args.push(format!("--backup-dir={d}"));
+            }
+            if let Some(sfx) = &self.suffix {
+                args.push(format!("--suffix={sfx}"));
+            }
+        }
+        if self.modify_window > 0 {
+            args.push(format!("--modify-window={}", self.modify_window));
+        }
         if let Some(b) = self.bwlimit {
             args.push(format!("--bwlimit={}", b.div_ceil(1024)));
         }
@@ -315,6 +379,49 @@ impl Options {
         }
         args
     }
+}
+
+/// Parses an rsync size (`--max-size`, `--min-size`): bytes, or with a
+/// suffix `K`, `M`, `G` (1024-based; `KB`, `MB`, `GB` are 1000-based), an
+/// optional `+1`/`-1` adjustment.
+///
+/// # Errors
+/// Not a size.
+///
+/// ```
+/// use ferrsync::engine::options::parse_size;
+/// assert_eq!(parse_size("--max-size", "1k").unwrap(), 1024);
+/// assert_eq!(parse_size("--max-size", "2MB").unwrap(), 2_000_000);
+/// assert_eq!(parse_size("--max-size", "1k-1").unwrap(), 1023);
+/// assert_eq!(parse_size("--max-size", "100").unwrap(), 100);
+/// ```
+pub fn parse_size(opt: &str, v: &str) -> Result<u64> {
+    let bad = || Error::Syntax(format!("{opt}: invalid size \"{v}\""));
+    let (body, adjust) = if let Some(b) = v.strip_suffix("+1") {
+        (b, 1i64)
+    } else if let Some(b) = v.strip_suffix("-1") {
+        (b, -1i64)
+    } else {
+        (v, 0)
+    };
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (num, unit) = body.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1000.0,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => return Err(bad()),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let base = (n * mult) as i64;
+    u64::try_from(base + adjust).map_err(|_| bad())
 }
 
 /// Parses an rsync `--bwlimit` value: a number of KiB/s, or with a
@@ -376,6 +483,16 @@ const LONG: &[(&str, bool)] = &[
     ("sender", false),
     ("bwlimit", true),
     ("delay-updates", false),
+    ("update", false),
+    ("existing", false),
+    ("ignore-non-existing", false),
+    ("ignore-existing", false),
+    ("max-size", true),
+    ("min-size", true),
+    ("backup", false),
+    ("backup-dir", true),
+    ("suffix", true),
+    ("one-file-system", false),
     ("daemon", false),
     ("delete", false),
     ("delete-before", false),
@@ -499,6 +616,19 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "delete-after" => o.delete = Some(DeleteTiming::After),
                 "numeric-ids" => o.numeric_ids = true,
                 "delay-updates" => o.delay_updates = true,
+                "update" => o.update = true,
+                "existing" | "ignore-non-existing" => o.existing = true,
+                "ignore-existing" => o.ignore_existing = true,
+                "max-size" => o.max_size = Some(parse_size(a, &val)?),
+                "min-size" => o.min_size = Some(parse_size(a, &val)?),
+                "modify-window" => o.modify_window = parse_num(a, &val)?,
+                "backup" => o.backup = true,
+                "backup-dir" => {
+                    o.backup = true;
+                    o.backup_dir = Some(val);
+                }
+                "suffix" => o.suffix = Some(val),
+                "one-file-system" => o.one_file_system = true,
                 "bwlimit" => o.bwlimit = parse_bwlimit(&val).filter(|b| *b > 0),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(val),
                 "checksum-seed" => o.checksum_seed = Some(parse_num(a, &val)?),
@@ -558,6 +688,9 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'i' => o.itemize += 1,
                     's' => sa.secluded = true,
                     'z' => o.compress = true,
+                    'u' => o.update = true,
+                    'b' => o.backup = true,
+                    'x' => o.one_file_system = true,
                     'e' | 'B' | '@' => {
                         let val = if rest.is_empty() {
                             let v = argv.get(i).map(|s| s.as_ref().to_string());
@@ -569,7 +702,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                         match ch {
                             'e' => sa.capabilities = val,
                             'B' => o.block_size = Some(parse_num("-B", &val)?),
-                            _ => sa.ignored.push(format!("-@{val}")),
+                            _ => o.modify_window = parse_num("-@", &val)?,
                         }
                         break;
                     }

@@ -362,6 +362,9 @@ async fn receive<R: AsyncRead + Unpin>(
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                 let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
                     .and_then(|_| {
+                        if ctx.opts.backup {
+                            local::make_backup(path, &e.name, ctx.opts)?;
+                        }
                         if ctx.opts.delay_updates {
                             let held = local::delay_path(path)?;
                             fs::rename(&tmp, &held)?;
