@@ -54,6 +54,9 @@ Options (as rsync's):
      --backup-dir=DIR     make backups into hierarchy based in DIR
      --suffix=SUFFIX      backup suffix (default ~ w/o --backup-dir)
  -x, --one-file-system    don't cross filesystem boundaries
+     --partial            keep partially transferred files
+     --partial-dir=DIR    put a partially transferred file into DIR
+ -P                       same as --partial --progress
      --no-whole-file      always use the delta-xfer algorithm
  -c, --checksum           skip based on checksum, not mod-time & size
      --size-only          skip files that match in size
@@ -244,6 +247,11 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 }
                 "suffix" => o.suffix = Some(value()?),
                 "one-file-system" => o.one_file_system = true,
+                "partial" => o.partial = true,
+                "partial-dir" => {
+                    o.partial = true;
+                    o.partial_dir = Some(value()?);
+                }
                 "bwlimit" => {
                     let v = value()?;
                     o.bwlimit = Some(
@@ -320,6 +328,10 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 'I' => o.ignore_times = true,
                 'i' => o.itemize += 1,
                 'u' => o.update = true,
+                'P' => {
+                    o.partial = true;
+                    o.progress = true;
+                }
                 'b' => o.backup = true,
                 'x' => o.one_file_system = true,
                 'z' => {

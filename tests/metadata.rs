@@ -252,3 +252,70 @@ fn update_rules_match_rsync_alone_every_way() {
         }
     }
 }
+
+#[test]
+fn partial_dir_interrupted_then_resumed_every_way() {
+    // Kill a pull in the middle of a big file: the old file stays whole,
+    // the received part waits in the partial dir, and the next run resumes
+    // from it (matched data) and removes it. Then the same with real rsync
+    // as the client of `ferrsync --server` for the resumed run.
+    let rt = rt();
+    for resume_with_rsync in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        let dst = tmp.path().join("dst");
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&dst).unwrap();
+        let data = common::tree::prng_bytes(11, 64 << 20);
+        fs::write(src.join("big"), &data).unwrap();
+        fs::write(dst.join("big"), b"the old version").unwrap();
+        fs::write(src.join("small"), b"small").unwrap();
+        let marker = slash(&src);
+        let killer = common::tree::when_partial(dst.clone(), "big", 8 << 20, move || {
+            Command::new("pkill")
+                .args(["-KILL", "-f"])
+                .arg(&marker)
+                .status()
+                .unwrap()
+                .success()
+        });
+        let mut o = Options::archive();
+        o.partial_dir = Some(".rsync-partial".into());
+        o.partial = true;
+        o.whole_file = Some(false);
+        let res = rt.block_on(Transfer::new(o.clone()).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst));
+        assert!(killer.join().unwrap(), "the transfer ended before the kill");
+        assert!(res.is_err());
+        assert_eq!(fs::read(dst.join("big")).unwrap(), b"the old version");
+        let part = fs::read(dst.join(".rsync-partial/big")).unwrap();
+        assert!(part.len() >= 8 << 20, "{}", part.len());
+        assert_eq!(&part[..], &data[..part.len()]);
+        assert!(leftover_temps(&dst).is_empty());
+        if resume_with_rsync {
+            let shim = common::tree::write_shim(tmp.path());
+            let out = Command::new("rsync")
+                .args(["-a", "--no-W", "--partial-dir=.rsync-partial", "--stats", "-e"])
+                .arg(&shim)
+                .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
+                .arg(slash(&src))
+                .arg(format!("localhost:{}", slash(&dst)))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        } else {
+            let r = rt
+                .block_on(Transfer::new(o).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst))
+                .unwrap();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            assert!(
+                r.stats.matched_data >= part.len() as u64 / 2,
+                "did not resume: {:?}",
+                r.stats
+            );
+        }
+        assert_eq!(fs::read(dst.join("big")).unwrap(), data);
+        assert!(!dst.join(".rsync-partial").exists(), "partial dir left");
+        let d = compare_trees(&src, &dst, Compare::all(true));
+        assert!(d.is_empty(), "{}", d.join("\n"));
+    }
+}

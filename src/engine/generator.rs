@@ -571,16 +571,42 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if !redo {
             ctx.itemize(e, flags);
         }
+        let use_partial = !ctx.opts.dry_run
+            && protocol >= 29
+            && !ctx.whole_file
+            && ctx
+                .opts
+                .partial_dir
+                .as_deref()
+                .and_then(|d| local::find_partial(path, d))
+                .is_some_and(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0));
         self.ndx
             .encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
         if protocol >= 29 {
-            wire::encode_u16(self.w.buf(), flags);
+            if use_partial {
+                wire::encode_u16(self.w.buf(), flags | item::BASIS_TYPE_FOLLOWS);
+                self.w.buf().push(local::FNAMECMP_PARTIAL_DIR);
+            } else {
+                wire::encode_u16(self.w.buf(), flags);
+            }
         }
         if ctx.opts.dry_run {
             return Ok(());
         }
         let digest_len = ctx.setup.checksum.kind.digest_len();
+        // --partial-dir: a partial file from an interrupted run is the
+        // better basis (rsync's FNAMECMP_PARTIAL_DIR).
+        let partial = ctx
+            .opts
+            .partial_dir
+            .as_deref()
+            .filter(|_| protocol >= 29 && !ctx.whole_file)
+            .and_then(|d| local::find_partial(path, d))
+            .and_then(|p| local::open_nofollow(&p).ok())
+            .and_then(|f| f.metadata().ok().map(|m| (f, m.len())))
+            .filter(|(_, len)| *len > 0);
         let basis = match &st {
+            _ if partial.is_some() => partial,
             Some(m)
                 if !ctx.whole_file
                     && m.len() > 0
@@ -701,6 +727,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             .filter(|n| !keep.is_some_and(|k| k.contains(n)))
             // The holding directory of --delay-updates is never deleted.
             .filter(|n| !(ctx.opts.delay_updates && n == local::DELAY_DIR.as_bytes()))
+            // Nor a relative --partial-dir.
+            .filter(|n| ctx.opts.partial_dir.as_deref().is_none_or(|d| d.as_bytes() != n.as_slice()))
             .collect();
         doomed.sort();
         for name in doomed {

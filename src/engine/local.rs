@@ -278,6 +278,68 @@ fn dest_root(dest: &Path, name: &[u8]) -> PathBuf {
     root
 }
 
+/// rsync's basis type for a partial file in `--partial-dir`.
+pub const FNAMECMP_PARTIAL_DIR: u8 = 0x81;
+
+/// Where `--partial-dir` keeps the partial `dest`: `DIR/basename`, `DIR`
+/// relative to `dest`'s directory unless absolute.
+#[must_use]
+pub fn partial_path(dest: &Path, dir: &str) -> PathBuf {
+    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
+    let base = if Path::new(dir).is_absolute() {
+        PathBuf::from(dir)
+    } else {
+        parent.join(dir)
+    };
+    base.join(dest.file_name().unwrap_or_default())
+}
+
+/// An existing partial file for `dest`, if `--partial-dir` has one (a
+/// regular file, not through a symlink).
+#[must_use]
+pub fn find_partial(dest: &Path, dir: &str) -> Option<PathBuf> {
+    let p = partial_path(dest, dir);
+    fs::symlink_metadata(&p)
+        .ok()
+        .filter(fs::Metadata::is_file)
+        .map(|_| p)
+}
+
+/// Removes the partial file of `dest` and its directory when empty.
+pub fn drop_partial(dest: &Path, dir: &str) {
+    let p = partial_path(dest, dir);
+    let _ = fs::remove_file(&p);
+    if !Path::new(dir).is_absolute() {
+        if let Some(d) = p.parent() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// Keeps an interrupted temporary file: in the partial dir, or (plain
+/// `--partial`) in place of `dest`. Empty files are not kept.
+pub fn keep_partial(tmp: &Path, dest: &Path, dir: Option<&str>) {
+    let has_data = fs::metadata(tmp).is_ok_and(|m| m.len() > 0);
+    if !has_data {
+        let _ = fs::remove_file(tmp);
+        return;
+    }
+    let target = match dir {
+        Some(d) => {
+            let p = partial_path(dest, d);
+            if let Some(parent) = p.parent() {
+                use std::os::unix::fs::DirBuilderExt;
+                let _ = fs::DirBuilder::new().recursive(true).mode(0o700).create(parent);
+            }
+            p
+        }
+        None => dest.to_path_buf(),
+    };
+    if fs::rename(tmp, &target).is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+}
+
 /// Removes a held-back copy of `dest` left by an interrupted
 /// `--delay-updates` run, and the holding directory once it is empty.
 pub fn drop_delayed(dest: &Path) {

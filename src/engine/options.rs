@@ -138,6 +138,12 @@ pub struct Options {
     pub suffix: Option<String>,
     /// `-x`: don't cross file-system boundaries when listing.
     pub one_file_system: bool,
+    /// `--partial`: keep a partially received file (in place of the
+    /// destination, as rsync does) when a transfer is interrupted.
+    pub partial: bool,
+    /// `--partial-dir`: keep partial files in this directory (relative to
+    /// each file's directory unless absolute) and resume from them.
+    pub partial_dir: Option<String>,
 }
 
 impl Default for Options {
@@ -193,6 +199,8 @@ impl Default for Options {
             backup_dir: None,
             suffix: None,
             one_file_system: false,
+            partial: false,
+            partial_dir: None,
         }
     }
 }
@@ -361,6 +369,11 @@ impl Options {
             if let Some(m) = self.min_size {
                 args.push(format!("--min-size={m}"));
             }
+            if let Some(d) = &self.partial_dir {
+                args.push(format!("--partial-dir={d}"));
+            } else if self.partial {
+                args.push("--partial".into());
+            }
             if let Some(d) = &self.backup_dir {
                 args.push(format!("--backup-dir={d}"));
             }
@@ -493,6 +506,8 @@ const LONG: &[(&str, bool)] = &[
     ("backup-dir", true),
     ("suffix", true),
     ("one-file-system", false),
+    ("partial", false),
+    ("partial-dir", true),
     ("daemon", false),
     ("delete", false),
     ("delete-before", false),
@@ -629,6 +644,11 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 }
                 "suffix" => o.suffix = Some(val),
                 "one-file-system" => o.one_file_system = true,
+                "partial" => o.partial = true,
+                "partial-dir" => {
+                    o.partial = true;
+                    o.partial_dir = Some(val);
+                }
                 "bwlimit" => o.bwlimit = parse_bwlimit(&val).filter(|b| *b > 0),
                 "checksum-choice" | "cc" => o.checksum_choice = Some(val),
                 "checksum-seed" => o.checksum_seed = Some(parse_num(a, &val)?),

@@ -226,12 +226,30 @@ where
 
 /// Deletes a temporary file when dropped (after a successful rename the
 /// path no longer exists and nothing happens).
-struct TempGuard(Option<PathBuf>);
+/// The temporary file of the file being received; what happens to it if
+/// the step does not finish: removed, or kept (`--partial`, with the
+/// destination and the partial dir, if any).
+struct TempGuard(Option<PathBuf>, Option<(PathBuf, Option<String>)>);
+
+impl TempGuard {
+    /// The file was renamed into place or must go anyway.
+    fn discard(&mut self) {
+        self.1 = None;
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
+            match self.1.take() {
+                Some((dest, dir)) => local::keep_partial(&p, &dest, dir.as_deref()),
+                None => {
+                    let _ = fs::remove_file(p);
+                }
+            }
         }
     }
 }
@@ -310,9 +328,11 @@ async fn receive<R: AsyncRead + Unpin>(
         } else {
             item::TRANSFER
         };
-        if iflags & item::BASIS_TYPE_FOLLOWS != 0 {
-            r.read_u8().await?;
-        }
+        let basis_type = if iflags & item::BASIS_TYPE_FOLLOWS != 0 {
+            Some(r.read_u8().await?)
+        } else {
+            None
+        };
         if iflags & item::XNAME_FOLLOWS != 0 {
             r.read_vstring(limits.max_name_len).await?;
         }
@@ -334,17 +354,29 @@ async fn receive<R: AsyncRead + Unpin>(
             .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
             .await?;
         let path = &ctx.paths[idx];
+        // The generator chose the partial file as the basis (0x81).
+        let partial = ctx
+            .opts
+            .partial_dir
+            .as_deref()
+            .filter(|_| basis_type == Some(local::FNAMECMP_PARTIAL_DIR));
+        let basis_path = partial.map_or_else(|| path.clone(), |d| local::partial_path(path, d));
         let basis = if head.count > 0 {
-            local::open_nofollow(path)
+            local::open_nofollow(&basis_path)
                 .map(Basis::File)
                 .unwrap_or(Basis::None(NoBasis))
         } else {
             Basis::None(NoBasis)
         };
         let out = local::create_tmp(path);
-        // Removes the temporary file however this step ends, including
-        // when the whole transfer is cancelled by dropping its future.
-        let _guard = TempGuard(out.as_ref().ok().map(|(_, p)| p.clone()));
+        // Removes (or with --partial keeps) the temporary file however this
+        // step ends, including when the whole transfer is cancelled by
+        // dropping its future.
+        let keep = ctx
+            .opts
+            .partial
+            .then(|| (path.clone(), ctx.opts.partial_dir.clone()));
+        let mut guard = TempGuard(out.as_ref().ok().map(|(_, p)| p.clone()), keep);
         let outcome = receive_data(
             ctx,
             e,
@@ -374,6 +406,12 @@ async fn receive<R: AsyncRead + Unpin>(
                             fs::rename(&tmp, path)
                         }
                     });
+                guard.discard();
+                if res.is_ok() {
+                    if let Some(d) = partial {
+                        local::drop_partial(path, d);
+                    }
+                }
                 if let Err(err) = res {
                     let _ = fs::remove_file(&tmp);
                     let msg = format!("rename \"{}\" failed: {err}", path.display());
@@ -386,6 +424,7 @@ async fn receive<R: AsyncRead + Unpin>(
                 }
             }
             Outcome::Mismatch => {
+                guard.discard();
                 let name = String::from_utf8_lossy(&e.name).into_owned();
                 if redone.insert(idx) {
                     let _ = tx.send(ToGen::Msg(
@@ -508,12 +547,8 @@ async fn receive_data<R: AsyncRead + Unpin>(
         report,
     )
     .await;
-    if res.is_err() {
-        // The stream broke mid-file: the old file stays, the partial goes.
-        if let Some(p) = &tmp {
-            let _ = fs::remove_file(p);
-        }
-    }
+    // If the stream broke mid-file the old file stays; the caller's guard
+    // removes the partial (or keeps it with --partial).
     res
 }
 
