@@ -55,6 +55,7 @@ Options (as rsync's):
      --suffix=SUFFIX      backup suffix (default ~ w/o --backup-dir)
  -x, --one-file-system    don't cross filesystem boundaries
      --partial            keep partially transferred files
+     --inplace            update destination files in-place
      --partial-dir=DIR    put a partially transferred file into DIR
  -P                       same as --partial --progress
      --no-whole-file      always use the delta-xfer algorithm
@@ -248,6 +249,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "suffix" => o.suffix = Some(value()?),
                 "one-file-system" => o.one_file_system = true,
                 "partial" => o.partial = true,
+                "inplace" => o.inplace = true,
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(value()?);

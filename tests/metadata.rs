@@ -210,6 +210,11 @@ fn update_rules_match_rsync_alone_every_way() {
             o.suffix = Some(".old".into());
         }),
         (&["-a", "-x"], |o| o.one_file_system = true),
+        (&["-a", "--inplace"], |o| o.inplace = true),
+        (&["-a", "--inplace", "--no-W"], |o| {
+            o.inplace = true;
+            o.whole_file = Some(false);
+        }),
     ];
     for (args, set) in cases {
         for way in WAYS {
@@ -227,6 +232,10 @@ fn update_rules_match_rsync_alone_every_way() {
             let reference = tmp.path().join("ref");
             update_basis(&src, &dst);
             update_basis(&src, &reference);
+            let ino_before = {
+                use std::os::unix::fs::MetadataExt;
+                fs::metadata(dst.join("delta.txt")).unwrap().ino()
+            };
             let out = Command::new("rsync")
                 .args(args)
                 .arg(slash(&src))
@@ -249,6 +258,12 @@ fn update_rules_match_rsync_alone_every_way() {
                 "{args:?} {way:?}: differs from rsync alone:\n{}",
                 d.join("\n")
             );
+            if args.contains(&"--inplace") {
+                // Updated in place: the same inode as before the run.
+                use std::os::unix::fs::MetadataExt;
+                let ino_after = fs::metadata(dst.join("delta.txt")).unwrap().ino();
+                assert_eq!(ino_after, ino_before, "{way:?}: delta.txt was replaced");
+            }
         }
     }
 }

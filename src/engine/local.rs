@@ -144,6 +144,27 @@ pub fn open_nofollow(path: &Path) -> io::Result<fs::File> {
     Ok(f)
 }
 
+/// Opens `path` for an in-place update (`--inplace`): created if missing
+/// (mode 0600 until the attributes are set), never truncated here, never
+/// through a symlink.
+///
+/// # Errors
+/// It cannot be opened, or it is not a regular file.
+pub fn open_inplace(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// Sets atime and mtime of `path` without opening it (a fifo must never be
 /// opened) and, for symlinks, without following it.
 ///

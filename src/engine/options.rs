@@ -144,6 +144,10 @@ pub struct Options {
     /// `--partial-dir`: keep partial files in this directory (relative to
     /// each file's directory unless absolute) and resume from them.
     pub partial_dir: Option<String>,
+    /// `--inplace`: update destination files in place (no temporary file;
+    /// an interrupted or failed update leaves the file partly updated, as
+    /// rsync does).
+    pub inplace: bool,
 }
 
 impl Default for Options {
@@ -201,6 +205,7 @@ impl Default for Options {
             one_file_system: false,
             partial: false,
             partial_dir: None,
+            inplace: false,
         }
     }
 }
@@ -356,6 +361,9 @@ impl Options {
         if self.delay_updates {
             args.push("--delay-updates".into());
         }
+        if self.inplace {
+            args.push("--inplace".into());
+        }
         if client_sends {
             if self.existing {
                 args.push("--existing".into());
@@ -507,6 +515,7 @@ const LONG: &[(&str, bool)] = &[
     ("suffix", true),
     ("one-file-system", false),
     ("partial", false),
+    ("inplace", false),
     ("partial-dir", true),
     ("daemon", false),
     ("delete", false),
@@ -645,6 +654,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "suffix" => o.suffix = Some(val),
                 "one-file-system" => o.one_file_system = true,
                 "partial" => o.partial = true,
+                "inplace" => o.inplace = true,
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(val);

@@ -368,7 +368,12 @@ async fn receive<R: AsyncRead + Unpin>(
         } else {
             Basis::None(NoBasis)
         };
-        let out = local::create_tmp(path);
+        let inplace = ctx.opts.inplace;
+        let out = if inplace {
+            local::open_inplace(path).map(|f| (f, path.clone()))
+        } else {
+            local::create_tmp(path)
+        };
         // Removes (or with --partial keeps) the temporary file however this
         // step ends, including when the whole transfer is cancelled by
         // dropping its future.
@@ -376,7 +381,10 @@ async fn receive<R: AsyncRead + Unpin>(
             .opts
             .partial
             .then(|| (path.clone(), ctx.opts.partial_dir.clone()));
-        let mut guard = TempGuard(out.as_ref().ok().map(|(_, p)| p.clone()), keep);
+        let mut guard = TempGuard(
+            out.as_ref().ok().filter(|_| !inplace).map(|(_, p)| p.clone()),
+            keep,
+        );
         let outcome = receive_data(
             ctx,
             e,
@@ -390,6 +398,28 @@ async fn receive<R: AsyncRead + Unpin>(
         )
         .await?;
         match outcome {
+            Outcome::Ok(tmp) if inplace => {
+                let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+                // The old content may have been longer.
+                let res = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&tmp)
+                    .and_then(|f| f.set_len(e.size))
+                    .and_then(|()| local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true))
+                    .map(|_| ());
+                match res {
+                    Ok(()) => {
+                        report.stats.num_transferred += 1;
+                        report.stats.transferred_size += e.size;
+                    }
+                    Err(err) => {
+                        let msg = format!("update of \"{}\" failed: {err}", path.display());
+                        report.errors.push(msg.clone());
+                        report.io_error |= 1;
+                        let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                    }
+                }
+            }
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                 let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
@@ -702,7 +732,7 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     } else {
         Outcome::LocalError("no temporary file".into())
     };
-    if let Some(p) = &tmp {
+    if let Some(p) = tmp.as_ref().filter(|_| !ctx.opts.inplace) {
         let _ = fs::remove_file(p);
     }
     Ok(result)

@@ -313,7 +313,7 @@ where
         if let Some(c) = comp.as_mut() {
             c.begin_file(skip_list.matches(&entry.name));
         }
-        send_file_data(w, setup, &sig, file, comp.as_mut(), &mut report).await?;
+        send_file_data(w, setup, (&sig, opts.inplace), file, comp.as_mut(), &mut report).await?;
         report.stats.num_transferred += 1;
         report.stats.transferred_size += entry.size;
     }
@@ -388,13 +388,13 @@ where
 async fn send_file_data<W: AsyncWrite + Unpin>(
     w: &mut MuxWriter<W>,
     setup: &Setup,
-    sig: &crate::delta::Signature,
+    (sig, inplace): (&crate::delta::Signature, bool),
     file: std::fs::File,
     comp: Option<&mut TokenCompressor>,
     report: &mut Report,
 ) -> Result<()> {
     if let Some(comp) = comp {
-        return send_compressed(w, setup, sig, file, comp, report).await;
+        return send_compressed(w, setup, (sig, inplace), file, comp, report).await;
     }
     let mut hasher = setup.checksum.file_hasher();
     let mut read_failed = false;
@@ -426,6 +426,7 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
         }
     } else {
         let mut matcher = Matcher::new(sig, setup.checksum);
+        matcher.set_inplace(inplace);
         let mut data = vec![0u8; READ_STEP];
         let mut file = file;
         loop {
@@ -464,14 +465,18 @@ async fn send_file_data<W: AsyncWrite + Unpin>(
 async fn send_compressed<W: AsyncWrite + Unpin>(
     w: &mut MuxWriter<W>,
     setup: &Setup,
-    sig: &crate::delta::Signature,
+    (sig, inplace): (&crate::delta::Signature, bool),
     mut file: std::fs::File,
     comp: &mut TokenCompressor,
     report: &mut Report,
 ) -> Result<()> {
     let mut hasher = setup.checksum.file_hasher();
     let mut read_failed = false;
-    let mut matcher = (sig.head.count > 0).then(|| Matcher::new(sig, setup.checksum));
+    let mut matcher = (sig.head.count > 0).then(|| {
+        let mut m = Matcher::new(sig, setup.checksum);
+        m.set_inplace(inplace);
+        m
+    });
     let mut data = vec![0u8; READ_STEP];
     // Source bytes from offset `win_start` on, for the block data.
     let mut window: Vec<u8> = Vec::new();
