@@ -56,6 +56,8 @@ Options (as rsync's):
  -x, --one-file-system    don't cross filesystem boundaries
      --partial            keep partially transferred files
      --inplace            update destination files in-place
+     --max-delete=NUM     don't delete more than NUM files
+     --force              force deletion of directories even if not empty
      --partial-dir=DIR    put a partially transferred file into DIR
  -P                       same as --partial --progress
      --no-whole-file      always use the delta-xfer algorithm
@@ -250,6 +252,8 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "one-file-system" => o.one_file_system = true,
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
+                "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
+                "force" => {}
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(value()?);

@@ -334,3 +334,66 @@ fn partial_dir_interrupted_then_resumed_every_way() {
         assert!(d.is_empty(), "{}", d.join("\n"));
     }
 }
+
+fn count_entries(root: &Path) -> usize {
+    let out = Command::new("find").arg(root).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn max_delete_stops_deletions_like_rsync() {
+    let rt = rt();
+    for limit in [0u32, 2] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("keep"), b"k").unwrap();
+        let mk = |d: &Path| {
+            fs::create_dir_all(d).unwrap();
+            fs::write(d.join("keep"), b"k").unwrap();
+            for i in 0..5 {
+                fs::write(d.join(format!("extra{i}")), b"x").unwrap();
+            }
+        };
+        let reference = tmp.path().join("ref");
+        let ours = tmp.path().join("ours");
+        let theirs = tmp.path().join("theirs");
+        for d in [&reference, &ours, &theirs] {
+            mk(d);
+        }
+        let arg = format!("--max-delete={limit}");
+        let out = Command::new("rsync")
+            .args(["-a", "--delete", &arg])
+            .arg(slash(&src))
+            .arg(slash(&reference))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(25));
+        // Our generator as client (pull from rsync --server).
+        let mut o = Options::archive();
+        o.delete = Some(DeleteTiming::Auto);
+        o.max_delete = Some(limit);
+        let r = rt
+            .block_on(Transfer::new(o).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &ours))
+            .unwrap();
+        assert_eq!(r.exit_code().code(), 25, "{:?}", r.errors);
+        assert_eq!(count_entries(&ours), count_entries(&reference));
+        // Our generator as server (real rsync pushes to ferrsync --server).
+        let shim = common::tree::write_shim(tmp.path());
+        let out = Command::new("rsync")
+            .args(["-a", "--delete", &arg, "-e"])
+            .arg(&shim)
+            .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
+            .arg(slash(&src))
+            .arg(format!("localhost:{}", slash(&theirs)))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(25), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Deletions stopped due to --max-delete limit"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(count_entries(&theirs), count_entries(&reference));
+    }
+}

@@ -151,6 +151,8 @@ pub(crate) struct Generator<'a, 'b, W> {
     children: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
     dirs: Vec<usize>,
     new_dirs: HashSet<usize>,
+    /// Deletions skipped because of `--max-delete`.
+    skipped_deletes: u32,
 }
 
 fn split_parent(name: &[u8]) -> (&[u8], &[u8]) {
@@ -185,6 +187,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             children,
             dirs: Vec::new(),
             new_dirs: HashSet::new(),
+            skipped_deletes: 0,
         }
     }
 
@@ -293,6 +296,14 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         self.w.flush().await?;
         self.wait_for(u32::MAX).await?;
         self.touch_up_dirs().await;
+        if self.skipped_deletes > 0 {
+            self.stats.io_error |= 4;
+            let text = format!(
+                "Deletions stopped due to --max-delete limit ({} skipped)",
+                self.skipped_deletes
+            );
+            self.message(MsgCode::Warning, &text).await?;
+        }
         self.ndx.encode(self.w.buf(), NDX_DONE);
         self.w.flush().await?;
         Ok(self.stats)
@@ -652,6 +663,13 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let Ok(m) = fs::symlink_metadata(p) else {
             return Ok(());
         };
+        if let Some(limit) = ctx.opts.max_delete {
+            let done: i32 = self.stats.deleted.iter().sum();
+            if i64::from(done) >= i64::from(limit) {
+                self.skipped_deletes += 1;
+                return Ok(());
+            }
+        }
         let ft = m.file_type();
         if m.is_dir() {
             let mut names: Vec<Vec<u8>> = fs::read_dir(p)

@@ -148,6 +148,8 @@ pub struct Options {
     /// an interrupted or failed update leaves the file partly updated, as
     /// rsync does).
     pub inplace: bool,
+    /// `--max-delete`: delete at most this many items (0: none, only warn).
+    pub max_delete: Option<u32>,
 }
 
 impl Default for Options {
@@ -206,6 +208,7 @@ impl Default for Options {
             partial: false,
             partial_dir: None,
             inplace: false,
+            max_delete: None,
         }
     }
 }
@@ -350,6 +353,10 @@ impl Options {
             }
             if self.size_only {
                 args.push("--size-only".into());
+            }
+            if let Some(m) = self.max_delete {
+                let wire = if m == 0 { -1 } else { i64::from(m) };
+                args.push(format!("--max-delete={wire}"));
             }
         }
         if let Some(s) = self.checksum_seed.filter(|s| *s != 0) {
@@ -516,6 +523,8 @@ const LONG: &[(&str, bool)] = &[
     ("one-file-system", false),
     ("partial", false),
     ("inplace", false),
+    ("max-delete", true),
+    ("force", false),
     ("partial-dir", true),
     ("daemon", false),
     ("delete", false),
@@ -655,6 +664,13 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "one-file-system" => o.one_file_system = true,
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
+                // rsync sends -1 for a user's 0 (warn, delete nothing).
+                "max-delete" => {
+                    let n: i64 = parse_num(a, &val)?;
+                    o.max_delete = Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+                }
+                // Non-empty directories in the way are always removed.
+                "force" => {}
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(val);
