@@ -52,6 +52,10 @@ pub(crate) struct RecvCtx<'a> {
     pub preserve: Preserve,
     pub events: Option<&'a EventSink>,
     pub whole_file: bool,
+    /// What `--delete` must leave alone (receiver-side view).
+    pub filters: Option<&'a crate::filter::FilterSet>,
+    /// The destination root the list's names are relative to.
+    pub dest: &'a Path,
 }
 
 impl RecvCtx<'_> {
@@ -576,10 +580,15 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
 
     /// Deletes one extraneous item, a directory's contents first (each
     /// reported, deepest first, as rsync does).
-    async fn delete_item(&mut self, p: &Path, rel: Vec<u8>) -> Result<()> {
+    async fn delete_item(
+        &mut self,
+        p: &Path,
+        rel: Vec<u8>,
+        filters: Option<&crate::filter::FilterSet>,
+    ) -> Result<bool> {
         let ctx = self.ctx;
         let Ok(m) = fs::symlink_metadata(p) else {
-            return Ok(());
+            return Ok(true);
         };
         let ft = m.file_type();
         if m.is_dir() {
@@ -591,12 +600,38 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 })
                 .unwrap_or_default();
             names.sort();
+            // Excluded (protected) contents keep the directory, as rsync's
+            // delete_dir_contents does; perishable rules do not count here.
+            let inner = filters.map(|f| {
+                let mut rd = super::filters::dir_reader(p);
+                f.enter_dir(&rel, &mut rd).unwrap_or_else(|_| f.clone())
+            });
+            let mut kept = false;
             for n in names {
                 let child = p.join(OsStr::from_bytes(&n));
                 let mut crel = rel.clone();
                 crel.push(b'/');
                 crel.extend_from_slice(&n);
-                Box::pin(self.delete_item(&child, crel)).await?;
+                if let Some(f) = &inner {
+                    let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+                    if f.is_excluded(&crel, is_dir) {
+                        kept = true;
+                        continue;
+                    }
+                }
+                if !Box::pin(self.delete_item(&child, crel, inner.as_ref())).await? {
+                    kept = true;
+                }
+            }
+            if kept {
+                ctx.emit(Event::Message {
+                    error: false,
+                    text: format!(
+                        "cannot delete non-empty directory: {}",
+                        String::from_utf8_lossy(&rel)
+                    ),
+                });
+                return Ok(false);
             }
         }
         let kind_idx = if m.is_dir() {
@@ -622,7 +657,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                         "delete_file: unlink \"{}\" failed: {err}",
                         p.display()
                     ))
-                    .await;
+                    .await
+                    .map(|()| false);
             }
         }
         self.stats.deleted[kind_idx] += 1;
@@ -639,7 +675,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             self.w.send_msg(MsgCode::Deleted, &payload).await?;
         }
         ctx.emit(Event::Deleted { name: shown });
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
@@ -649,6 +685,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let Ok(rd) = fs::read_dir(dir) else {
             return Ok(());
         };
+        let filters = ctx
+            .filters
+            .map(|f| super::filters::filters_for_dir(f, ctx.dest, &e.name));
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
             .filter_map(|d| d.ok())
@@ -664,7 +703,17 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 [e.name.as_slice(), b"/"].concat()
             };
             rel.extend_from_slice(&name);
-            self.delete_item(&p, rel).await?;
+            if let Some(f) = &filters {
+                let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+                if f.is_excluded(&rel, is_dir) {
+                    continue;
+                }
+            }
+            let mut inner = filters.clone();
+            if let Some(f) = &mut inner {
+                f.set_ignore_perishable(true);
+            }
+            self.delete_item(&p, rel, inner.as_ref()).await?;
         }
         Ok(())
     }

@@ -106,6 +106,17 @@ pub struct Options {
     /// symlink targets get the `/rsyncd-munged/` prefix so they cannot be
     /// followed out of the module, and the prefix is removed when sending.
     pub munge_links: bool,
+    /// Filter options in command-line order (`--filter`, `--exclude`,
+    /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
+    /// `--filter` rules).
+    pub filters: Vec<crate::filter::FilterArg>,
+    /// `-C`: add rsync's CVS-ignore rules.
+    pub cvs_exclude: bool,
+    /// `--delete-excluded`: excluded names are deleted on the receiver.
+    pub delete_excluded: bool,
+    /// A daemon module's rules, applied on top of the client's and never
+    /// sent (the `filter`, `exclude` and `include` parameters).
+    pub daemon_filters: Vec<crate::filter::FilterArg>,
 }
 
 impl Default for Options {
@@ -148,6 +159,10 @@ impl Default for Options {
             compress_list: None,
             chmod: None,
             munge_links: false,
+            filters: Vec::new(),
+            cvs_exclude: false,
+            delete_excluded: false,
+            daemon_filters: Vec::new(),
         }
     }
 }
@@ -229,6 +244,9 @@ impl Options {
         if self.checksum {
             c.push('c');
         }
+        if self.cvs_exclude {
+            c.push('C');
+        }
         if self.ignore_times {
             c.push('I');
         }
@@ -269,7 +287,9 @@ impl Options {
             }
         }
         if client_sends {
-            if let Some(d) = self.delete {
+            if let Some(d) = self.delete.filter(|d| {
+                !(self.delete_excluded && *d == DeleteTiming::Auto)
+            }) {
                 args.push(
                     match d {
                         DeleteTiming::Auto => "--delete",
@@ -280,6 +300,9 @@ impl Options {
                     }
                     .into(),
                 );
+            }
+            if self.delete_excluded {
+                args.push("--delete-excluded".into());
             }
             if self.size_only {
                 args.push("--size-only".into());
@@ -327,6 +350,7 @@ const LONG: &[(&str, bool)] = &[
     ("delete-during", false),
     ("delete-delay", false),
     ("delete-after", false),
+    ("delete-excluded", false),
     ("del", false),
     ("numeric-ids", false),
     ("checksum-choice", true),
@@ -442,6 +466,10 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "delete-during" => o.delete = Some(DeleteTiming::During),
                 "delete-delay" => o.delete = Some(DeleteTiming::Delay),
                 "delete-after" => o.delete = Some(DeleteTiming::After),
+                "delete-excluded" => {
+                    o.delete_excluded = true;
+                    o.delete.get_or_insert(DeleteTiming::Auto);
+                }
                 "numeric-ids" => o.numeric_ids = true,
                 "checksum-choice" | "cc" => o.checksum_choice = Some(val),
                 "checksum-seed" => o.checksum_seed = Some(parse_num(a, &val)?),
@@ -496,6 +524,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'p' => o.perms = true,
                     'r' => o.recursive = true,
                     'c' => o.checksum = true,
+                    'C' => o.cvs_exclude = true,
                     'I' => o.ignore_times = true,
                     'O' => o.omit_dir_times = true,
                     'i' => o.itemize += 1,

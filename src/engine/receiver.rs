@@ -144,6 +144,7 @@ pub(crate) async fn run_receiving_side<R, W>(
     dest: &Path,
     whole_file: bool,
     events: Option<&EventSink>,
+    filters: Option<&crate::filter::FilterSet>,
 ) -> Result<Report>
 where
     R: AsyncRead + Unpin,
@@ -197,6 +198,8 @@ where
         preserve,
         events,
         whole_file,
+        filters,
+        dest,
     };
     let (tx, rx) = unbounded_channel();
     let generator = Generator::new(&ctx, w, rx);

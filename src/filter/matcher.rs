@@ -358,6 +358,111 @@ impl FilterList {
     }
 }
 
+/// One filter option as the user gave it, kept in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterArg {
+    /// `--filter=RULE` / `-f RULE`.
+    Filter(String),
+    /// `--exclude=PATTERN`.
+    Exclude(String),
+    /// `--include=PATTERN`.
+    Include(String),
+    /// `--exclude-from=FILE`.
+    ExcludeFrom(String),
+    /// `--include-from=FILE`.
+    IncludeFrom(String),
+}
+
+impl FilterList {
+    /// Adds one command-line filter option; `read` reads `.` merge files
+    /// and the `*-from` files.
+    ///
+    /// # Errors
+    /// A rule does not parse or a file cannot be read.
+    pub fn add_arg(&mut self, arg: &FilterArg, read: MergeReader<'_>) -> Result<(), ParseError> {
+        match arg {
+            FilterArg::Filter(t) => self.add_with(t.as_bytes(), RuleFlags::NONE, false, read),
+            FilterArg::Exclude(t) => self.add_with(t.as_bytes(), RuleFlags::NONE, true, read),
+            FilterArg::Include(t) => self.add_with(t.as_bytes(), RuleFlags::INCLUDE, true, read),
+            FilterArg::ExcludeFrom(f) | FilterArg::IncludeFrom(f) => {
+                let (template, kind) = if matches!(arg, FilterArg::IncludeFrom(_)) {
+                    (RuleFlags::INCLUDE, "in")
+                } else {
+                    (RuleFlags::NONE, "ex")
+                };
+                let data = read(f.as_bytes())
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| d.ok_or_else(|| "No such file or directory (2)".to_string()))
+                    .map_err(|err| ParseError::MergeFile {
+                        kind,
+                        name: f.clone(),
+                        err,
+                    })?;
+                self.add_file_text(&data, template, true, read)
+            }
+        }
+    }
+}
+
+/// The user's list and a daemon module's list, checked together: the
+/// daemon's rules come first and a client rule cannot undo them (upstream
+/// `name_is_excluded` with `daemon_filter_list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterSet {
+    /// The transfer's own rules.
+    pub user: FilterList,
+    /// A daemon module's `filter` / `exclude` / `include` rules.
+    pub daemon: Option<FilterList>,
+}
+
+impl FilterSet {
+    /// Whether either list excludes `name`.
+    #[must_use]
+    pub fn is_excluded(&self, name: &[u8], is_dir: bool) -> bool {
+        self.daemon
+            .as_ref()
+            .is_some_and(|d| d.is_excluded(name, is_dir))
+            || self.user.is_excluded(name, is_dir)
+    }
+
+    /// Whether `name` is hidden by the daemon's rules (they apply even
+    /// where the user's do not, e.g. to top-level names).
+    #[must_use]
+    pub fn daemon_excludes(&self, name: &[u8], is_dir: bool) -> bool {
+        self.daemon
+            .as_ref()
+            .is_some_and(|d| d.is_excluded(name, is_dir))
+    }
+
+    /// Both lists as they are inside directory `dir`.
+    ///
+    /// # Errors
+    /// A per-directory merge file does not parse.
+    pub fn enter_dir(&self, dir: &[u8], read: MergeReader<'_>) -> Result<Self, ParseError> {
+        Ok(FilterSet {
+            user: self.user.enter_dir(dir, read)?,
+            daemon: match &self.daemon {
+                Some(d) => Some(d.enter_dir(dir, read)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Ignore perishable rules (inside a directory being deleted).
+    pub fn set_ignore_perishable(&mut self, on: bool) {
+        self.user.ignore_perishable = on;
+        if let Some(d) = &mut self.daemon {
+            d.ignore_perishable = on;
+        }
+    }
+
+    /// Whether there is nothing to check.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty() && self.daemon.as_ref().is_none_or(FilterList::is_empty)
+    }
+}
+
 fn push_wire(
     out: &mut Vec<Vec<u8>>,
     rule: &Rule,

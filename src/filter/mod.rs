@@ -15,6 +15,6 @@ pub mod matcher;
 pub mod rules;
 pub mod wildmatch;
 
-pub use matcher::{Decision, Entry, FilterList, MergeReader, Side};
+pub use matcher::{Decision, Entry, FilterArg, FilterList, FilterSet, MergeReader, Side};
 pub use rules::{ParseError, Rule, RuleFlags};
 pub use wildmatch::{iwildmatch, wildmatch};
