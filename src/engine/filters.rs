@@ -51,10 +51,27 @@ fn syntax(e: &crate::filter::ParseError) -> Error {
     }
 }
 
-fn base(opts: &Options, side: Side, protocol: u8) -> FilterList {
-    let root = std::env::current_dir()
-        .ok()
-        .map(|d| d.as_os_str().as_bytes().to_vec());
+/// The absolute directory names are relative to (what `/`-modified rules
+/// match against): a source ending in `/` itself, else its parent; the
+/// destination on the receiving side.
+#[must_use]
+pub fn transfer_root(path: &Path, side: Side) -> Option<Vec<u8>> {
+    let raw = path.as_os_str().as_bytes();
+    let dir = if side == Side::Receiver || raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b"." {
+        path.to_path_buf()
+    } else {
+        path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let abs = std::path::absolute(&dir).ok()?;
+    let mut v = abs.as_os_str().as_bytes().to_vec();
+    while v.len() > 1 && (v.ends_with(b"/") || v.ends_with(b"/.")) {
+        v.truncate(if v.ends_with(b"/.") { v.len() - 2 } else { v.len() - 1 });
+    }
+    Some(v)
+}
+
+fn base(opts: &Options, side: Side, protocol: u8, root: Option<Vec<u8>>) -> FilterList {
     FilterList::new(side)
         .with_delete_excluded(opts.delete_excluded)
         .with_protocol(protocol)
@@ -65,8 +82,13 @@ fn base(opts: &Options, side: Side, protocol: u8) -> FilterList {
 ///
 /// # Errors
 /// A rule does not parse or a rules file cannot be read.
-pub fn client_list(opts: &Options, side: Side, protocol: u8) -> Result<FilterList> {
-    let mut fl = base(opts, side, protocol);
+pub fn client_list(
+    opts: &Options,
+    side: Side,
+    protocol: u8,
+    root: Option<Vec<u8>>,
+) -> Result<FilterList> {
+    let mut fl = base(opts, side, protocol, root);
     for a in &opts.filters {
         fl.add_arg(a, &mut read_local).map_err(|e| syntax(&e))?;
     }
@@ -96,8 +118,14 @@ pub fn client_cvs(fl: &mut FilterList, opts: &Options, protocol: u8, before_send
 ///
 /// # Errors
 /// A rule does not parse.
-pub fn server_list(rules: &[Vec<u8>], opts: &Options, side: Side, protocol: u8) -> Result<FilterList> {
-    let mut fl = base(opts, side, protocol);
+pub fn server_list(
+    rules: &[Vec<u8>],
+    opts: &Options,
+    side: Side,
+    protocol: u8,
+    root: Option<Vec<u8>>,
+) -> Result<FilterList> {
+    let mut fl = base(opts, side, protocol, root);
     for r in rules {
         fl.add_with(r, RuleFlags::NONE, protocol < 29, &mut |_: &[u8]| {
             Err(std::io::Error::other("merge files are not read for a client"))

@@ -578,61 +578,74 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(())
     }
 
-    /// Deletes one extraneous item, a directory's contents first (each
-    /// reported, deepest first, as rsync does).
+    /// Deletes the contents of directory `p` that the filters allow (each
+    /// reported, deepest first, as rsync does); false when something was
+    /// kept (upstream `delete_dir_contents`).
+    async fn delete_dir_contents(
+        &mut self,
+        p: &Path,
+        rel: &[u8],
+        filters: Option<&crate::filter::FilterSet>,
+    ) -> Result<bool> {
+        let ctx = self.ctx;
+        let mut names: Vec<Vec<u8>> = fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|d| d.ok())
+                    .map(|d| d.file_name().as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let inner = filters.map(|f| {
+            let mut rd = super::filters::dir_reader(p);
+            f.enter_dir(rel, &mut rd).unwrap_or_else(|_| f.clone())
+        });
+        let mut kept = false;
+        for n in names {
+            let child = p.join(OsStr::from_bytes(&n));
+            let mut crel = rel.to_vec();
+            crel.push(b'/');
+            crel.extend_from_slice(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if inner.as_ref().is_some_and(|f| f.is_excluded(&crel, is_dir)) {
+                kept = true;
+                continue;
+            }
+            if is_dir && !Box::pin(self.delete_dir_contents(&child, &crel, inner.as_ref())).await? {
+                kept = true;
+            }
+            if !Box::pin(self.delete_item(&child, crel, None, false)).await? {
+                kept = true;
+            }
+        }
+        if kept {
+            ctx.emit(Event::Message {
+                error: false,
+                text: format!(
+                    "cannot delete non-empty directory: {}",
+                    String::from_utf8_lossy(rel)
+                ),
+            });
+        }
+        Ok(!kept)
+    }
+
+    /// Deletes one extraneous item; with `top`, a directory's contents
+    /// first. False when it was not deleted.
     async fn delete_item(
         &mut self,
         p: &Path,
         rel: Vec<u8>,
         filters: Option<&crate::filter::FilterSet>,
+        top: bool,
     ) -> Result<bool> {
         let ctx = self.ctx;
         let Ok(m) = fs::symlink_metadata(p) else {
             return Ok(true);
         };
         let ft = m.file_type();
-        if m.is_dir() {
-            let mut names: Vec<Vec<u8>> = fs::read_dir(p)
-                .map(|rd| {
-                    rd.filter_map(|d| d.ok())
-                        .map(|d| d.file_name().as_bytes().to_vec())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            // Excluded (protected) contents keep the directory, as rsync's
-            // delete_dir_contents does; perishable rules do not count here.
-            let inner = filters.map(|f| {
-                let mut rd = super::filters::dir_reader(p);
-                f.enter_dir(&rel, &mut rd).unwrap_or_else(|_| f.clone())
-            });
-            let mut kept = false;
-            for n in names {
-                let child = p.join(OsStr::from_bytes(&n));
-                let mut crel = rel.clone();
-                crel.push(b'/');
-                crel.extend_from_slice(&n);
-                if let Some(f) = &inner {
-                    let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
-                    if f.is_excluded(&crel, is_dir) {
-                        kept = true;
-                        continue;
-                    }
-                }
-                if !Box::pin(self.delete_item(&child, crel, inner.as_ref())).await? {
-                    kept = true;
-                }
-            }
-            if kept {
-                ctx.emit(Event::Message {
-                    error: false,
-                    text: format!(
-                        "cannot delete non-empty directory: {}",
-                        String::from_utf8_lossy(&rel)
-                    ),
-                });
-                return Ok(false);
-            }
+        if top && m.is_dir() && !self.delete_dir_contents(p, &rel, filters).await? {
+            return Ok(false);
         }
         let kind_idx = if m.is_dir() {
             1
@@ -652,6 +665,16 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 fs::remove_file(p)
             };
             if let Err(err) = res {
+                if m.is_dir() && err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) {
+                    ctx.emit(Event::Message {
+                        error: false,
+                        text: format!(
+                            "cannot delete non-empty directory: {}",
+                            String::from_utf8_lossy(&rel)
+                        ),
+                    });
+                    return Ok(false);
+                }
                 return self
                     .fail(format!(
                         "delete_file: unlink \"{}\" failed: {err}",
@@ -713,7 +736,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             if let Some(f) = &mut inner {
                 f.set_ignore_perishable(true);
             }
-            self.delete_item(&p, rel, inner.as_ref()).await?;
+            self.delete_item(&p, rel, inner.as_ref(), true).await?;
         }
         Ok(())
     }

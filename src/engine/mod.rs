@@ -232,7 +232,8 @@ where
     let whole_file = opts.whole_file.unwrap_or(false);
     let mut report = match role {
         ClientRole::Receiver { dest } => {
-            let mut fl = filters::client_list(opts, Side::Receiver, setup.protocol)?;
+            let root = filters::transfer_root(&dest, Side::Receiver);
+            let mut fl = filters::client_list(opts, Side::Receiver, setup.protocol, root)?;
             let wire = fl
                 .wire_rules(false, setup.protocol)
                 .map_err(Error::Protocol)?;
@@ -252,7 +253,10 @@ where
             .await?
         }
         ClientRole::Sender { sources } => {
-            let mut fl = filters::client_list(opts, Side::Sender, setup.protocol)?;
+            let root = sources
+                .first()
+                .and_then(|s| filters::transfer_root(s, Side::Sender));
+            let mut fl = filters::client_list(opts, Side::Sender, setup.protocol, root)?;
             filters::client_cvs(&mut fl, opts, setup.protocol, true)?;
             if setup::filter_list_sent(false, opts) {
                 let wire = fl
@@ -395,12 +399,13 @@ where
     let limits = Limits::default();
     if sa.sender {
         let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
-        let fl = filters::server_list(&rules, opts, Side::Sender, setup.protocol)?;
-        let set = filters::with_daemon(fl, opts, Side::Sender)?;
         let mut sources: Vec<PathBuf> = sa.paths.iter().map(PathBuf::from).collect();
         if sources.is_empty() {
             sources.push(PathBuf::from("."));
         }
+        let root = filters::transfer_root(&sources[0], Side::Sender);
+        let fl = filters::server_list(&rules, opts, Side::Sender, setup.protocol, root)?;
+        let set = filters::with_daemon(fl, opts, Side::Sender)?;
         let list = build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?;
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {
@@ -409,12 +414,13 @@ where
         } else {
             Vec::new()
         };
-        let fl = filters::server_list(&rules, opts, Side::Receiver, setup.protocol)?;
-        let set = filters::with_daemon(fl, opts, Side::Receiver)?;
         let dest = sa
             .paths
             .first()
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let root = filters::transfer_root(&dest, Side::Receiver);
+        let fl = filters::server_list(&rules, opts, Side::Receiver, setup.protocol, root)?;
+        let set = filters::with_daemon(fl, opts, Side::Receiver)?;
         let whole_file = opts.whole_file.unwrap_or(false);
         receiver::run_receiving_side(
             r,
