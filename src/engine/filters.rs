@@ -149,9 +149,9 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     let daemon = if opts.daemon_filters.is_empty() {
         None
     } else {
-        let mut d = FilterList::new(side);
+        let mut d = FilterList::new(side).for_daemon();
         for a in &opts.daemon_filters {
-            d.add_arg(a, &mut read_local).map_err(|e| syntax(&e))?;
+            d.add_daemon_arg(a, &mut read_local).map_err(|e| syntax(&e))?;
         }
         Some(d)
     };

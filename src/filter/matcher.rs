@@ -65,6 +65,10 @@ struct Ctx {
     protocol: u8,
     /// Lines end in NUL instead of newline (`--from0`).
     from0: bool,
+    /// A daemon module's rules: a pattern with a slash is anchored and a
+    /// directory exclude also covers the contents (upstream
+    /// `XFLG_ABS_IF_SLASH | XFLG_DIR2WILD3`).
+    daemon: bool,
 }
 
 /// An ordered filter list with rsync's first-match semantics.
@@ -102,6 +106,7 @@ impl FilterList {
                 delete_excluded: false,
                 protocol: 32,
                 from0: false,
+                daemon: false,
             },
             root: None,
             ignore_perishable: false,
@@ -113,6 +118,31 @@ impl FilterList {
     pub fn with_delete_excluded(mut self, on: bool) -> Self {
         self.ctx.delete_excluded = on;
         self
+    }
+
+    /// Marks the list as a daemon module's (see [`FilterList::add_daemon_arg`]).
+    #[must_use]
+    pub fn for_daemon(mut self) -> Self {
+        self.ctx.daemon = true;
+        self
+    }
+
+    /// Adds a daemon module parameter the way rsyncd does: `filter`,
+    /// `include` and `exclude` values are split into words, a pattern with
+    /// a slash is anchored to the root and an excluded directory's
+    /// contents are excluded too.
+    ///
+    /// # Errors
+    /// A rule does not parse or a file cannot be read.
+    pub fn add_daemon_arg(&mut self, arg: &FilterArg, read: MergeReader<'_>) -> Result<(), ParseError> {
+        self.ctx.daemon = true;
+        let ws = RuleFlags::WORD_SPLIT;
+        match arg {
+            FilterArg::Filter(t) => self.add_with(t.as_bytes(), ws, false, read),
+            FilterArg::Exclude(t) => self.add_with(t.as_bytes(), ws, true, read),
+            FilterArg::Include(t) => self.add_with(t.as_bytes(), ws | RuleFlags::INCLUDE, true, read),
+            FilterArg::ExcludeFrom(_) | FilterArg::IncludeFrom(_) => self.add_arg(arg, read),
+        }
     }
 
     /// Sets the protocol (CVS defaults are perishable from 30 on).
@@ -637,7 +667,22 @@ fn parse_str(
 /// pattern to that directory.
 fn add_rule(list: &mut Vec<Entry>, ctx: &Ctx, flags: RuleFlags, pat: &[u8], dir: DirCtx<'_>) {
     let Some(dir) = dir else {
-        list.push(Entry::Rule(Rule::new(flags, pat)));
+        let mut rule = Rule::new(flags, pat);
+        if ctx.daemon {
+            if !rule.flags.intersects(RuleFlags::ABS_PATH | RuleFlags::MERGE_FILE)
+                && rule.slash_cnt > 0
+            {
+                rule.flags.insert(RuleFlags::ABS_PATH);
+            }
+            if rule.flags.contains(RuleFlags::DIRECTORY) && !rule.is_include() {
+                let mut p = rule.pattern.clone();
+                p.extend_from_slice(b"/***");
+                let mut f = rule.flags;
+                f.remove(RuleFlags::DIRECTORY);
+                rule = Rule::new(f, &p);
+            }
+        }
+        list.push(Entry::Rule(rule));
         return;
     };
     let other = match ctx.side {
@@ -1004,6 +1049,32 @@ mod tests {
         let want: Vec<&[u8]> = vec![b"+ sub/", b"+ sub/c.txt", b"-r keep.me", b"-p tmp/", b"- *.txt"];
         assert_eq!(w, want);
         assert!(fl.wire_rules(true, 29).is_err());
+    }
+
+    #[test]
+    fn daemon_rules_win_over_the_client() {
+        let mut user = FilterList::new(Side::Sender);
+        user.add_include(b"*.o").unwrap();
+        user.add_include(b"secret/").unwrap();
+        let mut d = FilterList::new(Side::Sender).for_daemon();
+        d.add_daemon_arg(&FilterArg::Exclude("*.o secret/".into()), &mut no_files)
+            .unwrap();
+        d.add_daemon_arg(&FilterArg::Exclude("sub/x".into()), &mut no_files)
+            .unwrap();
+        let set = FilterSet {
+            user,
+            daemon: Some(d),
+        };
+        assert!(set.is_excluded(b"a.o", false));
+        assert!(set.is_excluded(b"secret", true));
+        // A directory exclude covers the contents (`/***`).
+        assert!(set.is_excluded(b"secret/f", false));
+        // A pattern with a slash matches the path's trailing elements
+        // (rsync adds the module-relative directory in front).
+        assert!(set.is_excluded(b"sub/x", false));
+        assert!(set.is_excluded(b"a/sub/x", false));
+        assert!(!set.is_excluded(b"b/x", false));
+        assert!(!set.is_excluded(b"a.c", false));
     }
 
     #[test]
