@@ -4,6 +4,8 @@
 //! a populated one (which names are deleted). Every (rule set, scenario,
 //! path) is one case and both programs must agree on it.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -286,3 +288,53 @@ fn rsync_is_3_5() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("version 3.5.0"));
 }
 
+
+/// Capture 19 (a pull at protocol 32 with `--include='sub/'
+/// --include='sub/c.txt' --filter='H *.bak' --filter='P keep.me'
+/// --filter='-p tmp/' --exclude='*.txt'`): the client's filter list bytes
+/// are exactly what our client sends for the same options, and they parse
+/// back into the rules a sending server applies.
+#[test]
+fn capture_19_filter_list_bytes() {
+    use ferrsync::filter::{FilterArg, FilterList, Side};
+    let tap = common::tap::load("19-rsh-pull-p32-filters.tap");
+    let mut fl = FilterList::new(Side::Receiver);
+    let args = [
+        FilterArg::Include("sub/".into()),
+        FilterArg::Include("sub/c.txt".into()),
+        FilterArg::Filter("H *.bak".into()),
+        FilterArg::Filter("P keep.me".into()),
+        FilterArg::Filter("-p tmp/".into()),
+        FilterArg::Exclude("*.txt".into()),
+    ];
+    for a in &args {
+        fl.add_arg(a, &mut |_: &[u8]| Ok(None)).unwrap();
+    }
+    let rules = fl.wire_rules(false, 32).unwrap();
+    let mut bytes = Vec::new();
+    for r in &rules {
+        bytes.extend_from_slice(&(r.len() as i32).to_le_bytes());
+        bytes.extend_from_slice(r);
+    }
+    bytes.extend_from_slice(&0i32.to_le_bytes());
+    assert!(
+        tap.c2s.windows(bytes.len()).any(|w| w == bytes.as_slice()),
+        "capture 19 does not hold {bytes:02x?}"
+    );
+    // The sending server's view of those rules.
+    let mut server = FilterList::new(Side::Sender);
+    for r in &rules {
+        server.add_filter(r).unwrap();
+    }
+    for (name, dir, excluded) in [
+        ("sub", true, false),
+        ("sub/c.txt", false, false),
+        ("a.txt", false, true),
+        ("x.bak", false, true),
+        ("keep.me", false, false),
+        ("tmp", true, true),
+        ("sub/d.txt", false, true),
+    ] {
+        assert_eq!(server.is_excluded(name.as_bytes(), dir), excluded, "{name}");
+    }
+}
