@@ -115,7 +115,14 @@ const SETS: &[&[&str]] = &[
     &["--include=- *.c", "--exclude=*.c"],
     &["-f", "-! */"],
     &["-f", "+ keep.me", "-f", "- k*"],
-    &["-f", "exclude *.o", "-f", "include foo.txt", "-f", "exclude foo*"],
+    &[
+        "-f",
+        "exclude *.o",
+        "-f",
+        "include foo.txt",
+        "-f",
+        "exclude foo*",
+    ],
     &["-f", "-_*.o"],
     &["-f", "exclude,s *.c"],
     &["-f", "H *.txt"],
@@ -177,7 +184,12 @@ fn write_tree(root: &Path, spec: &[(&str, &str)]) {
 }
 
 /// Runs `prog -n -i -r ARGS src/ dst/` and returns (listed, deleted).
-fn run(prog: &str, args: &[String], src: &Path, dst: &Path) -> (BTreeSet<String>, BTreeSet<String>, String) {
+fn run(
+    prog: &str,
+    args: &[String],
+    src: &Path,
+    dst: &Path,
+) -> (BTreeSet<String>, BTreeSet<String>, String) {
     let out = Command::new(prog)
         .args(["-n", "-i", "-r"])
         .args(args)
@@ -197,7 +209,11 @@ fn run(prog: &str, args: &[String], src: &Path, dst: &Path) -> (BTreeSet<String>
             let n = &line[12..];
             let n = n.split(" -> ").next().unwrap();
             let n = n.trim_end_matches('/');
-            listed.insert(if n.is_empty() { ".".into() } else { n.to_string() });
+            listed.insert(if n.is_empty() {
+                ".".into()
+            } else {
+                n.to_string()
+            });
         }
     }
     let diag = format!(
@@ -223,7 +239,11 @@ fn rule_table_matches_rsync() {
     write_tree(&src, SRC);
     write_tree(&base.join("full"), DST);
     fs::create_dir_all(&rules).unwrap();
-    fs::write(rules.join("ex.txt"), "*.o\n# a comment\n; another\n\n/tmp\n").unwrap();
+    fs::write(
+        rules.join("ex.txt"),
+        "*.o\n# a comment\n; another\n\n/tmp\n",
+    )
+    .unwrap();
     fs::write(rules.join("in.txt"), "*/\n*.c\n").unwrap();
     fs::write(rules.join("merge.txt"), "- *.txt\n+ *.c\n").unwrap();
     let universe: BTreeSet<String> = paths(SRC)
@@ -287,7 +307,6 @@ fn rsync_is_3_5() {
     let out = Command::new("rsync").arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("version 3.5.0"));
 }
-
 
 /// Capture 19 (a pull at protocol 32 with `--include='sub/'
 /// --include='sub/c.txt' --filter='H *.bak' --filter='P keep.me'

@@ -78,10 +78,31 @@ fn run(prog: &str, args: &[String]) {
 const SETS: &[&[&str]] = &[
     &["-F", "-f", "P keep.*", "--delete"],
     &["-F", "-F", "-f", "protect *.z", "-f", "H *.o", "--delete"],
-    &["-f", ":e .rsync-filter", "-f", "S a.txt", "-f", "H *.txt", "--delete"],
-    &["-F", "--delete-excluded", "--exclude=*.o", "-f", "P keep.old"],
+    &[
+        "-f",
+        ":e .rsync-filter",
+        "-f",
+        "S a.txt",
+        "-f",
+        "H *.txt",
+        "--delete",
+    ],
+    &[
+        "-F",
+        "--delete-excluded",
+        "--exclude=*.o",
+        "-f",
+        "P keep.old",
+    ],
     &["-C", "--delete", "-f", "R z/f", "-f", "P z/**"],
-    &["--include=*/", "--include=*.txt", "--exclude=*", "--delete", "-f", "P keep*"],
+    &[
+        "--include=*/",
+        "--include=*.txt",
+        "--exclude=*",
+        "--delete",
+        "-f",
+        "P keep*",
+    ],
 ];
 
 #[test]
@@ -111,16 +132,32 @@ fn filters_both_directions_equal_rsync_alone() {
             v
         };
         let expected = fresh("expected");
-        run("rsync", &with(&[s.clone(), format!("{}/", expected.display())]));
+        run(
+            "rsync",
+            &with(&[s.clone(), format!("{}/", expected.display())]),
+        );
         let ours = format!("--rsync-path={}", ferrsync_bin());
         let runs: [(&str, &str, Vec<String>); 4] = [
-            ("pull", "ferrsync client <- rsync --server", vec![
-                "--rsync-path=rsync".into(),
-                format!("localhost:{s}"),
-            ]),
-            ("push", "ferrsync client -> rsync --server", vec!["--rsync-path=rsync".into(), s.clone()]),
-            ("rpull", "rsync client <- ferrsync --server", vec![ours.clone(), format!("localhost:{s}")]),
-            ("rpush", "rsync client -> ferrsync --server", vec![ours.clone(), s.clone()]),
+            (
+                "pull",
+                "ferrsync client <- rsync --server",
+                vec!["--rsync-path=rsync".into(), format!("localhost:{s}")],
+            ),
+            (
+                "push",
+                "ferrsync client -> rsync --server",
+                vec!["--rsync-path=rsync".into(), s.clone()],
+            ),
+            (
+                "rpull",
+                "rsync client <- ferrsync --server",
+                vec![ours.clone(), format!("localhost:{s}")],
+            ),
+            (
+                "rpush",
+                "rsync client -> ferrsync --server",
+                vec![ours.clone(), s.clone()],
+            ),
         ];
         for (name, what, mut args) in runs {
             let dst = fresh(name);

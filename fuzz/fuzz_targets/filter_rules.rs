@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let side = if first & 1 == 0 { Side::Sender } else { Side::Receiver };
+    let side = if first & 1 == 0 {
+        Side::Sender
+    } else {
+        Side::Receiver
+    };
     let mut parts = rest.split(|&b| b == 0);
     let text = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
     let names: Vec<&[u8]> = parts.take(64).collect();
@@ -25,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
         2 => FilterArg::Include(text.clone()),
         _ => FilterArg::Filter(text.clone()),
     };
-    let mut read = |_: &[u8]| -> std::io::Result<Option<Vec<u8>>> { Ok(Some(text.clone().into_bytes())) };
+    let mut read =
+        |_: &[u8]| -> std::io::Result<Option<Vec<u8>>> { Ok(Some(text.clone().into_bytes())) };
     let ok = if (first >> 1) & 3 == 3 {
         fl.add_daemon_arg(&arg, &mut read).is_ok()
     } else {
@@ -46,11 +51,18 @@ fuzz_target!(|data: &[u8]| {
     }
     let am_sender = side == Side::Sender;
     if let Ok(rules) = fl.wire_rules(am_sender, 32) {
-        let peer = if am_sender { Side::Receiver } else { Side::Sender };
+        let peer = if am_sender {
+            Side::Receiver
+        } else {
+            Side::Sender
+        };
         let mut back = FilterList::new(peer);
         for r in &rules {
             // Every rule we send must parse on the other side.
-            assert!(back.add_filter(r).is_ok() || r.starts_with(b":") || r.starts_with(b"."), "{r:?}");
+            assert!(
+                back.add_filter(r).is_ok() || r.starts_with(b":") || r.starts_with(b"."),
+                "{r:?}"
+            );
         }
     }
 });

@@ -39,9 +39,7 @@ fn read_path(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
 /// A reader for per-directory merge files in `dir`: a missing or
 /// unreadable file counts as absent.
 pub fn dir_reader(dir: &Path) -> impl FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>> + '_ {
-    move |name: &[u8]| {
-        Ok(read_path(&dir.join(std::ffi::OsStr::from_bytes(name))).unwrap_or(None))
-    }
+    move |name: &[u8]| Ok(read_path(&dir.join(std::ffi::OsStr::from_bytes(name))).unwrap_or(None))
 }
 
 fn syntax(e: &crate::filter::ParseError) -> Error {
@@ -57,16 +55,26 @@ fn syntax(e: &crate::filter::ParseError) -> Error {
 #[must_use]
 pub fn transfer_root(path: &Path, side: Side) -> Option<Vec<u8>> {
     let raw = path.as_os_str().as_bytes();
-    let dir = if side == Side::Receiver || raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b"." {
-        path.to_path_buf()
+    let dir =
+        if side == Side::Receiver || raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b"." {
+            path.to_path_buf()
+        } else {
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
     } else {
-        path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        dir
     };
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     let abs = std::path::absolute(&dir).ok()?;
     let mut v = abs.as_os_str().as_bytes().to_vec();
     while v.len() > 1 && (v.ends_with(b"/") || v.ends_with(b"/.")) {
-        v.truncate(if v.ends_with(b"/.") { v.len() - 2 } else { v.len() - 1 });
+        v.truncate(if v.ends_with(b"/.") {
+            v.len() - 2
+        } else {
+            v.len() - 1
+        });
     }
     Some(v)
 }
@@ -100,7 +108,12 @@ pub fn client_list(
 ///
 /// # Errors
 /// Never in practice.
-pub fn client_cvs(fl: &mut FilterList, opts: &Options, protocol: u8, before_send: bool) -> Result<()> {
+pub fn client_cvs(
+    fl: &mut FilterList,
+    opts: &Options,
+    protocol: u8,
+    before_send: bool,
+) -> Result<()> {
     if !opts.cvs_exclude {
         return Ok(());
     }
@@ -128,7 +141,9 @@ pub fn server_list(
     let mut fl = base(opts, side, protocol, root);
     for r in rules {
         fl.add_with(r, RuleFlags::NONE, protocol < 29, &mut |_: &[u8]| {
-            Err(std::io::Error::other("merge files are not read for a client"))
+            Err(std::io::Error::other(
+                "merge files are not read for a client",
+            ))
         })
         .map_err(|e| syntax(&e))?;
     }
@@ -151,7 +166,8 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     } else {
         let mut d = FilterList::new(side).for_daemon();
         for a in &opts.daemon_filters {
-            d.add_daemon_arg(a, &mut read_local).map_err(|e| syntax(&e))?;
+            d.add_daemon_arg(a, &mut read_local)
+                .map_err(|e| syntax(&e))?;
         }
         Some(d)
     };

@@ -136,6 +136,7 @@ fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
 ///
 /// # Errors
 /// A broken connection or a peer that breaks the protocol.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_receiving_side<R, W>(
     r: &mut MuxReader<R>,
     w: &mut MuxWriter<W>,

@@ -134,13 +134,19 @@ impl FilterList {
     ///
     /// # Errors
     /// A rule does not parse or a file cannot be read.
-    pub fn add_daemon_arg(&mut self, arg: &FilterArg, read: MergeReader<'_>) -> Result<(), ParseError> {
+    pub fn add_daemon_arg(
+        &mut self,
+        arg: &FilterArg,
+        read: MergeReader<'_>,
+    ) -> Result<(), ParseError> {
         self.ctx.daemon = true;
         let ws = RuleFlags::WORD_SPLIT;
         match arg {
             FilterArg::Filter(t) => self.add_with(t.as_bytes(), ws, false, read),
             FilterArg::Exclude(t) => self.add_with(t.as_bytes(), ws, true, read),
-            FilterArg::Include(t) => self.add_with(t.as_bytes(), ws | RuleFlags::INCLUDE, true, read),
+            FilterArg::Include(t) => {
+                self.add_with(t.as_bytes(), ws | RuleFlags::INCLUDE, true, read)
+            }
             FilterArg::ExcludeFrom(_) | FilterArg::IncludeFrom(_) => self.add_arg(arg, read),
         }
     }
@@ -192,7 +198,9 @@ impl FilterList {
     /// Whether any per-directory merge rule is present.
     #[must_use]
     pub fn has_per_dir(&self) -> bool {
-        self.entries.iter().any(|e| matches!(e, Entry::PerDir { .. }))
+        self.entries
+            .iter()
+            .any(|e| matches!(e, Entry::PerDir { .. }))
     }
 
     /// Adds `--filter` text (one rule).
@@ -329,7 +337,13 @@ impl FilterList {
                     continue;
                 }
             }
-            push_wire(&mut out, rule, am_sender, protocol, self.ctx.delete_excluded)?;
+            push_wire(
+                &mut out,
+                rule,
+                am_sender,
+                protocol,
+                self.ctx.delete_excluded,
+            )?;
         }
         Ok(out)
     }
@@ -669,7 +683,9 @@ fn add_rule(list: &mut Vec<Entry>, ctx: &Ctx, flags: RuleFlags, pat: &[u8], dir:
     let Some(dir) = dir else {
         let mut rule = Rule::new(flags, pat);
         if ctx.daemon {
-            if !rule.flags.intersects(RuleFlags::ABS_PATH | RuleFlags::MERGE_FILE)
+            if !rule
+                .flags
+                .intersects(RuleFlags::ABS_PATH | RuleFlags::MERGE_FILE)
                 && rule.slash_cnt > 0
             {
                 rule.flags.insert(RuleFlags::ABS_PATH);
@@ -738,10 +754,19 @@ fn parse_file(
             }
             continue;
         }
-        let skip = line.is_empty()
-            || (!word_split && matches!(line.first(), Some(b';' | b'#')));
+        let skip = line.is_empty() || (!word_split && matches!(line.first(), Some(b';' | b'#')));
         if !skip {
-            parse_str(list, cvs, ctx, &line, template, old_prefixes, dir, read, depth)?;
+            parse_str(
+                list,
+                cvs,
+                ctx,
+                &line,
+                template,
+                old_prefixes,
+                dir,
+                read,
+                depth,
+            )?;
         }
         line.clear();
         if ch.is_none() {
@@ -925,9 +950,7 @@ pub fn rule_matches(rule: &Rule, fname: &[u8], is_dir: bool, root: Option<&[u8]>
         name == pattern
     } else {
         let (l1, l2) = (name.len(), pattern.len());
-        l2 <= l1
-            && name.ends_with(pattern)
-            && (l1 == l2 || name.get(l1 - l2 - 1) == Some(&b'/'))
+        l2 <= l1 && name.ends_with(pattern) && (l1 == l2 || name.get(l1 - l2 - 1) == Some(&b'/'))
     };
     if matched { ret_match } else { !ret_match }
 }
@@ -936,7 +959,13 @@ pub fn rule_matches(rule: &Rule, fname: &[u8], is_dir: bool, root: Option<&[u8]>
 /// `where_ > 0` matches the last `where_` path elements, `< 0` tries after
 /// every slash, `0` only at the start.
 fn match_array(pattern: &[u8], text: &[u8], where_: isize, wild: bool) -> bool {
-    let m = |t: &[u8]| if wild { wildmatch(pattern, t) } else { pattern == t };
+    let m = |t: &[u8]| {
+        if wild {
+            wildmatch(pattern, t)
+        } else {
+            pattern == t
+        }
+    };
     if where_ > 0 {
         let mut count = where_;
         let mut i = text.len();
@@ -1042,11 +1071,23 @@ mod tests {
         fl.add_filter(b"-p tmp/").unwrap();
         fl.add_exclude(b"*.txt").unwrap();
         let w = fl.wire_rules(false, 32).unwrap();
-        let want: Vec<&[u8]> = vec![b"+ sub/", b"+ sub/c.txt", b"-s *.bak", b"-p tmp/", b"- *.txt"];
+        let want: Vec<&[u8]> = vec![
+            b"+ sub/",
+            b"+ sub/c.txt",
+            b"-s *.bak",
+            b"-p tmp/",
+            b"- *.txt",
+        ];
         assert_eq!(w, want);
         // A pushing client keeps the hide rule and sends the protect rule.
         let w = fl.wire_rules(true, 32).unwrap();
-        let want: Vec<&[u8]> = vec![b"+ sub/", b"+ sub/c.txt", b"-r keep.me", b"-p tmp/", b"- *.txt"];
+        let want: Vec<&[u8]> = vec![
+            b"+ sub/",
+            b"+ sub/c.txt",
+            b"-r keep.me",
+            b"-p tmp/",
+            b"- *.txt",
+        ];
         assert_eq!(w, want);
         assert!(fl.wire_rules(true, 29).is_err());
     }

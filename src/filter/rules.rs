@@ -68,7 +68,11 @@ impl RuleFlags {
     pub const SIDES: Self = Self(Self::SENDER_SIDE.0 | Self::RECEIVER_SIDE.0);
     /// What a rule read from a merge file inherits from the merge rule.
     pub const FROM_CONTAINER: Self = Self(
-        Self::ABS_PATH.0 | Self::INCLUDE.0 | Self::DIRECTORY.0 | Self::NEGATE.0 | Self::PERISHABLE.0,
+        Self::ABS_PATH.0
+            | Self::INCLUDE.0
+            | Self::DIRECTORY.0
+            | Self::NEGATE.0
+            | Self::PERISHABLE.0,
     );
 
     /// Whether every bit of `other` is set.
@@ -469,7 +473,8 @@ impl Rule {
         } else if f.contains(RuleFlags::INCLUDE) {
             op.push('+');
         } else if legal_len != 1
-            || (matches!(self.pattern.first(), Some(b'-' | b'+')) && self.pattern.get(1) == Some(&b' '))
+            || (matches!(self.pattern.first(), Some(b'-' | b'+'))
+                && self.pattern.get(1) == Some(&b' '))
         {
             op.push('-');
         } else {
@@ -491,7 +496,11 @@ impl Rule {
                 op.push('w');
             }
             if f.contains(RuleFlags::NO_PREFIXES) {
-                op.push(if f.contains(RuleFlags::INCLUDE) { '+' } else { '-' });
+                op.push(if f.contains(RuleFlags::INCLUDE) {
+                    '+'
+                } else {
+                    '-'
+                });
             }
         }
         if f.contains(RuleFlags::EXCLUDE_SELF) {
@@ -608,8 +617,19 @@ mod tests {
     #[test]
     fn errors() {
         for bad in [
-            "X foo", "-e foo", "-n foo", "-w foo", ".! f", "Hs foo", "Pr foo", "HC", "! x", "-",
-            "+ ", "excludex foo", ":-+ f",
+            "X foo",
+            "-e foo",
+            "-n foo",
+            "-w foo",
+            ".! f",
+            "Hs foo",
+            "Pr foo",
+            "HC",
+            "! x",
+            "-",
+            "+ ",
+            "excludex foo",
+            ":-+ f",
         ] {
             assert!(
                 parse_token(bad.as_bytes(), RuleFlags::NONE, false, false).is_err(),
