@@ -665,7 +665,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 fs::remove_file(p)
             };
             if let Err(err) = res {
-                if m.is_dir() && err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) {
+                if m.is_dir()
+                    && err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+                {
                     ctx.emit(Event::Message {
                         error: false,
                         text: format!(

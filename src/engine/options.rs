@@ -287,9 +287,10 @@ impl Options {
             }
         }
         if client_sends {
-            if let Some(d) = self.delete.filter(|d| {
-                !(self.delete_excluded && *d == DeleteTiming::Auto)
-            }) {
+            if let Some(d) = self
+                .delete
+                .filter(|d| !(self.delete_excluded && *d == DeleteTiming::Auto))
+            {
                 args.push(
                     match d {
                         DeleteTiming::Auto => "--delete",
