@@ -585,7 +585,12 @@ fn parse_str(
             };
             let mut flags = flags;
             if flags.contains(RuleFlags::EXCLUDE_SELF) {
-                add_rule(list, ctx, RuleFlags::NONE, merge_basename(&pat), dir);
+                // A name ending in `/` has no basename; rsync would add an
+                // empty rule that no peer can parse, so none is added.
+                let base = merge_basename(&pat);
+                if !base.is_empty() {
+                    add_rule(list, ctx, RuleFlags::NONE, base, dir);
+                }
                 flags.remove(RuleFlags::EXCLUDE_SELF);
             }
             if flags.contains(RuleFlags::PERDIR_MERGE) {
