@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferrsync::engine::{DeleteTiming, Event, Hooks, Options, parse_server_args, run_server};
+use ferrsync::filter::FilterArg;
 use ferrsync::transport::daemon::DaemonUrl;
 use ferrsync::{Error, RemoteCommand, Report, Transfer};
 
@@ -66,6 +67,15 @@ Options (as rsync's):
  -I, --ignore-times       don't skip files that match size and time
      --delete             delete extraneous files from dest dirs
      --delete-before|--delete-during|--delete-delay|--delete-after
+     --delete-excluded    also delete excluded files from dest dirs
+ -C, --cvs-exclude        auto-ignore files in the same way CVS does
+ -f, --filter=RULE        add a file-filtering RULE
+ -F                       same as --filter='dir-merge /.rsync-filter'
+                          repeated: --filter='- .rsync-filter'
+     --exclude=PATTERN    exclude files matching PATTERN
+     --exclude-from=FILE  read exclude patterns from FILE
+     --include=PATTERN    don't exclude files matching PATTERN
+     --include-from=FILE  read include patterns from FILE
      --numeric-ids        don't map uid/gid values by user/group name
  -B, --block-size=SIZE    force a fixed checksum block-size
      --checksum-choice=STR  choose the checksum algorithm (aka --cc)
@@ -138,6 +148,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
     let mut o = Options::default();
     let mut d = DaemonCli::default();
     let mut cli_rsh = None;
+    let mut f_count = 0;
     let mut args = Vec::new();
     let mut i = 0;
     let mut no_more = false;
@@ -266,6 +277,16 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                     )
                     .filter(|b| *b > 0);
                 }
+                "filter" => o.filters.push(FilterArg::Filter(value()?)),
+                "exclude" => o.filters.push(FilterArg::Exclude(value()?)),
+                "include" => o.filters.push(FilterArg::Include(value()?)),
+                "exclude-from" => o.filters.push(FilterArg::ExcludeFrom(value()?)),
+                "include-from" => o.filters.push(FilterArg::IncludeFrom(value()?)),
+                "cvs-exclude" => o.cvs_exclude = true,
+                "delete-excluded" => {
+                    o.delete_excluded = true;
+                    o.delete.get_or_insert(DeleteTiming::Auto);
+                }
                 "chmod" => {
                     let v = value()?;
                     o.chmod = Some(match o.chmod.take() {
@@ -340,6 +361,19 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 }
                 'b' => o.backup = true,
                 'x' => o.one_file_system = true,
+                'C' => o.cvs_exclude = true,
+                'F' => {
+                    f_count += 1;
+                    match f_count {
+                        1 => o.filters.push(FilterArg::Filter(": /.rsync-filter".into())),
+                        2 => o.filters.push(FilterArg::Filter("- .rsync-filter".into())),
+                        _ => {}
+                    }
+                }
+                'f' => {
+                    o.filters.push(FilterArg::Filter(take()?));
+                    break;
+                }
                 'z' => {
                     if o.compress && o.compress_choice.is_none() {
                         o.compress_choice = Some("zlibx".into());

@@ -657,6 +657,12 @@ impl Daemon {
         } else {
             module.incoming_chmod.clone()
         };
+        // The module's rules, in rsyncd's order, on top of the client's.
+        use crate::filter::FilterArg;
+        o.daemon_filters = (module.filter.iter().cloned().map(FilterArg::Filter))
+            .chain(module.include.iter().cloned().map(FilterArg::Include))
+            .chain(module.exclude.iter().cloned().map(FilterArg::Exclude))
+            .collect();
         Ok(Ok(sa))
     }
 }

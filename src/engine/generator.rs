@@ -52,6 +52,10 @@ pub(crate) struct RecvCtx<'a> {
     pub preserve: Preserve,
     pub events: Option<&'a EventSink>,
     pub whole_file: bool,
+    /// What `--delete` must leave alone (receiver-side view).
+    pub filters: Option<&'a crate::filter::FilterSet>,
+    /// The destination root the list's names are relative to.
+    pub dest: &'a Path,
 }
 
 impl RecvCtx<'_> {
@@ -656,37 +660,81 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(())
     }
 
-    /// Deletes one extraneous item, a directory's contents first (each
-    /// reported, deepest first, as rsync does).
-    async fn delete_item(&mut self, p: &Path, rel: Vec<u8>) -> Result<()> {
+    /// Deletes the contents of directory `p` that the filters allow (each
+    /// reported, deepest first, as rsync does); false when something was
+    /// kept (upstream `delete_dir_contents`).
+    async fn delete_dir_contents(
+        &mut self,
+        p: &Path,
+        rel: &[u8],
+        filters: Option<&crate::filter::FilterSet>,
+    ) -> Result<bool> {
+        let ctx = self.ctx;
+        let mut names: Vec<Vec<u8>> = fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|d| d.ok())
+                    .map(|d| d.file_name().as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let inner = filters.map(|f| {
+            let mut rd = super::filters::dir_reader(p);
+            f.enter_dir(rel, &mut rd).unwrap_or_else(|_| f.clone())
+        });
+        let mut kept = false;
+        for n in names {
+            let child = p.join(OsStr::from_bytes(&n));
+            let mut crel = rel.to_vec();
+            crel.push(b'/');
+            crel.extend_from_slice(&n);
+            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            if inner.as_ref().is_some_and(|f| f.is_excluded(&crel, is_dir)) {
+                kept = true;
+                continue;
+            }
+            if is_dir && !Box::pin(self.delete_dir_contents(&child, &crel, inner.as_ref())).await? {
+                kept = true;
+            }
+            if !Box::pin(self.delete_item(&child, crel, None, false)).await? {
+                kept = true;
+            }
+        }
+        if kept {
+            ctx.emit(Event::Message {
+                error: false,
+                text: format!(
+                    "cannot delete non-empty directory: {}",
+                    String::from_utf8_lossy(rel)
+                ),
+            });
+        }
+        Ok(!kept)
+    }
+
+    /// Deletes one extraneous item; with `top`, a directory's contents
+    /// first. False when it was not deleted.
+    async fn delete_item(
+        &mut self,
+        p: &Path,
+        rel: Vec<u8>,
+        filters: Option<&crate::filter::FilterSet>,
+        top: bool,
+    ) -> Result<bool> {
         let ctx = self.ctx;
         let Ok(m) = fs::symlink_metadata(p) else {
-            return Ok(());
+            return Ok(true);
         };
         if let Some(limit) = ctx.opts.max_delete {
             let done: i32 = self.stats.deleted.iter().sum();
             if i64::from(done) >= i64::from(limit) {
                 self.skipped_deletes += 1;
-                return Ok(());
+                return Ok(false);
             }
         }
         let ft = m.file_type();
-        if m.is_dir() {
-            let mut names: Vec<Vec<u8>> = fs::read_dir(p)
-                .map(|rd| {
-                    rd.filter_map(|d| d.ok())
-                        .map(|d| d.file_name().as_bytes().to_vec())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            for n in names {
-                let child = p.join(OsStr::from_bytes(&n));
-                let mut crel = rel.clone();
-                crel.push(b'/');
-                crel.extend_from_slice(&n);
-                Box::pin(self.delete_item(&child, crel)).await?;
-            }
+        if top && m.is_dir() && !self.delete_dir_contents(p, &rel, filters).await? {
+            return Ok(false);
         }
         let kind_idx = if m.is_dir() {
             1
@@ -706,12 +754,25 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 fs::remove_file(p)
             };
             if let Err(err) = res {
+                if m.is_dir()
+                    && err.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+                {
+                    ctx.emit(Event::Message {
+                        error: false,
+                        text: format!(
+                            "cannot delete non-empty directory: {}",
+                            String::from_utf8_lossy(&rel)
+                        ),
+                    });
+                    return Ok(false);
+                }
                 return self
                     .fail(format!(
                         "delete_file: unlink \"{}\" failed: {err}",
                         p.display()
                     ))
-                    .await;
+                    .await
+                    .map(|()| false);
             }
         }
         self.stats.deleted[kind_idx] += 1;
@@ -728,7 +789,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             self.w.send_msg(MsgCode::Deleted, &payload).await?;
         }
         ctx.emit(Event::Deleted { name: shown });
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
@@ -738,6 +799,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let Ok(rd) = fs::read_dir(dir) else {
             return Ok(());
         };
+        let filters = ctx
+            .filters
+            .map(|f| super::filters::filters_for_dir(f, ctx.dest, &e.name));
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
             .filter_map(|d| d.ok())
@@ -757,7 +821,17 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 [e.name.as_slice(), b"/"].concat()
             };
             rel.extend_from_slice(&name);
-            self.delete_item(&p, rel).await?;
+            if let Some(f) = &filters {
+                let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+                if f.is_excluded(&rel, is_dir) {
+                    continue;
+                }
+            }
+            let mut inner = filters.clone();
+            if let Some(f) = &mut inner {
+                f.set_ignore_perishable(true);
+            }
+            self.delete_item(&p, rel, inner.as_ref(), true).await?;
         }
         Ok(())
     }

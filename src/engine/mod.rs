@@ -14,6 +14,7 @@
 //! the receiver. The generator owns the writing half of the connection and
 //! the receiver the reading half; they run concurrently in one task.
 
+pub mod filters;
 mod generator;
 pub mod io;
 pub mod local;
@@ -35,6 +36,7 @@ pub use sender::SendList;
 pub use setup::Setup;
 
 use crate::error::{Error, Result};
+use crate::filter::Side;
 use crate::wire::{Limits, MsgCode};
 
 /// Which side of the transfer the client is.
@@ -74,6 +76,19 @@ impl std::fmt::Debug for Hooks {
 /// # Errors
 /// A source cannot be read at all.
 pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Result<SendList> {
+    build_send_list_filtered(sources, opts, protocol, None)
+}
+
+/// [`build_send_list`] leaving out what `filters` exclude.
+///
+/// # Errors
+/// A source cannot be read at all.
+pub fn build_send_list_filtered(
+    sources: &[PathBuf],
+    opts: &Options,
+    protocol: u8,
+    filters: Option<&crate::filter::FilterSet>,
+) -> Result<SendList> {
     let so = crate::fs::ScanOptions {
         recursive: opts.recursive,
         // Everything is listed; the receiving side skips what it must not
@@ -85,7 +100,7 @@ pub fn build_send_list(sources: &[PathBuf], opts: &Options, protocol: u8) -> Res
         one_file_system: opts.one_file_system,
         ..crate::fs::ScanOptions::default()
     };
-    let mut res = crate::fs::scan_sources(sources, &so)
+    let mut res = crate::fs::scan_sources_filtered(sources, &so, filters)
         .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
     apply_chmod(&mut res.entries, opts)?;
     if opts.munge_links {
@@ -219,7 +234,14 @@ where
     let whole_file = opts.whole_file.unwrap_or(false);
     let mut report = match role {
         ClientRole::Receiver { dest } => {
-            setup::send_filter_list(&mut w).await?;
+            let root = filters::transfer_root(&dest, Side::Receiver);
+            let mut fl = filters::client_list(opts, Side::Receiver, setup.protocol, root)?;
+            let wire = fl
+                .wire_rules(false, setup.protocol)
+                .map_err(Error::Protocol)?;
+            setup::send_filter_list(&mut w, &wire).await?;
+            filters::client_cvs(&mut fl, opts, setup.protocol, false)?;
+            let set = filters::with_daemon(fl, opts, Side::Receiver)?;
             receiver::run_receiving_side(
                 &mut r,
                 &mut w,
@@ -228,14 +250,25 @@ where
                 &dest,
                 whole_file,
                 hooks.events.as_ref(),
+                set.as_ref(),
             )
             .await?
         }
         ClientRole::Sender { sources } => {
+            let root = sources
+                .first()
+                .and_then(|s| filters::transfer_root(s, Side::Sender));
+            let mut fl = filters::client_list(opts, Side::Sender, setup.protocol, root)?;
+            filters::client_cvs(&mut fl, opts, setup.protocol, true)?;
             if setup::filter_list_sent(false, opts) {
-                setup::send_filter_list(&mut w).await?;
+                let wire = fl
+                    .wire_rules(true, setup.protocol)
+                    .map_err(Error::Protocol)?;
+                setup::send_filter_list(&mut w, &wire).await?;
             }
-            let list = build_send_list(&sources, opts, setup.protocol)?;
+            filters::client_cvs(&mut fl, opts, setup.protocol, false)?;
+            let set = filters::with_daemon(fl, opts, Side::Sender)?;
+            let list = build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?;
             sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
         }
     };
@@ -367,39 +400,41 @@ where
     let opts = &sa.options;
     let limits = Limits::default();
     if sa.sender {
-        let mut rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
-        // The --delay-updates holding directory never exists in a source.
-        rules.retain(|r| !r.ends_with(b".~tmp~/"));
-        if !rules.is_empty() {
-            return Err(Error::Unsupported(
-                "filter rules are not supported by this server yet".into(),
-            ));
-        }
+        let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
         let mut sources: Vec<PathBuf> = sa.paths.iter().map(PathBuf::from).collect();
         if sources.is_empty() {
             sources.push(PathBuf::from("."));
         }
-        let list = build_send_list(&sources, opts, setup.protocol)?;
+        let root = filters::transfer_root(&sources[0], Side::Sender);
+        let fl = filters::server_list(&rules, opts, Side::Sender, setup.protocol, root)?;
+        let set = filters::with_daemon(fl, opts, Side::Sender)?;
+        let list = build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?;
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {
-        if setup::filter_list_sent(false, opts) {
-            let mut rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
-            // rsync protects the --delay-updates holding directory with a
-            // rule of its own; the generator never deletes it anyway.
-            rules.retain(|r| !r.ends_with(b".~tmp~/"));
-            if !rules.is_empty() {
-                return Err(Error::Unsupported(
-                    "filter rules are not supported by this server yet".into(),
-                ));
-            }
-        }
+        let rules = if setup::filter_list_sent(false, opts) {
+            setup::recv_filter_list(r, limits.max_filter_len).await?
+        } else {
+            Vec::new()
+        };
         let dest = sa
             .paths
             .first()
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let root = filters::transfer_root(&dest, Side::Receiver);
+        let fl = filters::server_list(&rules, opts, Side::Receiver, setup.protocol, root)?;
+        let set = filters::with_daemon(fl, opts, Side::Receiver)?;
         let whole_file = opts.whole_file.unwrap_or(false);
-        receiver::run_receiving_side(r, w, setup, opts, &dest, whole_file, hooks.events.as_ref())
-            .await
+        receiver::run_receiving_side(
+            r,
+            w,
+            setup,
+            opts,
+            &dest,
+            whole_file,
+            hooks.events.as_ref(),
+            set.as_ref(),
+        )
+        .await
     }
 }
 

@@ -150,6 +150,17 @@ pub struct Options {
     pub inplace: bool,
     /// `--max-delete`: delete at most this many items (0: none, only warn).
     pub max_delete: Option<u32>,
+    /// Filter options in command-line order (`--filter`, `--exclude`,
+    /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
+    /// `--filter` rules).
+    pub filters: Vec<crate::filter::FilterArg>,
+    /// `-C`: add rsync's CVS-ignore rules.
+    pub cvs_exclude: bool,
+    /// `--delete-excluded`: excluded names are deleted on the receiver.
+    pub delete_excluded: bool,
+    /// A daemon module's rules, applied on top of the client's and never
+    /// sent (the `filter`, `exclude` and `include` parameters).
+    pub daemon_filters: Vec<crate::filter::FilterArg>,
 }
 
 impl Default for Options {
@@ -209,6 +220,10 @@ impl Default for Options {
             partial_dir: None,
             inplace: false,
             max_delete: None,
+            filters: Vec::new(),
+            cvs_exclude: false,
+            delete_excluded: false,
+            daemon_filters: Vec::new(),
         }
     }
 }
@@ -299,6 +314,9 @@ impl Options {
         if self.one_file_system && server_sends {
             c.push('x');
         }
+        if self.cvs_exclude {
+            c.push('C');
+        }
         if self.ignore_times {
             c.push('I');
         }
@@ -339,7 +357,10 @@ impl Options {
             }
         }
         if client_sends {
-            if let Some(d) = self.delete {
+            if let Some(d) = self
+                .delete
+                .filter(|d| !(self.delete_excluded && *d == DeleteTiming::Auto))
+            {
                 args.push(
                     match d {
                         DeleteTiming::Auto => "--delete",
@@ -350,6 +371,9 @@ impl Options {
                     }
                     .into(),
                 );
+            }
+            if self.delete_excluded {
+                args.push("--delete-excluded".into());
             }
             if self.size_only {
                 args.push("--size-only".into());
@@ -532,6 +556,7 @@ const LONG: &[(&str, bool)] = &[
     ("delete-during", false),
     ("delete-delay", false),
     ("delete-after", false),
+    ("delete-excluded", false),
     ("del", false),
     ("numeric-ids", false),
     ("checksum-choice", true),
@@ -647,6 +672,10 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "delete-during" => o.delete = Some(DeleteTiming::During),
                 "delete-delay" => o.delete = Some(DeleteTiming::Delay),
                 "delete-after" => o.delete = Some(DeleteTiming::After),
+                "delete-excluded" => {
+                    o.delete_excluded = true;
+                    o.delete.get_or_insert(DeleteTiming::Auto);
+                }
                 "numeric-ids" => o.numeric_ids = true,
                 "delay-updates" => o.delay_updates = true,
                 "update" => o.update = true,
@@ -729,6 +758,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'p' => o.perms = true,
                     'r' => o.recursive = true,
                     'c' => o.checksum = true,
+                    'C' => o.cvs_exclude = true,
                     'I' => o.ignore_times = true,
                     'O' => o.omit_dir_times = true,
                     'i' => o.itemize += 1,

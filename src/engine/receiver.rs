@@ -136,6 +136,7 @@ fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
 ///
 /// # Errors
 /// A broken connection or a peer that breaks the protocol.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_receiving_side<R, W>(
     r: &mut MuxReader<R>,
     w: &mut MuxWriter<W>,
@@ -144,6 +145,7 @@ pub(crate) async fn run_receiving_side<R, W>(
     dest: &Path,
     whole_file: bool,
     events: Option<&EventSink>,
+    filters: Option<&crate::filter::FilterSet>,
 ) -> Result<Report>
 where
     R: AsyncRead + Unpin,
@@ -197,6 +199,8 @@ where
         preserve,
         events,
         whole_file,
+        filters,
+        dest,
     };
     let (tx, rx) = unbounded_channel();
     let generator = Generator::new(&ctx, w, rx);

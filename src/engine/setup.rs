@@ -313,14 +313,24 @@ fn make_seed() -> i32 {
 /// deletes).
 #[must_use]
 pub fn filter_list_sent(server_sends: bool, opts: &Options) -> bool {
-    server_sends || opts.delete.is_some()
+    server_sends || opts.delete.is_some() || opts.delete_excluded
 }
 
-/// Writes our (empty) filter list.
+/// Writes a filter list: each rule as `int32 length` + text, then
+/// `int32 0`.
 ///
 /// # Errors
 /// The connection failed.
-pub async fn send_filter_list<W: AsyncWrite + Unpin>(w: &mut MuxWriter<W>) -> Result<()> {
+pub async fn send_filter_list<W: AsyncWrite + Unpin>(
+    w: &mut MuxWriter<W>,
+    rules: &[Vec<u8>],
+) -> Result<()> {
+    for r in rules {
+        let len = i32::try_from(r.len())
+            .map_err(|_| Error::Protocol("filter rule too long".into()))?;
+        wire::encode_i32(w.buf(), len);
+        w.buf().extend_from_slice(r);
+    }
     wire::encode_i32(w.buf(), 0);
     w.flush().await
 }

@@ -7,4 +7,4 @@
 pub mod chmod;
 pub mod scan;
 
-pub use scan::{ScanOptions, ScanResult, scan_sources, sort_scan};
+pub use scan::{ScanOptions, ScanResult, scan_sources, scan_sources_filtered, sort_scan};

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use crate::filter::FilterSet;
 use crate::flist::entry::{FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
 use crate::flist::sort::{apply_permutation, sort_permutation};
 
@@ -82,7 +83,23 @@ pub const MAX_SCAN_ERRORS: usize = 100;
 /// Only when `/etc/passwd` or `/etc/group` exist but cannot be read; a
 /// source or file that cannot be read sets `io_error` instead.
 pub fn scan_sources(sources: &[PathBuf], opts: &ScanOptions) -> io::Result<ScanResult> {
+    scan_sources_filtered(sources, opts, None)
+}
+
+/// [`scan_sources`] leaving out what `filters` exclude: an excluded
+/// directory is not entered, and per-directory merge files are read in
+/// each directory before its entries are checked (upstream
+/// `send_directory` with `change_local_filter_dir`).
+///
+/// # Errors
+/// As [`scan_sources`].
+pub fn scan_sources_filtered(
+    sources: &[PathBuf],
+    opts: &ScanOptions,
+    filters: Option<&FilterSet>,
+) -> io::Result<ScanResult> {
     let mut s = Scanner {
+        filters: filters.cloned(),
         opts: *opts,
         users: IdCache::new(read_id_names(Path::new("/etc/passwd"))?),
         groups: IdCache::new(read_id_names(Path::new("/etc/group"))?),
@@ -223,6 +240,7 @@ fn errno_bit(e: Errno) -> i32 {
 type At<'a> = Option<(BorrowedFd<'a>, &'a CStr)>;
 
 struct Scanner {
+    filters: Option<FilterSet>,
     opts: ScanOptions,
     users: IdCache,
     groups: IdCache,
@@ -276,6 +294,9 @@ impl Scanner {
             let name = src
                 .file_name()
                 .map_or_else(|| raw.to_vec(), |n| n.as_bytes().to_vec());
+            if self.excluded(&name, false) {
+                return;
+            }
             self.add(name, src.to_path_buf(), &meta, 0, None);
             return;
         }
@@ -290,6 +311,10 @@ impl Scanner {
         if !self.opts.recursive && !self.opts.dirs {
             return;
         }
+        // A dot-dir is never excluded.
+        if name != b"." && self.excluded(&name, true) {
+            return;
+        }
         let flags = if content {
             XMIT_TOP_DIR
         } else {
@@ -297,14 +322,47 @@ impl Scanner {
         };
         self.add(name.clone(), src.to_path_buf(), &meta, flags, None);
         if content {
-            self.directory(src, &name, meta.dev, self.opts.recursive);
+            let f = self.filters.clone();
+            self.directory(src, &name, meta.dev, self.opts.recursive, f.as_ref());
+        }
+    }
+
+    fn excluded(&self, name: &[u8], is_dir: bool) -> bool {
+        self.filters
+            .as_ref()
+            .is_some_and(|f| f.is_excluded(name, is_dir))
+    }
+
+    /// The filters inside `dir`, its per-directory merge files read.
+    fn enter(&mut self, f: Option<&FilterSet>, dir: &Path, name: &[u8]) -> Option<FilterSet> {
+        let f = f?;
+        let mut read = |n: &[u8]| -> io::Result<Option<Vec<u8>>> {
+            Ok(fs::read(dir.join(OsStr::from_bytes(n))).ok())
+        };
+        match f.enter_dir(name, &mut read) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.out.io_error |= IOERR_GENERAL;
+                if self.out.errors.len() < MAX_SCAN_ERRORS {
+                    self.out.errors.push(format!("rsync: [sender] {e}"));
+                }
+                Some(f.clone())
+            }
         }
     }
 
     /// Lists `dir` (opened once by its path) and stats every entry
     /// relative to the open directory, then descends into the
     /// subdirectories after closing it.
-    fn directory(&mut self, dir: &Path, prefix: &[u8], root_dev: u64, recurse: bool) {
+    fn directory(
+        &mut self,
+        dir: &Path,
+        prefix: &[u8],
+        root_dev: u64,
+        recurse: bool,
+        filters: Option<&FilterSet>,
+    ) {
+        let filters = self.enter(filters, dir, prefix);
         let fd = match rustix::fs::open(
             dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -349,8 +407,14 @@ impl Scanner {
                     continue;
                 }
             };
-            let path = dir.join(OsStr::from_bytes(bytes));
             let name = join(prefix, bytes);
+            if filters
+                .as_ref()
+                .is_some_and(|f| f.is_excluded(&name, meta.is_dir()))
+            {
+                continue;
+            }
+            let path = dir.join(OsStr::from_bytes(bytes));
             if meta.is_dir() {
                 let other_fs = self.opts.one_file_system && meta.dev != root_dev;
                 let descend = recurse && !other_fs;
@@ -366,7 +430,7 @@ impl Scanner {
         }
         drop(rd);
         for (path, name) in subdirs {
-            self.directory(&path, &name, root_dev, true);
+            self.directory(&path, &name, root_dev, true, filters.as_ref());
         }
     }
 

@@ -1,0 +1,202 @@
+//! Building the filter lists each role applies, from the options, the
+//! rules received from the client, and a daemon module's rules.
+//!
+//! Layer: engine. Uses filter; reads merge files from the local disk.
+//! Mirrors upstream options.c (filter options), exclude.c
+//! `send_filter_list` / `recv_filter_list` (the `-C` additions).
+
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::filter::{FilterList, FilterSet, RuleFlags, Side};
+
+use super::options::Options;
+
+/// Reads a file named on the command line (`-` is stdin); `Ok(None)` if it
+/// does not exist.
+///
+/// # Errors
+/// The file exists but cannot be read.
+pub fn read_local(name: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    if name == b"-" {
+        let mut v = Vec::new();
+        std::io::stdin().read_to_end(&mut v)?;
+        return Ok(Some(v));
+    }
+    read_path(Path::new(std::ffi::OsStr::from_bytes(name)))
+}
+
+fn read_path(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(p) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A reader for per-directory merge files in `dir`: a missing or
+/// unreadable file counts as absent.
+pub fn dir_reader(dir: &Path) -> impl FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>> + '_ {
+    move |name: &[u8]| Ok(read_path(&dir.join(std::ffi::OsStr::from_bytes(name))).unwrap_or(None))
+}
+
+fn syntax(e: &crate::filter::ParseError) -> Error {
+    match e {
+        crate::filter::ParseError::MergeFile { .. } => Error::FileSelect(format!("rsync: {e}")),
+        _ => Error::Syntax(e.to_string()),
+    }
+}
+
+/// The absolute directory names are relative to (what `/`-modified rules
+/// match against): a source ending in `/` itself, else its parent; the
+/// destination on the receiving side.
+#[must_use]
+pub fn transfer_root(path: &Path, side: Side) -> Option<Vec<u8>> {
+    let raw = path.as_os_str().as_bytes();
+    let dir =
+        if side == Side::Receiver || raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b"." {
+            path.to_path_buf()
+        } else {
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let abs = std::path::absolute(&dir).ok()?;
+    let mut v = abs.as_os_str().as_bytes().to_vec();
+    while v.len() > 1 && (v.ends_with(b"/") || v.ends_with(b"/.")) {
+        v.truncate(if v.ends_with(b"/.") {
+            v.len() - 2
+        } else {
+            v.len() - 1
+        });
+    }
+    Some(v)
+}
+
+fn base(opts: &Options, side: Side, protocol: u8, root: Option<Vec<u8>>) -> FilterList {
+    FilterList::new(side)
+        .with_delete_excluded(opts.delete_excluded)
+        .with_protocol(protocol)
+        .with_root(root)
+}
+
+/// The client's list from its options, before anything is sent.
+///
+/// # Errors
+/// A rule does not parse or a rules file cannot be read.
+pub fn client_list(
+    opts: &Options,
+    side: Side,
+    protocol: u8,
+    root: Option<Vec<u8>>,
+) -> Result<FilterList> {
+    let mut fl = base(opts, side, protocol, root);
+    for a in &opts.filters {
+        fl.add_arg(a, &mut read_local).map_err(|e| syntax(&e))?;
+    }
+    Ok(fl)
+}
+
+/// `-C` as rsync's client adds it: before sending when it is the sender,
+/// after sending when it receives.
+///
+/// # Errors
+/// Never in practice.
+pub fn client_cvs(
+    fl: &mut FilterList,
+    opts: &Options,
+    protocol: u8,
+    before_send: bool,
+) -> Result<()> {
+    if !opts.cvs_exclude {
+        return Ok(());
+    }
+    let sender = fl.side() == Side::Sender;
+    let r = match (before_send, sender) {
+        (true, true) => fl.add_cvs_exclude(protocol >= 29, true),
+        (false, false) => fl.add_cvs_exclude(true, true),
+        (false, true) => fl.add_cvs_exclude(protocol < 29, false),
+        (true, false) => Ok(()),
+    };
+    r.map_err(|e| syntax(&e))
+}
+
+/// The server's list from the rules the client sent.
+///
+/// # Errors
+/// A rule does not parse.
+pub fn server_list(
+    rules: &[Vec<u8>],
+    opts: &Options,
+    side: Side,
+    protocol: u8,
+    root: Option<Vec<u8>>,
+) -> Result<FilterList> {
+    let mut fl = base(opts, side, protocol, root);
+    for r in rules {
+        fl.add_with(r, RuleFlags::NONE, protocol < 29, &mut |_: &[u8]| {
+            Err(std::io::Error::other(
+                "merge files are not read for a client",
+            ))
+        })
+        .map_err(|e| syntax(&e))?;
+    }
+    if opts.cvs_exclude {
+        let sender = side == Side::Sender;
+        fl.add_cvs_exclude(sender || protocol < 29, sender)
+            .map_err(|e| syntax(&e))?;
+    }
+    Ok(fl)
+}
+
+/// The list and a daemon module's rules, ready to apply; `None` when there
+/// is nothing to check.
+///
+/// # Errors
+/// A module rule does not parse.
+pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Option<FilterSet>> {
+    let daemon = if opts.daemon_filters.is_empty() {
+        None
+    } else {
+        let mut d = FilterList::new(side).for_daemon();
+        for a in &opts.daemon_filters {
+            d.add_daemon_arg(a, &mut read_local)
+                .map_err(|e| syntax(&e))?;
+        }
+        Some(d)
+    };
+    let set = FilterSet { user, daemon };
+    Ok((!set.is_empty()).then_some(set))
+}
+
+/// The filters in effect in directory `name` (relative to `root`), with
+/// the per-directory merge files of it and its parents read from disk.
+#[must_use]
+pub fn filters_for_dir(set: &FilterSet, root: &Path, name: &[u8]) -> FilterSet {
+    let mut cur = {
+        let mut rd = dir_reader(root);
+        set.enter_dir(b".", &mut rd).unwrap_or_else(|_| set.clone())
+    };
+    if name == b"." || name.is_empty() {
+        return cur;
+    }
+    let mut rel: Vec<u8> = Vec::new();
+    for comp in name.split(|&c| c == b'/') {
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(comp);
+        let p: PathBuf = root.join(std::ffi::OsStr::from_bytes(&rel));
+        let mut rd = dir_reader(&p);
+        if let Ok(next) = cur.enter_dir(&rel, &mut rd) {
+            cur = next;
+        }
+    }
+    cur
+}
