@@ -57,6 +57,7 @@ Options (as rsync's):
  -x, --one-file-system    don't cross filesystem boundaries
      --partial            keep partially transferred files
      --inplace            update destination files in-place
+ -H, --hard-links         preserve hard links
      --max-delete=NUM     don't delete more than NUM files
      --force              force deletion of directories even if not empty
      --partial-dir=DIR    put a partially transferred file into DIR
@@ -263,6 +264,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "one-file-system" => o.one_file_system = true,
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
+                "hard-links" => o.hard_links = true,
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
                 "force" => {}
                 "partial-dir" => {
@@ -355,6 +357,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 'I' => o.ignore_times = true,
                 'i' => o.itemize += 1,
                 'u' => o.update = true,
+                'H' => o.hard_links = true,
                 'P' => {
                     o.partial = true;
                     o.progress = true;

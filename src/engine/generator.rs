@@ -157,6 +157,35 @@ pub(crate) struct Generator<'a, 'b, W> {
     new_dirs: HashSet<usize>,
     /// Deletions skipped because of `--max-delete`.
     skipped_deletes: u32,
+    /// `-H`: each follower's leader (list indexes).
+    followers: HashMap<usize, usize>,
+}
+
+/// `-H`: within each group of regular files sharing an inode on the
+/// sender, the first in list order is the leader (it gets the data), the
+/// others follow it.
+fn hardlink_followers(ctx: &RecvCtx<'_>) -> HashMap<usize, usize> {
+    let mut leaders: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut followers = HashMap::new();
+    if !ctx.opts.hard_links {
+        return followers;
+    }
+    for (i, e) in ctx.list.iter().enumerate() {
+        if !ctx.active[i] || e.kind() != Some(FileKind::Regular) {
+            continue;
+        }
+        if let Some(h) = &e.hardlink {
+            match leaders.get(&(h.dev, h.ino)) {
+                Some(&l) => {
+                    followers.insert(i, l);
+                }
+                None => {
+                    leaders.insert((h.dev, h.ino), i);
+                }
+            }
+        }
+    }
+    followers
 }
 
 fn split_parent(name: &[u8]) -> (&[u8], &[u8]) {
@@ -192,6 +221,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             dirs: Vec::new(),
             new_dirs: HashSet::new(),
             skipped_deletes: 0,
+            followers: hardlink_followers(ctx),
         }
     }
 
@@ -277,12 +307,15 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         self.ndx.encode(self.w.buf(), NDX_DONE);
         if protocol >= 29 {
-            if ctx.opts.delay_updates && !ctx.opts.dry_run {
+            let links = !self.followers.is_empty();
+            if (ctx.opts.delay_updates || links) && !ctx.opts.dry_run {
                 // Marker #3 only after the receiver renamed the delayed
-                // files, which it does when the echo of #2 arrives.
+                // files (it does when the echo of #2 arrives) and every
+                // leader of a hard-link group is complete.
                 self.w.flush().await?;
                 self.wait_for(2).await?;
             }
+            self.link_followers(true).await?;
             self.ndx.encode(self.w.buf(), NDX_DONE);
         }
         if protocol >= 31 {
@@ -299,6 +332,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         self.w.flush().await?;
         self.wait_for(u32::MAX).await?;
+        if protocol < 29 {
+            self.link_followers(false).await?;
+        }
         self.touch_up_dirs().await;
         if self.skipped_deletes > 0 {
             self.stats.io_error |= 4;
@@ -311,6 +347,60 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         self.ndx.encode(self.w.buf(), NDX_DONE);
         self.w.flush().await?;
         Ok(self.stats)
+    }
+
+    /// `-H`: makes every follower a hard link to its leader's file (the
+    /// leader is complete now), itemized as rsync does (`hf`, with the
+    /// leader's name; sent to the sender when `on_wire`).
+    async fn link_followers(&mut self, on_wire: bool) -> Result<()> {
+        let ctx = self.ctx;
+        let mut pairs: Vec<(usize, usize)> = self.followers.iter().map(|(f, l)| (*f, *l)).collect();
+        pairs.sort_unstable();
+        for (f, l) in pairs {
+            let e = &ctx.list[f];
+            let leader = &ctx.paths[l];
+            let path = &ctx.paths[f];
+            let is_new = fs::symlink_metadata(path).is_err();
+            let linked = if ctx.opts.dry_run {
+                Ok(true)
+            } else {
+                local::link_into(leader, path)
+            };
+            match linked {
+                Ok(false) => {}
+                Ok(true) => {
+                    let mut flags = item::LOCAL_CHANGE | item::XNAME_FOLLOWS;
+                    if is_new {
+                        flags |= item::IS_NEW;
+                    }
+                    ctx.emit(Event::Itemize {
+                        flags,
+                        kind: crate::engine::ItemKind::File,
+                        name: e.name.clone(),
+                        extra: Some(ctx.list[l].name.clone()),
+                        sending: false,
+                        times: ctx.opts.times,
+                        known: true,
+                        size: e.size,
+                    });
+                    if on_wire && ctx.setup.protocol >= 29 {
+                        self.ndx
+                            .encode(self.w.buf(), i32::try_from(f).unwrap_or(i32::MAX));
+                        wire::encode_u16(self.w.buf(), flags);
+                        wire::encode_vstring(self.w.buf(), &ctx.list[l].name)?;
+                    }
+                }
+                Err(err) => {
+                    self.fail(format!(
+                        "link {} => {} failed: {err}",
+                        path.display(),
+                        leader.display()
+                    ))
+                    .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn touch_up_dirs(&mut self) {
@@ -343,6 +433,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let dry = ctx.opts.dry_run;
         let mut st = fs::symlink_metadata(path).ok();
         let o = ctx.opts;
+        if self.followers.contains_key(&i) {
+            // Linked to its leader once the leader is complete.
+            return Ok(());
+        }
         // --existing, --ignore-existing, --max-size/--min-size, --update
         // (rsync's order of checks in recv_generator); skipped items are
         // neither created nor updated, and rsync says nothing about them

@@ -361,6 +361,36 @@ pub fn keep_partial(tmp: &Path, dest: &Path, dir: Option<&str>) {
     }
 }
 
+/// `-H`: makes `dest` a hard link to `leader` (through a temporary name
+/// and a rename when something is in the way). `Ok(false)` when it already
+/// is one.
+///
+/// # Errors
+/// The leader is missing or the link cannot be made.
+pub fn link_into(leader: &Path, dest: &Path) -> io::Result<bool> {
+    let lm = fs::symlink_metadata(leader)?;
+    if let Ok(dm) = fs::symlink_metadata(dest) {
+        if dm.dev() == lm.dev() && dm.ino() == lm.ino() {
+            return Ok(false);
+        }
+    }
+    for attempt in 0..100 {
+        let tmp = tmp_name(dest, attempt);
+        match fs::hard_link(leader, &tmp) {
+            Ok(()) => {
+                if let Err(e) = fs::rename(&tmp, dest) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free temporary name"))
+}
+
 /// Removes a held-back copy of `dest` left by an interrupted
 /// `--delay-updates` run, and the holding directory once it is empty.
 pub fn drop_delayed(dest: &Path) {

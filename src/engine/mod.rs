@@ -98,6 +98,7 @@ pub fn build_send_list_filtered(
         specials: true,
         dirs: opts.dirs,
         one_file_system: opts.one_file_system,
+        hard_links: opts.hard_links,
         ..crate::fs::ScanOptions::default()
     };
     let mut res = crate::fs::scan_sources_filtered(sources, &so, filters)

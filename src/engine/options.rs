@@ -150,6 +150,9 @@ pub struct Options {
     pub inplace: bool,
     /// `--max-delete`: delete at most this many items (0: none, only warn).
     pub max_delete: Option<u32>,
+    /// `-H`: preserve hard links (regular files linked together on the
+    /// sender are linked together on the receiver).
+    pub hard_links: bool,
     /// Filter options in command-line order (`--filter`, `--exclude`,
     /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
     /// `--filter` rules).
@@ -220,6 +223,7 @@ impl Default for Options {
             partial_dir: None,
             inplace: false,
             max_delete: None,
+            hard_links: false,
             filters: Vec::new(),
             cvs_exclude: false,
             delete_excluded: false,
@@ -304,6 +308,9 @@ impl Options {
         }
         if self.checksum {
             c.push('c');
+        }
+        if self.hard_links {
+            c.push('H');
         }
         if self.update && client_sends {
             c.push('u');
@@ -548,6 +555,7 @@ const LONG: &[(&str, bool)] = &[
     ("partial", false),
     ("inplace", false),
     ("max-delete", true),
+    ("hard-links", false),
     ("force", false),
     ("partial-dir", true),
     ("daemon", false),
@@ -698,6 +706,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     let n: i64 = parse_num(a, &val)?;
                     o.max_delete = Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX));
                 }
+                "hard-links" => o.hard_links = true,
                 // Non-empty directories in the way are always removed.
                 "force" => {}
                 "partial-dir" => {
@@ -765,6 +774,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     's' => sa.secluded = true,
                     'z' => o.compress = true,
                     'u' => o.update = true,
+                    'H' => o.hard_links = true,
                     'b' => o.backup = true,
                     'x' => o.one_file_system = true,
                     'e' | 'B' | '@' => {

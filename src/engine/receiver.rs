@@ -54,6 +54,9 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
         }
     }
     super::apply_chmod(&mut entries, opts)?;
+    if opts.hard_links {
+        normalize_hardlinks(&mut entries, setup.protocol);
+    }
     if opts.munge_links {
         super::munge_links(&mut entries, true);
     }
@@ -512,6 +515,24 @@ async fn receive<R: AsyncRead + Unpin>(
     }
     let _ = tx.send(ToGen::Done);
     Ok(report)
+}
+
+/// Gives every hard-linked entry its group key in `dev`/`ino`, whatever
+/// the protocol: (dev, ino) below 30; at 30 and later the sending index of
+/// the group's first entry (`dev` = `u64::MAX`), which the entries lose
+/// once the list is sorted.
+fn normalize_hardlinks(entries: &mut [FileEntry], protocol: u8) {
+    if protocol < 30 {
+        return;
+    }
+    for (pos, e) in entries.iter_mut().enumerate() {
+        if let Some(h) = e.hardlink.as_mut() {
+            let key = h.first.map_or(pos as u64, |f| u64::try_from(f).unwrap_or(0));
+            h.first = None;
+            h.dev = u64::MAX;
+            h.ino = key;
+        }
+    }
 }
 
 /// Renames the files held back by `--delay-updates` into place, in list

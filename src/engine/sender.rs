@@ -53,7 +53,7 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
         preserve_links: opts.links,
         preserve_devices: opts.devices,
         preserve_specials: opts.specials,
-        preserve_hard_links: false,
+        preserve_hard_links: opts.hard_links,
         preserve_atimes: false,
         numeric_ids: opts.numeric_ids,
         checksum_len: if opts.checksum {
@@ -131,6 +131,10 @@ where
     }
     if opts.checksum {
         fill_file_sums(&mut list, setup);
+    }
+    if opts.hard_links && protocol >= 30 {
+        // Followers name their group's first entry by its sending index.
+        crate::flist::link_hardlink_groups(&mut list.entries, 0);
     }
     let build_ms = started.elapsed().as_millis();
 
