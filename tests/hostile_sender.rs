@@ -1,0 +1,424 @@
+//! A scripted hostile sender against our receiving client, at protocols 29
+//! to 32: traversal names, symlink escapes, a file sent "through" a
+//! symlink the same transfer created, pre-existing symlinks in the
+//! destination, out-of-range indexes, sum-header and token abuse, a basis
+//! redirect, message floods and oversized lists. Every case must end in a
+//! clear error or a clean refusal, within 30 seconds, with nothing written
+//! outside the destination and old files intact.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferrsync::delta::{SumHead, encode_block, encode_end, encode_literal};
+use ferrsync::engine::{
+    ClientRole, Hooks, MuxReader, MuxWriter, Options, ServerArgs, run_client, setup,
+};
+use ferrsync::flist::{FileEntry, FileListEncoder, FlistOptions};
+use ferrsync::wire::{self, CompatFlags, Limits, MsgCode, NdxDecoder, NdxEncoder};
+
+const PROTOCOLS: [u8; 4] = [29, 30, 31, 32];
+
+/// What the hostile sender does once the list is out.
+#[derive(Clone, Debug)]
+enum Act {
+    /// Answer every request with this content (a well-formed transfer).
+    Serve(Vec<u8>),
+    /// Answer the first request with another index.
+    WrongIndex(i32),
+    /// Answer with this sum header instead of the generator's.
+    SumHead(SumHead),
+    /// Send a block reference although there is no basis.
+    BlockWithoutBasis,
+    /// Claim a basis in the partial dir / fuzzy name outside the tree.
+    BasisRedirect,
+    /// Send a literal far beyond the listed size.
+    EndlessLiteral,
+    /// Flood the receiver with info messages, then serve.
+    Flood,
+    /// Send a wrong whole-file checksum.
+    BadChecksum,
+}
+
+fn entry(name: &str, mode: u32, size: u64) -> FileEntry {
+    FileEntry {
+        name: name.as_bytes().to_vec(),
+        mode,
+        size,
+        mtime: 1_700_000_000,
+        ..FileEntry::default()
+    }
+}
+
+fn dir(name: &str) -> FileEntry {
+    entry(name, 0o040_755, 0)
+}
+
+fn file(name: &str, size: u64) -> FileEntry {
+    entry(name, 0o100_644, size)
+}
+
+fn link(name: &str, target: &str) -> FileEntry {
+    let mut e = entry(name, 0o120_777, target.len() as u64);
+    e.link_target = Some(target.as_bytes().to_vec());
+    e
+}
+
+fn opts(protocol: u8) -> Options {
+    let mut o = Options::archive();
+    o.owner = false;
+    o.group = false;
+    o.protocol = Some(protocol);
+    o.timeout = 20;
+    o
+}
+
+async fn hostile(
+    io: tokio::io::DuplexStream,
+    protocol: u8,
+    list: Vec<FileEntry>,
+    act: Act,
+) -> Result<(), ferrsync::Error> {
+    let (rd, wr) = tokio::io::split(io);
+    let mut r = MuxReader::new(rd, Limits::default());
+    let mut w = MuxWriter::new(wr);
+    let sa = ServerArgs {
+        sender: true,
+        capabilities: Options::capabilities().to_string(),
+        options: opts(protocol),
+        ..ServerArgs::default()
+    };
+    let s = setup::server_setup(&mut r, &mut w, &sa, None).await?;
+    w.set_muxed(true);
+    r.set_muxed(s.protocol >= 30);
+    setup::recv_filter_list(&mut r, 8192).await?;
+    let fo = FlistOptions {
+        protocol: s.protocol,
+        varint_flags: s.varint_flags(),
+        safe_flist: s.safe_flist(),
+        id0_names: s.compat.contains(CompatFlags::ID0_NAMES),
+        preserve_links: true,
+        ..FlistOptions::default()
+    };
+    let mut enc = FileListEncoder::new(fo);
+    for e in &list {
+        enc.encode_entry(w.buf(), e)?;
+    }
+    enc.encode_end(w.buf(), 0);
+    if s.protocol < 30 {
+        wire::encode_i32(w.buf(), 0);
+    }
+    w.flush().await?;
+    if matches!(act, Act::Flood) {
+        let text = vec![b'x'; 4000];
+        for _ in 0..20_000 {
+            w.send_msg(MsgCode::Info, &text).await?;
+        }
+    }
+    let digest_len = s.checksum.kind.digest_len();
+    let mut ndx_in = NdxDecoder::new(s.protocol);
+    let mut ndx_out = NdxEncoder::new(s.protocol);
+    let mut phase = 0;
+    let max_phase = if s.protocol >= 29 { 2 } else { 1 };
+    loop {
+        let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+        if ndx == wire::NDX_DONE {
+            phase += 1;
+            ndx_out.encode(w.buf(), wire::NDX_DONE);
+            w.flush().await?;
+            if phase > max_phase {
+                break;
+            }
+            continue;
+        }
+        let iflags = r.read_u16().await?;
+        if iflags & 0x8000 == 0 {
+            // No transfer: echo and go on.
+            ndx_out.encode(w.buf(), ndx);
+            wire::encode_u16(w.buf(), iflags);
+            continue;
+        }
+        let head = r
+            .decode(|b| SumHead::decode(b, s.protocol, digest_len, &Limits::default()))
+            .await?;
+        let mut blocks = 0;
+        while blocks < head.count {
+            let mut skip = vec![0u8; 4 + usize::try_from(head.s2length).unwrap()];
+            r.read_exact(&mut skip).await?;
+            blocks += 1;
+        }
+        let content = match &act {
+            Act::Serve(c) => c.clone(),
+            _ => b"payload".to_vec(),
+        };
+        match &act {
+            Act::WrongIndex(i) => ndx_out.encode(w.buf(), *i),
+            _ => ndx_out.encode(w.buf(), ndx),
+        }
+        match &act {
+            Act::BasisRedirect => {
+                // Basis type follows (fuzzy) and an xname pointing out.
+                wire::encode_u16(w.buf(), iflags | 0x0800 | 0x1000);
+                w.buf().push(0x83);
+                wire::encode_vstring(w.buf(), b"../../outside/secret")?;
+            }
+            _ => wire::encode_u16(w.buf(), iflags),
+        }
+        match &act {
+            Act::SumHead(h) => h.encode(w.buf(), s.protocol),
+            _ => head.encode(w.buf(), s.protocol),
+        }
+        let mut hasher = s.checksum.file_hasher();
+        match &act {
+            Act::BlockWithoutBasis | Act::BasisRedirect => {
+                encode_block(w.buf(), 0);
+            }
+            Act::EndlessLiteral => {
+                let chunk = vec![7u8; 1 << 20];
+                for _ in 0..200 {
+                    encode_literal(w.buf(), &chunk);
+                    w.flush().await?;
+                }
+            }
+            _ => {
+                encode_literal(w.buf(), &content);
+                hasher.update(&content);
+            }
+        }
+        encode_end(w.buf());
+        let mut sum = hasher.finish().as_bytes().to_vec();
+        if matches!(act, Act::BadChecksum) {
+            sum[0] ^= 0xff;
+        }
+        w.buf().extend_from_slice(&sum);
+        w.flush().await?;
+    }
+    // Statistics, then the goodbye (rsync's read_final_goodbye).
+    for _ in 0..5 {
+        wire::encode_varlong30(w.buf(), s.protocol, 0, 3);
+    }
+    w.flush().await?;
+    if s.protocol >= 31 {
+        loop {
+            let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+            if ndx == wire::NDX_DEL_STATS {
+                for _ in 0..5 {
+                    r.read_varint().await?;
+                }
+                continue;
+            }
+            ndx_out.encode(w.buf(), wire::NDX_DONE);
+            w.flush().await?;
+            break;
+        }
+    }
+    let _ = r.decode(|b| ndx_in.decode(b)).await;
+    Ok(())
+}
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    dest: PathBuf,
+    outside: PathBuf,
+}
+
+fn site() -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&dest).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("secret"), b"outside secret").unwrap();
+    fs::write(dest.join("old"), b"old file").unwrap();
+    Site {
+        _tmp: tmp,
+        dest,
+        outside,
+    }
+}
+
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+                out.push((p, Vec::new()));
+            } else if m.is_file() {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            } else {
+                out.push((p, b"(other)".to_vec()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs one case; returns the client's result. Checks the invariants that
+/// hold for every case.
+fn run_case(
+    name: &str,
+    protocol: u8,
+    s: &Site,
+    list: Vec<FileEntry>,
+    act: Act,
+) -> Result<ferrsync::Report, ferrsync::Error> {
+    let outside_before = snapshot(&s.outside);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let dest = s.dest.clone();
+    let result = rt.block_on(async {
+        let (rd, wr) = tokio::io::split(ours);
+        let mut o = opts(protocol);
+        if name.starts_with("delete") {
+            o.delete = Some(ferrsync::DeleteTiming::Auto);
+        }
+        let role = ClientRole::Receiver { dest };
+        let hooks = Hooks::default();
+        let both = async {
+            tokio::join!(run_client(rd, wr, &o, role, &hooks), hostile(theirs, protocol, list, act))
+        };
+        tokio::time::timeout(Duration::from_secs(30), both).await
+    });
+    let (client, server) = result.unwrap_or_else(|_| panic!("{name} p{protocol}: hung"));
+    if std::env::var("HOSTILE_DEBUG").is_ok() {
+        eprintln!("{name} p{protocol}: client {:?} / peer {:?}", client.as_ref().map(|r| &r.errors), server);
+    }
+    assert_eq!(
+        snapshot(&s.outside),
+        outside_before,
+        "{name} p{protocol}: something outside changed"
+    );
+    if !name.starts_with("delete") {
+        assert_eq!(fs::read(s.dest.join("old")).unwrap(), b"old file", "{name} p{protocol}");
+    }
+    // No temporary file is left anywhere in the destination.
+    for (p, _) in snapshot(&s.dest) {
+        let n = p.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !(n.starts_with('.') && n.len() > 8 && n.as_bytes()[n.len() - 7] == b'.'),
+            "{name} p{protocol}: temp file left: {p:?}"
+        );
+    }
+    client
+}
+
+fn must_fail(name: &str, r: &Result<ferrsync::Report, ferrsync::Error>) {
+    match r {
+        Err(_) => {}
+        Ok(rep) => assert!(
+            !rep.errors.is_empty() || rep.exit_code().code() != 0,
+            "{name}: the hostile input was accepted silently"
+        ),
+    }
+}
+
+#[test]
+fn traversal_names_are_refused() {
+    let names = [
+        "../evil",
+        "/abs/evil",
+        "a/../../evil",
+        "ok/../../../outside/secret",
+        "..",
+        "a//../..//evil",
+    ];
+    for protocol in PROTOCOLS {
+        for n in names {
+            let s = site();
+            let list = vec![dir("."), file(n, 7)];
+            let r = run_case(n, protocol, &s, list, Act::Serve(b"payload".to_vec()));
+            must_fail(n, &r);
+            assert!(!s.dest.parent().unwrap().join("evil").exists());
+        }
+    }
+}
+
+#[test]
+fn files_through_symlinks_never_leave_the_destination() {
+    for protocol in PROTOCOLS {
+        // A symlink the same transfer creates, then a file "through" it.
+        let s = site();
+        let out = s.outside.display().to_string();
+        let list = vec![dir("."), link("esc", &out), file("esc/secret", 7)];
+        let r = run_case("through-new-link", protocol, &s, list, Act::Serve(b"pwned!!".to_vec()));
+        must_fail("through-new-link", &r);
+        // A symlink already in the destination, then a directory and file
+        // of the same name: the link is replaced, never followed.
+        let s = site();
+        std::os::unix::fs::symlink(&s.outside, s.dest.join("pre")).unwrap();
+        let list = vec![dir("."), dir("pre"), file("pre/secret", 7)];
+        let r = run_case("through-old-link", protocol, &s, list, Act::Serve(b"pwned!!".to_vec()));
+        if r.is_ok() {
+            assert!(fs::symlink_metadata(s.dest.join("pre")).unwrap().is_dir());
+            assert_eq!(fs::read(s.dest.join("pre/secret")).unwrap(), b"pwned!!");
+        }
+        // A symlinked directory in the destination and --delete: nothing
+        // outside is deleted.
+        let s = site();
+        std::os::unix::fs::symlink(&s.outside, s.dest.join("deldir")).unwrap();
+        let list = vec![dir("."), dir("deldir"), file("keep", 7)];
+        let r = run_case("delete-through-link", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        assert!(r.is_ok(), "{r:?}");
+        assert!(fs::symlink_metadata(s.dest.join("deldir")).unwrap().is_dir());
+        assert!(s.outside.join("secret").exists());
+        // A file whose parent is a file of the list.
+        let s = site();
+        let list = vec![dir("."), file("f", 7), file("f/g", 7)];
+        let r = run_case("file-under-file", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        must_fail("file-under-file", &r);
+        // An entry whose parent is not in the list at all.
+        let s = site();
+        let list = vec![dir("."), file("nodir/g", 7)];
+        let r = run_case("orphan", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        must_fail("orphan", &r);
+    }
+}
+
+#[test]
+fn protocol_abuse_ends_with_a_clear_error() {
+    let cases: Vec<(&str, Act)> = vec![
+        ("wrong-index", Act::WrongIndex(5000)),
+        ("negative-index", Act::WrongIndex(-77)),
+        ("huge-sum-count", Act::SumHead(SumHead { count: i32::MAX, blength: 700, s2length: 16, remainder: 0 })),
+        ("huge-block-len", Act::SumHead(SumHead { count: 1, blength: 1 << 30, s2length: 16, remainder: 0 })),
+        ("bad-strong-len", Act::SumHead(SumHead { count: 1, blength: 700, s2length: 99, remainder: 0 })),
+        ("block-without-basis", Act::BlockWithoutBasis),
+        ("basis-redirect", Act::BasisRedirect),
+        ("endless-literal", Act::EndlessLiteral),
+        ("bad-checksum", Act::BadChecksum),
+    ];
+    for protocol in PROTOCOLS {
+        for (name, act) in &cases {
+            let s = site();
+            let list = vec![dir("."), file("target", 7)];
+            let r = run_case(name, protocol, &s, list, act.clone());
+            must_fail(name, &r);
+            assert!(!s.dest.join("target").exists() || fs::read(s.dest.join("target")).unwrap() != b"outside secret");
+        }
+    }
+}
+
+#[test]
+fn message_floods_and_big_lists_stay_bounded() {
+    for protocol in [30u8, 32] {
+        let s = site();
+        let list = vec![dir("."), file("f", 7)];
+        let r = run_case("flood", protocol, &s, list, Act::Flood);
+        // A flood of informational messages is noise, not an attack on
+        // correctness: the transfer completes.
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(fs::read(s.dest.join("f")).unwrap(), b"payload");
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm_kib < 1024 * 1024, "peak memory {hwm_kib} KiB");
+}
