@@ -1012,3 +1012,109 @@ fn module_timeout_and_graceful_shutdown() {
     assert!(TcpStream::connect(("127.0.0.1", served.port)).is_err());
 }
 
+
+#[test]
+fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
+    let site = Site::new(32);
+    let text_dir = site.dir("texts");
+    let mut big_text = String::new();
+    for i in 0..20_000 {
+        big_text.push_str(&format!("{i:06} a very compressible line of text\n"));
+    }
+    fs::write(text_dir.join("notes.txt"), &big_text).unwrap();
+    fs::write(text_dir.join("skip.tmp"), b"excluded by the module").unwrap();
+    fs::create_dir_all(text_dir.join("cache")).unwrap();
+    fs::write(text_dir.join("cache/x"), b"excluded dir").unwrap();
+    let secrets = site.tmp.path().join("group-secrets");
+    fs::write(&secrets, format!("@root:{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600)).unwrap();
+    let pid_file = site.tmp.path().join("ferrsyncd.pid");
+    let conf = format!(
+        "use chroot = no\npid file = {pid}\n{ids}\
+         [filtered]\npath = {t}\nexclude = *.tmp cache/\n\
+         [plain]\npath = {t}\n\
+         [nocomp]\npath = {t}\ndont compress = *.txt\n\
+         [grp]\npath = {t}\nauth users = @root\nsecrets file = {s}\n\
+         [v6]\npath = {t}\nhosts allow = ::1\n",
+        pid = pid_file.display(),
+        ids = if is_root() { "uid = root\ngid = root\n" } else { "" },
+        t = text_dir.display(),
+        s = secrets.display(),
+    );
+    let cfg = site.tmp.path().join("f.conf");
+    fs::write(&cfg, conf).unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .arg(format!("--port={port}"))
+        .arg("--address=::")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = RealDaemon { child, port };
+    for _ in 0..250 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The pid file names the daemon.
+    let pid: u32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_eq!(pid, daemon.child.id());
+    let url = |m: &str| format!("rsync://127.0.0.1:{port}/{m}/");
+
+    // Module excludes apply to what the client gets.
+    let got = site.tmp.path().join("filtered");
+    let out = rsync(&["-a", &url("filtered"), &format!("{}/", got.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(got.join("notes.txt").exists());
+    assert!(!got.join("skip.tmp").exists());
+    assert!(!got.join("cache").exists());
+    // ... and a client cannot include them back.
+    let got2 = site.tmp.path().join("filtered2");
+    let out = rsync(&["-a", "--include=*.tmp", &url("filtered"), &format!("{}/", got2.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!got2.join("skip.tmp").exists());
+
+    // dont compress: the .txt file travels at level 0 with zlib.
+    let received = |module: &str| -> u64 {
+        let d = site.tmp.path().join(format!("z-{module}"));
+        let out = rsync(&["-a", "--zc=zlib", "--stats", &url(module), &format!("{}/", d.display())]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(fs::read_to_string(d.join("notes.txt")).unwrap(), big_text);
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = s.lines().find(|l| l.starts_with("Total bytes received:")).unwrap().to_string();
+        line.split(':').nth(1).unwrap().trim().replace(',', "").parse().unwrap()
+    };
+    let plain = received("plain");
+    let nocomp = received("nocomp");
+    assert!(nocomp > big_text.len() as u64, "{nocomp}");
+    assert!(plain * 4 < nocomp, "{plain} vs {nocomp}");
+
+    // @group in auth users, password from RSYNC_PASSWORD, with our binary.
+    let dst = site.tmp.path().join("grp");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["-a", &url("grp").replace("rsync://", "rsync://root@"), &format!("{}/", dst.display())])
+        .env("RSYNC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dst.join("notes.txt").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["-a", &url("grp").replace("rsync://", "rsync://root@"), &format!("{}/", dst.display())])
+        .env("RSYNC_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module grp"), "{}", text(&out));
+
+    // IPv6: hosts allow = ::1 admits a client on ::1 and refuses 127.0.0.1.
+    let v6 = site.tmp.path().join("v6");
+    let out = rsync(&["-a", &format!("rsync://[::1]:{port}/v6/"), &format!("{}/", v6.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(v6.join("notes.txt").exists());
+    let out = rsync(&["-a", &url("v6"), &format!("{}/", site.tmp.path().join("v4").display())]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    drop(daemon);
+}
