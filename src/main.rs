@@ -58,6 +58,8 @@ Options (as rsync's):
      --partial            keep partially transferred files
      --inplace            update destination files in-place
  -H, --hard-links         preserve hard links
+     --safe-links         ignore symlinks that point outside the tree
+     --munge-links        munge symlinks to make them safe & unusable
      --max-delete=NUM     don't delete more than NUM files
      --force              force deletion of directories even if not empty
      --partial-dir=DIR    put a partially transferred file into DIR
@@ -265,6 +267,8 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
                 "hard-links" => o.hard_links = true,
+                "safe-links" => o.safe_links = true,
+                "munge-links" => o.munge_links = true,
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
                 "force" => {}
                 "partial-dir" => {

@@ -211,6 +211,7 @@ fn update_rules_match_rsync_alone_every_way() {
         }),
         (&["-a", "-x"], |o| o.one_file_system = true),
         (&["-a", "--inplace"], |o| o.inplace = true),
+        (&["-a", "--safe-links"], |o| o.safe_links = true),
         (&["-a", "--inplace", "--no-W"], |o| {
             o.inplace = true;
             o.whole_file = Some(false);

@@ -498,6 +498,25 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             Some(FileKind::Symlink) if !ctx.opts.links => {
                 self.skip_non_regular(e).await?;
             }
+            Some(FileKind::Symlink)
+                if ctx.opts.safe_links
+                    && super::options::unsafe_symlink(
+                        e.link_target.as_deref().unwrap_or_default(),
+                        &e.name,
+                    ) =>
+            {
+                let text = format!(
+                    "ignoring unsafe symlink \"{}\" -> \"{}\"",
+                    String::from_utf8_lossy(&e.name),
+                    String::from_utf8_lossy(e.link_target.as_deref().unwrap_or_default())
+                );
+                if ctx.opts.verbose > 0 {
+                    if ctx.setup.is_server {
+                        self.message(MsgCode::Info, &text).await?;
+                    }
+                    ctx.emit(Event::Message { error: false, text });
+                }
+            }
             Some(FileKind::Symlink) => {
                 let target = e.link_target.as_deref().unwrap_or_default();
                 let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())

@@ -107,6 +107,22 @@ pub fn build_send_list_filtered(
     if opts.munge_links {
         munge_links(&mut res.entries, false);
     }
+    if opts.safe_links {
+        // The sender leaves unsafe symlinks out of the list too.
+        let keep: Vec<bool> = res
+            .entries
+            .iter()
+            .map(|e| {
+                e.link_target
+                    .as_deref()
+                    .is_none_or(|t| !options::unsafe_symlink(t, &e.name))
+            })
+            .collect();
+        let mut k = keep.iter();
+        res.entries.retain(|_| *k.next().unwrap_or(&true));
+        let mut k = keep.iter();
+        res.paths.retain(|_| *k.next().unwrap_or(&true));
+    }
     if protocol < 29 {
         crate::fs::sort_scan(&mut res, protocol);
     }

@@ -153,6 +153,9 @@ pub struct Options {
     /// `-H`: preserve hard links (regular files linked together on the
     /// sender are linked together on the receiver).
     pub hard_links: bool,
+    /// `--safe-links`: ignore symlinks that point outside the transferred
+    /// tree (absolute, or climbing above it with `..`).
+    pub safe_links: bool,
     /// Filter options in command-line order (`--filter`, `--exclude`,
     /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
     /// `--filter` rules).
@@ -224,6 +227,7 @@ impl Default for Options {
             inplace: false,
             max_delete: None,
             hard_links: false,
+            safe_links: false,
             filters: Vec::new(),
             cvs_exclude: false,
             delete_excluded: false,
@@ -399,6 +403,12 @@ impl Options {
         if self.delay_updates {
             args.push("--delay-updates".into());
         }
+        if self.safe_links {
+            args.push("--safe-links".into());
+        }
+        if self.munge_links && client_sends {
+            args.push("--munge-links".into());
+        }
         if self.inplace {
             args.push("--inplace".into());
         }
@@ -438,6 +448,49 @@ impl Options {
         }
         args
     }
+}
+
+/// rsync's `unsafe_symlink`: whether the symlink `name` (relative to the
+/// transfer root) with target `target` points outside the tree: absolute
+/// or empty targets, or `..` components that climb above the root.
+///
+/// ```
+/// use ferrsync::engine::options::unsafe_symlink;
+/// assert!(unsafe_symlink(b"/etc/passwd", b"l"));
+/// assert!(unsafe_symlink(b"../x", b"l"));
+/// assert!(!unsafe_symlink(b"../x", b"d/l"));
+/// assert!(unsafe_symlink(b"../../x", b"d/l"));
+/// assert!(!unsafe_symlink(b"a/../b", b"l"));
+/// assert!(unsafe_symlink(b"", b"l"));
+/// ```
+#[must_use]
+pub fn unsafe_symlink(target: &[u8], name: &[u8]) -> bool {
+    if target.is_empty() || target.first() == Some(&b'/') {
+        return true;
+    }
+    // The link's depth below the root: its directory components.
+    let mut depth: i64 = 0;
+    let parts: Vec<&[u8]> = name.split(|&b| b == b'/').collect();
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        match *c {
+            b".." => depth = 0,
+            b"." | b"" => {}
+            _ => depth += 1,
+        }
+    }
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            b"." | b"" => {}
+            _ => depth += 1,
+        }
+    }
+    false
 }
 
 /// Parses an rsync size (`--max-size`, `--min-size`): bytes, or with a
@@ -556,6 +609,8 @@ const LONG: &[(&str, bool)] = &[
     ("inplace", false),
     ("max-delete", true),
     ("hard-links", false),
+    ("safe-links", false),
+    ("munge-links", false),
     ("force", false),
     ("partial-dir", true),
     ("daemon", false),
@@ -707,6 +762,8 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     o.max_delete = Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX));
                 }
                 "hard-links" => o.hard_links = true,
+                "safe-links" => o.safe_links = true,
+                "munge-links" => o.munge_links = true,
                 // Non-empty directories in the way are always removed.
                 "force" => {}
                 "partial-dir" => {
