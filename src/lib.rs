@@ -18,6 +18,7 @@
 //! engine     generator, sender, receiver over any async stream
 //! transport  spawned peers (remote shell, local rsync --server)
 //! session    Transfer: one call per sync
+//! task       Task, Module, Service, Scheduler: the configuration layer
 //! ```
 //!
 //! The three roles and the pipes they own:
@@ -40,6 +41,7 @@ pub mod flist;
 pub mod fs;
 pub mod handshake;
 mod session;
+pub mod task;
 pub mod transport;
 pub mod wire;
 

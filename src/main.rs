@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferrsync::engine::{DeleteTiming, Event, Hooks, Options, parse_server_args, run_server};
-use ferrsync::filter::FilterArg;
+use ferrsync::engine::options::{ClientArgs, DaemonArgs, parse_client_args};
+use ferrsync::engine::{Event, Hooks, Options, parse_server_args, run_server};
 use ferrsync::transport::daemon::DaemonUrl;
 use ferrsync::{Error, RemoteCommand, Report, Transfer};
 
@@ -105,313 +105,9 @@ Options (as rsync's):
      --version            print the version
 ";
 
-fn set_archive(o: &mut Options) {
-    o.recursive = true;
-    o.links = true;
-    o.perms = true;
-    o.times = true;
-    o.group = true;
-    o.owner = true;
-    o.devices = true;
-    o.specials = true;
-}
-
-struct Cli {
-    opts: Options,
-    rsh: Option<String>,
-    server: bool,
-    args: Vec<String>,
-    daemon: DaemonCli,
-}
-
-/// Daemon-related options (`--daemon` mode and the daemon client).
-#[derive(Default)]
-struct DaemonCli {
-    run: bool,
-    config: Option<String>,
-    port: Option<u16>,
-    address: Option<String>,
-    no_detach: bool,
-    password_file: Option<String>,
-    no_motd: bool,
-    log_file: Option<String>,
-}
-
 fn syntax(msg: String) -> Error {
     Error::Syntax(msg)
 }
-
-fn num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, Error> {
-    v.parse()
-        .map_err(|_| syntax(format!("invalid value for {opt}: {v}")))
-}
-
-#[allow(clippy::too_many_lines)]
-fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
-    let mut o = Options::default();
-    let mut d = DaemonCli::default();
-    let mut cli_rsh = None;
-    let mut f_count = 0;
-    let mut args = Vec::new();
-    let mut i = 0;
-    let mut no_more = false;
-    while i < argv.len() {
-        let a = &argv[i];
-        i += 1;
-        if no_more || a == "-" || !a.starts_with('-') {
-            args.push(a.clone());
-            continue;
-        }
-        if a == "--" {
-            no_more = true;
-            continue;
-        }
-        if let Some(long) = a.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
-            let mut value = || -> Result<String, Error> {
-                if let Some(v) = inline.clone() {
-                    return Ok(v);
-                }
-                let v = argv
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| syntax(format!("--{name}: missing argument")))?;
-                i += 1;
-                Ok(v)
-            };
-            match name {
-                "server" => {
-                    return Ok(Cli {
-                        opts: o,
-                        rsh: None,
-                        server: true,
-                        // Options before `--server` (e.g. `--config=` in
-                        // an `--rsync-path`) are ours, not the server's.
-                        args: argv[i - 1..].to_vec(),
-                        daemon: d,
-                    });
-                }
-                "daemon" => d.run = true,
-                "config" => d.config = Some(value()?),
-                "port" => d.port = Some(num("--port", &value()?)?),
-                "address" => d.address = Some(value()?),
-                "no-detach" => d.no_detach = true,
-                "detach" => d.no_detach = false,
-                "password-file" => d.password_file = Some(value()?),
-                "no-motd" => d.no_motd = true,
-                "log-file" => d.log_file = Some(value()?),
-                "verbose" => o.verbose += 1,
-                "quiet" => o.quiet = true,
-                "archive" => set_archive(&mut o),
-                "recursive" => o.recursive = true,
-                "dirs" => o.dirs = true,
-                "links" => o.links = true,
-                "perms" => o.perms = true,
-                "times" => o.times = true,
-                "group" => o.group = true,
-                "owner" => o.owner = true,
-                "devices" => o.devices = true,
-                "specials" => o.specials = true,
-                "no-devices" => o.devices = false,
-                "no-specials" => o.specials = false,
-                "omit-dir-times" => o.omit_dir_times = true,
-                "dry-run" => o.dry_run = true,
-                "whole-file" => o.whole_file = Some(true),
-                "no-whole-file" | "no-W" => o.whole_file = Some(false),
-                "checksum" => o.checksum = true,
-                "size-only" => o.size_only = true,
-                "ignore-times" => o.ignore_times = true,
-                "delete" | "del" => o.delete = Some(DeleteTiming::Auto),
-                "delete-before" => o.delete = Some(DeleteTiming::Before),
-                "delete-during" => o.delete = Some(DeleteTiming::During),
-                "delete-delay" => o.delete = Some(DeleteTiming::Delay),
-                "delete-after" => o.delete = Some(DeleteTiming::After),
-                "numeric-ids" => o.numeric_ids = true,
-                "compress" => o.compress = true,
-                "compress-choice" | "zc" => {
-                    o.compress = true;
-                    o.compress_choice = Some(value()?);
-                }
-                "compress-level" => o.compress_level = Some(num("--compress-level", &value()?)?),
-                "skip-compress" => o.skip_compress = Some(value()?),
-                "new-compress" => {
-                    o.compress = true;
-                    o.compress_choice = Some("zlibx".into());
-                }
-                "old-compress" => {
-                    o.compress = true;
-                    o.compress_choice = Some("zlib".into());
-                }
-                "ignore-errors" => o.ignore_errors = true,
-                "delay-updates" => o.delay_updates = true,
-                "update" => o.update = true,
-                "existing" | "ignore-non-existing" => o.existing = true,
-                "ignore-existing" => o.ignore_existing = true,
-                "max-size" => {
-                    o.max_size = Some(ferrsync::engine::options::parse_size("--max-size", &value()?)?);
-                }
-                "min-size" => {
-                    o.min_size = Some(ferrsync::engine::options::parse_size("--min-size", &value()?)?);
-                }
-                "modify-window" => o.modify_window = num("--modify-window", &value()?)?,
-                "backup" => o.backup = true,
-                "backup-dir" => {
-                    o.backup = true;
-                    o.backup_dir = Some(value()?);
-                }
-                "suffix" => o.suffix = Some(value()?),
-                "one-file-system" => o.one_file_system = true,
-                "partial" => o.partial = true,
-                "inplace" => o.inplace = true,
-                "hard-links" => o.hard_links = true,
-                "safe-links" => o.safe_links = true,
-                "munge-links" => o.munge_links = true,
-                "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
-                "force" => {}
-                "partial-dir" => {
-                    o.partial = true;
-                    o.partial_dir = Some(value()?);
-                }
-                "bwlimit" => {
-                    let v = value()?;
-                    o.bwlimit = Some(
-                        ferrsync::engine::options::parse_bwlimit(&v)
-                            .ok_or_else(|| syntax(format!("--bwlimit={v}: invalid rate")))?,
-                    )
-                    .filter(|b| *b > 0);
-                }
-                "filter" => o.filters.push(FilterArg::Filter(value()?)),
-                "exclude" => o.filters.push(FilterArg::Exclude(value()?)),
-                "include" => o.filters.push(FilterArg::Include(value()?)),
-                "exclude-from" => o.filters.push(FilterArg::ExcludeFrom(value()?)),
-                "include-from" => o.filters.push(FilterArg::IncludeFrom(value()?)),
-                "cvs-exclude" => o.cvs_exclude = true,
-                "delete-excluded" => {
-                    o.delete_excluded = true;
-                    o.delete.get_or_insert(DeleteTiming::Auto);
-                }
-                "chmod" => {
-                    let v = value()?;
-                    o.chmod = Some(match o.chmod.take() {
-                        Some(prev) => format!("{prev},{v}"),
-                        None => v,
-                    });
-                }
-                "block-size" => o.block_size = Some(num("--block-size", &value()?)?),
-                "checksum-choice" | "cc" => o.checksum_choice = Some(value()?),
-                "checksum-seed" => o.checksum_seed = Some(num("--checksum-seed", &value()?)?),
-                "protocol" => o.protocol = Some(num("--protocol", &value()?)?),
-                "rsh" => cli_rsh = Some(value()?),
-                "rsync-path" => o.rsync_path = value()?,
-                "timeout" => o.timeout = num("--timeout", &value()?)?,
-                "itemize-changes" => o.itemize += 1,
-                "stats" => o.stats = true,
-                "progress" => o.progress = true,
-                "help" => {
-                    print!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "version" => {
-                    println!(
-                        "ferrsync version {}  protocol version 32",
-                        env!("CARGO_PKG_VERSION")
-                    );
-                    std::process::exit(0);
-                }
-                _ => return Err(syntax(format!("--{name}: unknown option"))),
-            }
-            continue;
-        }
-        let cluster = &a[1..];
-        for (pos, ch) in cluster.char_indices() {
-            let rest = &cluster[pos + ch.len_utf8()..];
-            let mut take = || -> Result<String, Error> {
-                if !rest.is_empty() {
-                    return Ok(rest.to_string());
-                }
-                let v = argv
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| syntax(format!("-{ch}: missing argument")))?;
-                i += 1;
-                Ok(v)
-            };
-            match ch {
-                'v' => o.verbose += 1,
-                'q' => o.quiet = true,
-                'a' => set_archive(&mut o),
-                'r' => o.recursive = true,
-                'd' => o.dirs = true,
-                'l' => o.links = true,
-                'p' => o.perms = true,
-                't' => o.times = true,
-                'g' => o.group = true,
-                'o' => o.owner = true,
-                'D' => {
-                    o.devices = true;
-                    o.specials = true;
-                }
-                'O' => o.omit_dir_times = true,
-                'n' => o.dry_run = true,
-                'W' => o.whole_file = Some(true),
-                'c' => o.checksum = true,
-                'I' => o.ignore_times = true,
-                'i' => o.itemize += 1,
-                'u' => o.update = true,
-                'H' => o.hard_links = true,
-                'P' => {
-                    o.partial = true;
-                    o.progress = true;
-                }
-                'b' => o.backup = true,
-                'x' => o.one_file_system = true,
-                'C' => o.cvs_exclude = true,
-                'F' => {
-                    f_count += 1;
-                    match f_count {
-                        1 => o.filters.push(FilterArg::Filter(": /.rsync-filter".into())),
-                        2 => o.filters.push(FilterArg::Filter("- .rsync-filter".into())),
-                        _ => {}
-                    }
-                }
-                'f' => {
-                    o.filters.push(FilterArg::Filter(take()?));
-                    break;
-                }
-                'z' => {
-                    if o.compress && o.compress_choice.is_none() {
-                        o.compress_choice = Some("zlibx".into());
-                    }
-                    o.compress = true;
-                }
-                'h' => {
-                    print!("{USAGE}");
-                    std::process::exit(0);
-                }
-                'e' => {
-                    cli_rsh = Some(take()?);
-                    break;
-                }
-                'B' => {
-                    o.block_size = Some(num("-B", &take()?)?);
-                    break;
-                }
-                _ => return Err(syntax(format!("-{ch}: unknown option"))),
-            }
-        }
-    }
-    Ok(Cli {
-        opts: o,
-        rsh: cli_rsh,
-        server: false,
-        args,
-        daemon: d,
-    })
-}
-
 
 /// Splits `host:path` (not `host::module`, not a path with `/` before the
 /// colon).
@@ -636,7 +332,18 @@ fn print_stats(opts: &Options, r: &Report, secs: f64) {
 }
 
 async fn run(argv: Vec<String>) -> Result<i32, Error> {
-    let cli = parse_cli(&argv)?;
+    let cli = parse_client_args(&argv)?;
+    if cli.help {
+        print!("{USAGE}");
+        return Ok(0);
+    }
+    if cli.version {
+        println!(
+            "ferrsync version {}  protocol version 32",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(0);
+    }
     if cli.server {
         let mut sa = parse_server_args(&cli.args)?;
         if sa.secluded {
@@ -802,7 +509,7 @@ fn apply_env_lists(o: &mut Options) {
     }
 }
 
-fn load_config(d: &DaemonCli) -> Result<ferrsync::daemon::config::DaemonConfig, Error> {
+fn load_config(d: &DaemonArgs) -> Result<ferrsync::daemon::config::DaemonConfig, Error> {
     let path = d
         .config
         .clone()
@@ -826,7 +533,7 @@ fn load_config(d: &DaemonCli) -> Result<ferrsync::daemon::config::DaemonConfig, 
 
 /// `--daemon`: serve modules on TCP. Without `--no-detach` we start a
 /// detached copy of ourselves (new session, no terminal) and return.
-async fn run_daemon(d: &DaemonCli) -> Result<i32, Error> {
+async fn run_daemon(d: &DaemonArgs) -> Result<i32, Error> {
     let cfg = load_config(d)?;
     if !d.no_detach {
         let exe = std::env::current_exe()
@@ -872,7 +579,7 @@ async fn run_daemon(d: &DaemonCli) -> Result<i32, Error> {
 }
 
 /// `ferrsync rsync://host/`: print the module list (and the MOTD).
-async fn list_daemon(cli: &Cli, url: &DaemonUrl) -> Result<i32, Error> {
+async fn list_daemon(cli: &ClientArgs, url: &DaemonUrl) -> Result<i32, Error> {
     let mut t = Transfer::new(cli.opts.clone());
     if !cli.daemon.no_motd {
         t = t.with_motd(Arc::new(|line: &str| println!("{line}")));

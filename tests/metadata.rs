@@ -433,6 +433,17 @@ fn hardlink_tree(src: &Path) {
     fs::write(src.join("single"), b"no links").unwrap();
     fs::write(src.join("grows"), b"was alone on the receiver").unwrap();
     fs::hard_link(src.join("grows"), src.join("d1/grows-link")).unwrap();
+    set_all_mtimes(src, 1_700_000_100);
+}
+
+/// Fixed mtimes for every file (timestamps taken within one clock tick
+/// would otherwise decide the quick check by chance).
+fn set_all_mtimes(root: &Path, secs: i64) {
+    let out = Command::new("find").arg(root).args(["-type", "f"]).output().unwrap();
+    let t = filetime::FileTime::from_unix_time(secs, 0);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        filetime::set_file_mtime(line, t).unwrap();
+    }
 }
 
 fn hardlink_basis(dst: &Path) {
@@ -445,6 +456,7 @@ fn hardlink_basis(dst: &Path) {
     fs::write(dst.join("grows"), b"was alone on the receiver").unwrap();
     fs::write(dst.join("shrinks"), b"linked on the receiver").unwrap();
     fs::hard_link(dst.join("shrinks"), dst.join("shrinks2")).unwrap();
+    set_all_mtimes(dst, 1_600_000_000);
 }
 
 #[test]
@@ -456,6 +468,7 @@ fn hard_links_match_rsync_alone_every_way() {
             hardlink_tree(&src);
             fs::write(src.join("shrinks"), b"linked on the receiver").unwrap();
             fs::write(src.join("shrinks2"), b"linked on the receiver").unwrap();
+            set_all_mtimes(&src, 1_700_000_100);
             let dst = tmp.path().join("dst");
             let reference = tmp.path().join("ref");
             hardlink_basis(&dst);

@@ -362,6 +362,14 @@ fn squash(s: &str) -> String {
         .collect()
 }
 
+/// rsync's own name of a parameter written as `key` (any case and
+/// spacing), and whether it belongs to the global section only; `None`
+/// for a parameter rsync 3.5.0 does not know.
+#[must_use]
+pub fn known_parameter(key: &str) -> Option<(&'static str, bool)> {
+    lookup(key).map(|(name, class)| (name, class == Class::Global))
+}
+
 fn lookup(key: &str) -> Option<(&'static str, Class)> {
     if key.starts_with('-') {
         return None;

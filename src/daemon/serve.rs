@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -55,14 +55,16 @@ const MAX_ARGS_WORDS: usize = 10_000;
 /// ```
 #[derive(Clone)]
 pub struct Daemon {
-    cfg: Arc<DaemonConfig>,
+    /// Swapped whole by [`Daemon::reload`]; a connection takes its copy
+    /// when it asks for a module, so a reload never touches one in flight.
+    cfg: Arc<RwLock<Arc<DaemonConfig>>>,
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Daemon")
-            .field("modules", &self.cfg.modules.len())
+            .field("modules", &self.config().modules.len())
             .field("active", &self.active_connections())
             .finish()
     }
@@ -153,7 +155,7 @@ impl Daemon {
         let log = DaemonLog::open(cfg.global.log_file.as_deref());
         let (tx, _) = watch::channel(false);
         Daemon {
-            cfg: Arc::new(cfg),
+            cfg: Arc::new(RwLock::new(Arc::new(cfg))),
             shared: Arc::new(Shared {
                 counts: Mutex::new(HashMap::new()),
                 active: AtomicUsize::new(0),
@@ -188,10 +190,19 @@ impl Daemon {
         self
     }
 
-    /// The configuration.
+    /// The configuration in force.
     #[must_use]
-    pub fn config(&self) -> &DaemonConfig {
-        &self.cfg
+    pub fn config(&self) -> Arc<DaemonConfig> {
+        self.cfg.read().map_or_else(|p| p.into_inner().clone(), |c| c.clone())
+    }
+
+    /// Replaces the configuration: connections from now on see `cfg`;
+    /// those already past the module choice keep the module they got.
+    /// The global `port`, `address` and `log file` only apply at the next
+    /// [`Daemon::bind`] / [`Daemon::new`].
+    pub fn reload(&self, cfg: DaemonConfig) {
+        let mut slot = self.cfg.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Arc::new(cfg);
     }
 
     /// Connections being served right now.
@@ -221,11 +232,12 @@ impl Daemon {
     /// The address the config asks for (`address`, `port`).
     #[must_use]
     pub fn configured_address(&self) -> String {
-        let host = self.cfg.global.address.as_deref().unwrap_or("0.0.0.0");
+        let cfg = self.config();
+        let host = cfg.global.address.as_deref().unwrap_or("0.0.0.0");
         if host.contains(':') {
-            format!("[{host}]:{}", self.cfg.global.port)
+            format!("[{host}]:{}", cfg.global.port)
         } else {
-            format!("{host}:{}", self.cfg.global.port)
+            format!("{host}:{}", cfg.global.port)
         }
     }
 
@@ -400,8 +412,9 @@ impl Daemon {
         W: AsyncWrite + Unpin,
     {
         let ours = ProtocolVersion::MAX.0;
+        let cfg = self.config();
         let mut hello = format_greeting(ours, &self.shared.digests);
-        if let Some(motd) = &self.cfg.global.motd_file {
+        if let Some(motd) = &cfg.global.motd_file {
             if let Ok(text) = std::fs::read_to_string(motd) {
                 hello.push_str(&text);
                 if !text.is_empty() && !text.ends_with('\n') {
@@ -442,7 +455,7 @@ impl Daemon {
         }
         if line.is_empty() || line == "#list" {
             let mut out = String::new();
-            for m in self.cfg.modules.iter().filter(|m| m.list) {
+            for m in cfg.modules.iter().filter(|m| m.list) {
                 out.push_str(&module_list_line(&m.name, &m.comment));
             }
             if protocol >= 25 {
@@ -456,12 +469,12 @@ impl Daemon {
             return Ok(None);
         }
         let name = line;
-        let Some(module) = self.cfg.module(&name).cloned() else {
+        let Some(module) = cfg.module(&name).cloned() else {
             self.refuse(wr, &format!("Unknown module '{name}'"), peer).await?;
             return Ok(None);
         };
         let names = module.hosts_allow.needs_hostname() || module.hosts_deny.needs_hostname();
-        if names && self.cfg.global.reverse_lookup {
+        if names && cfg.global.reverse_lookup {
             // rsync says UNKNOWN for an address without a name.
             peer.host = Some(
                 peer.addr

@@ -14,6 +14,7 @@
 //! the receiver. The generator owns the writing half of the connection and
 //! the receiver the reading half; they run concurrently in one task.
 
+mod client_args;
 pub mod filters;
 mod generator;
 pub mod io;

@@ -7,6 +7,8 @@
 
 use crate::error::{Error, Result};
 
+pub use super::client_args::{ClientArgs, DaemonArgs, parse_client_args, parse_client_args_onto};
+
 /// When `--delete` removes extraneous files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
