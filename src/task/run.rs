@@ -144,12 +144,15 @@ impl Tracker {
                 name,
                 size,
                 sending,
+                kind,
                 ..
             } => {
                 if !self.quiet {
                     if let Some(s) = ev.itemize_string() {
+                        // As rsync prints it: directories end with `/`.
+                        let slash = if *kind == crate::engine::ItemKind::Dir { "/" } else { "" };
                         let mut l = self.itemized.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        l.push(format!("{s} {}", String::from_utf8_lossy(name)));
+                        l.push(format!("{s} {}{slash}", String::from_utf8_lossy(name)));
                     }
                 }
                 p.files += 1;
