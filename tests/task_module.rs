@@ -420,3 +420,43 @@ fn recursive_off_pull_matches_rsync() {
     let r = rt().block_on(task.run_now().unwrap().wait());
     assert_eq!(r.exit_code, 0, "{r:?}");
 }
+
+/// As root, a task with `user` runs its local file operations as that
+/// user: pulled files belong to it, and a destination it can't write
+/// fails as it would for that user.
+#[test]
+fn user_field_runs_local_side_as_that_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
+    source_tree(&t.join("src"));
+    let conf = format!("use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}/src\n", t.display());
+    let d = real_daemon(t, &conf);
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().unwrap();
+    let mine = t.join("nobody-dest");
+    fs::create_dir_all(&mine).unwrap();
+    std::os::unix::fs::chown(&mine, Some(uid), None).unwrap();
+    let theirs = t.join("root-dest");
+    fs::create_dir_all(&theirs).unwrap();
+    let rt = rt();
+    let mut task = Task::default();
+    task.user = "nobody".into();
+    task.direction = Direction::Pull;
+    task.remote_host = "127.0.0.1".into();
+    task.remote_port = Some(d.port);
+    task.remote_module = "src".into();
+    task.path = mine.clone();
+    let r = rt.block_on(task.run_now().unwrap().wait());
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(fs::metadata(mine.join("sub/c.dat")).unwrap().uid(), uid);
+    task.path = theirs.clone();
+    let r = rt.block_on(task.run_now().unwrap().wait());
+    assert!(!r.is_success(), "nobody can't write a root-owned 0755 directory: {r:?}");
+    assert!(!theirs.join("a.txt").exists());
+}
