@@ -140,20 +140,25 @@ impl Tracker {
     fn on_event(&self, ev: &Event) {
         let mut p = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match ev {
-            Event::Itemize { name, size, .. } => {
+            Event::Itemize {
+                name,
+                size,
+                sending,
+                kind,
+                ..
+            } => {
                 if !self.quiet {
                     if let Some(s) = ev.itemize_string() {
+                        // As rsync prints it: directories end with `/`.
+                        let slash = if *kind == crate::engine::ItemKind::Dir { "/" } else { "" };
                         let mut l = self.itemized.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        l.push(format!("{s} {}", String::from_utf8_lossy(name)));
+                        l.push(format!("{s} {}{slash}", String::from_utf8_lossy(name)));
                     }
                 }
                 p.files += 1;
-                if p.current.as_deref().map(str::as_bytes) == Some(name.as_slice()) {
-                    p.bytes = p.bytes - p.current_done + size;
-                    p.current = None;
-                    p.current_done = 0;
-                    p.current_total = 0;
-                } else {
+                // A receiving side counts bytes from its progress events;
+                // a sending side gets none and counts whole files.
+                if *sending {
                     p.bytes += size;
                 }
             }
