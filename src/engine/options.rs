@@ -153,6 +153,9 @@ pub struct Options {
     /// `-H`: preserve hard links (regular files linked together on the
     /// sender are linked together on the receiver).
     pub hard_links: bool,
+    /// `-X` count: 1 preserves extended attributes (protocol >= 30), 2
+    /// (`-XX`) also the `user.rsync.%*` names rsync keeps for itself.
+    pub xattrs: u8,
     /// Filter options in command-line order (`--filter`, `--exclude`,
     /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
     /// `--filter` rules).
@@ -224,6 +227,7 @@ impl Default for Options {
             inplace: false,
             max_delete: None,
             hard_links: false,
+            xattrs: 0,
             filters: Vec::new(),
             cvs_exclude: false,
             delete_excluded: false,
@@ -302,6 +306,9 @@ impl Options {
         }
         if self.perms {
             c.push('p');
+        }
+        for _ in 0..self.xattrs.min(2) {
+            c.push('X');
         }
         if self.recursive {
             c.push('r');
@@ -707,6 +714,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     o.max_delete = Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX));
                 }
                 "hard-links" => o.hard_links = true,
+                "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
                 // Non-empty directories in the way are always removed.
                 "force" => {}
                 "partial-dir" => {
@@ -775,6 +783,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'z' => o.compress = true,
                     'u' => o.update = true,
                     'H' => o.hard_links = true,
+                    'X' => o.xattrs = o.xattrs.saturating_add(1),
                     'b' => o.backup = true,
                     'x' => o.one_file_system = true,
                     'e' | 'B' | '@' => {

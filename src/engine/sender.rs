@@ -61,6 +61,7 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
         } else {
             0
         },
+        preserve_xattrs: opts.xattrs > 0,
     }
 }
 
