@@ -265,6 +265,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
                 "hard-links" => o.hard_links = true,
+                "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
                 "force" => {}
                 "partial-dir" => {
@@ -358,6 +359,7 @@ fn parse_cli(argv: &[String]) -> Result<Cli, Error> {
                 'i' => o.itemize += 1,
                 'u' => o.update = true,
                 'H' => o.hard_links = true,
+                'X' => o.xattrs = o.xattrs.saturating_add(1),
                 'P' => {
                     o.partial = true;
                     o.progress = true;

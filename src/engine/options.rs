@@ -563,6 +563,7 @@ const LONG: &[(&str, bool)] = &[
     ("inplace", false),
     ("max-delete", true),
     ("hard-links", false),
+    ("xattrs", false),
     ("force", false),
     ("partial-dir", true),
     ("daemon", false),
@@ -895,5 +896,19 @@ mod tests {
         assert_eq!(sa.options.checksum_choice.as_deref(), Some("md5"));
         assert!(parse_server_args(&["--server", "--frobnicate", "."]).is_err());
         assert!(parse_server_args(&["--server", "-Z", "."]).is_err());
+    }
+
+    #[test]
+    fn xattrs_travel_in_the_cluster() {
+        // rsync -aX / -aXX host:src/ dst/ send "-logDtpXre..." / "-logDtpXXre...".
+        for (n, cluster) in [(1u8, "-logDtpXre.LfxCvu"), (2, "-logDtpXXre.LfxCvu")] {
+            let mut o = Options::archive();
+            o.xattrs = n;
+            assert_eq!(o.server_args(true), ["--server", "--sender", cluster]);
+            let sa = parse_server_args(&["--server", "--sender", cluster, ".", "src/"]).unwrap();
+            assert_eq!(sa.options.xattrs, n);
+        }
+        let sa = parse_server_args(&["--server", "-r", "--xattrs", ".", "d"]).unwrap();
+        assert_eq!(sa.options.xattrs, 1);
     }
 }

@@ -21,6 +21,9 @@
 
 use crate::wire::{DecodeError, Decoded, Limits, ReadError, Reader, check_len, encode_varint};
 
+/// Fill-in values: (1-based position, value) in the order sent.
+pub type XattrValues = Vec<(i32, Vec<u8>)>;
+
 /// Appends a request for the 1-based positions `nums` (in increasing
 /// order, as rsync sends them) and the end marker.
 pub fn encode_xattr_request(out: &mut Vec<u8>, nums: &[i32]) {
@@ -99,9 +102,9 @@ pub fn decode_xattr_request(buf: &[u8], limits: &Limits) -> Result<Decoded<Vec<i
 pub fn decode_xattr_values(
     buf: &[u8],
     limits: &Limits,
-) -> Result<Decoded<Vec<(i32, Vec<u8>)>>, DecodeError> {
+) -> Result<Decoded<XattrValues>, DecodeError> {
     let mut r = Reader::new(buf);
-    let run = |r: &mut Reader<'_>| -> Result<Vec<(i32, Vec<u8>)>, ReadError> {
+    let run = |r: &mut Reader<'_>| -> Result<XattrValues, ReadError> {
         let (mut num, mut count, mut v) = (0, 0, Vec::new());
         while let Some(n) = next_num(r, &mut num, &mut count, limits)? {
             let len = r.varint()?;
@@ -175,8 +178,10 @@ mod tests {
         encode_varint(&mut back, -2);
         back.push(0);
         assert!(decode_xattr_request(&back, &lim).is_err());
-        let mut small = Limits::default();
-        small.max_xattr_value_len = 4;
+        let small = Limits {
+            max_xattr_value_len: 4,
+            ..Limits::default()
+        };
         assert!(decode_xattr_values(&[1, 5, 0, 0, 0, 0, 0, 0], &small).is_err());
     }
 }
