@@ -348,3 +348,46 @@ fn xattrs_are_refused_below_protocol_30() {
         "{text:?}"
     );
 }
+
+#[test]
+fn xattrs_with_inplace_delay_updates_hard_links_and_double_x() {
+    // (rsync args, options) at protocol 32; the source also holds rsync's
+    // own `user.rsync.%stat`, sent only with -XX (and removed from the
+    // receiving side with one -X, as rsync does).
+    type Tweak = fn(&mut Options);
+    let variants: [(&[&str], Tweak); 4] = [
+        (&["-aX", "--inplace"], |o| o.inplace = true),
+        (&["-aX", "--delay-updates"], |o| o.delay_updates = true),
+        (&["-aXH"], |o| o.hard_links = true),
+        (&["-aXX"], |o| o.xattrs = 2),
+    ];
+    for (args, tweak) in variants {
+        for way in WAYS {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("src");
+            let dst = tmp.path().join("dst");
+            let reference = tmp.path().join("ref");
+            source_tree(&src);
+            set(&src.join("a.txt"), "user.rsync.%stat", b"100644 0,0 0:0");
+            fs::hard_link(src.join("a.txt"), src.join("dir/a-link.txt")).unwrap();
+            set_times(&src, 1_700_000_000, 123_456_789);
+            basis_tree(&src, &dst);
+            basis_tree(&src, &reference);
+            for root in [&dst, &reference] {
+                set(&root.join("plain.txt"), "user.rsync.%stat", b"keep?");
+            }
+            let mut o = Options::archive();
+            o.xattrs = 1;
+            tweak(&mut o);
+            let shim = write_shim(tmp.path());
+            rsync_alone(args, &src, &reference);
+            run_way(way, &o, args, &src, &dst, &shim)
+                .unwrap_or_else(|e| panic!("{way:?} {args:?}: {e}"));
+            let d = differences(&reference, &dst, true);
+            assert!(d.is_empty(), "{way:?} {args:?}:\n{}", d.join("\n"));
+            let sent = xattrs_of(&dst)[Path::new("a.txt")].contains_key(&b"user.rsync.%stat"[..]);
+            assert_eq!(sent, o.xattrs == 2, "{way:?} {args:?}");
+            assert!(leftover_temps(&dst).is_empty());
+        }
+    }
+}
