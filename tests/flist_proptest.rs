@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 fn options() -> impl Strategy<Value = FlistOptions> {
     (
         27u8..=32,
-        any::<[bool; 12]>(),
+        any::<[bool; 13]>(),
         prop_oneof![Just(0usize), Just(8), Just(16)],
     )
         .prop_map(|(protocol, b, checksum_len)| FlistOptions {
@@ -30,6 +30,7 @@ fn options() -> impl Strategy<Value = FlistOptions> {
             preserve_atimes: protocol >= 30 && b[10],
             numeric_ids: b[11],
             checksum_len,
+            preserve_xattrs: protocol >= 30 && b[12],
         })
 }
 

@@ -26,14 +26,6 @@ const SKIPPED: &[(&str, &str)] = &[
         "pull-p31-extra-A-noinc",
         "ACL data (-A) follows each entry; not part of this codec",
     ),
-    (
-        "pull-p31-extra-X",
-        "xattr data (-X) follows each entry; not part of this codec",
-    ),
-    (
-        "push-p31-extra-X",
-        "xattr data (-X) follows each entry; not part of this codec",
-    ),
 ];
 
 /// Captures whose sender is rsync 2.6.0: it sets `XMIT_SAME_UID`/`GID` on
@@ -212,6 +204,7 @@ fn options(c: &Capture) -> FlistOptions {
         preserve_atimes: has('U'),
         numeric_ids: c.argv.iter().any(|a| a == "--numeric-ids"),
         checksum_len,
+        preserve_xattrs: has('X'),
     }
 }
 
@@ -417,6 +410,7 @@ fn coverage_of_the_captures() {
             (o.checksum_len > 0, "checksum"),
             (o.inc_recurse, "inc"),
             (o.id0_names && !o.inc_recurse, "id0"),
+            (o.preserve_xattrs, "xattrs"),
         ] {
             if on {
                 seen.insert(what.to_string());
@@ -438,6 +432,7 @@ fn coverage_of_the_captures() {
         "checksum",
         "inc",
         "id0",
+        "xattrs",
     ] {
         assert!(seen.contains(want), "no capture covers {want}: {seen:?}");
     }

@@ -28,5 +28,6 @@ pub fn flist_options(b0: u8, b1: u8) -> FlistOptions {
         preserve_hard_links: bit(b1, 5),
         preserve_atimes: protocol >= 30 && bit(b1, 6),
         numeric_ids: bit(b1, 7),
+        preserve_xattrs: protocol >= 30 && bit(b0, 2) && bit(b0, 1),
     }
 }

@@ -211,6 +211,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 "partial" => o.partial = true,
                 "inplace" => o.inplace = true,
                 "hard-links" => o.hard_links = true,
+                "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
@@ -312,6 +313,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 'i' => o.itemize += 1,
                 'u' => o.update = true,
                 'H' => o.hard_links = true,
+                'X' => o.xattrs = o.xattrs.saturating_add(1),
                 'P' => {
                     o.partial = true;
                     o.progress = true;

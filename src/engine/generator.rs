@@ -25,7 +25,7 @@ use super::sender::item_kind;
 use super::setup::Setup;
 use crate::delta::{SignatureBuilder, SumHead};
 use crate::error::{Error, Result};
-use crate::flist::{FileEntry, FileKind};
+use crate::flist::{FileEntry, FileKind, Xattr, XattrValue};
 use crate::wire::{self, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxEncoder};
 
 /// What the receiver tells the generator.
@@ -56,9 +56,62 @@ pub(crate) struct RecvCtx<'a> {
     pub filters: Option<&'a crate::filter::FilterSet>,
     /// The destination root the list's names are relative to.
     pub dest: &'a Path,
+    /// `-X`: which attribute names this side reads, sets and removes.
+    pub xattrs: crate::fs::xattrs::XattrRules,
 }
 
 impl RecvCtx<'_> {
+    /// The attributes of a received entry this side keeps, each with its
+    /// 1-based position in the sender's list (upstream drops the others
+    /// in `receive_xattr` but keeps the numbering).
+    pub(crate) fn kept_xattrs<'e>(&self, e: &'e FileEntry) -> Vec<(i32, &'e Xattr)> {
+        e.xattrs
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .zip(1..)
+            .filter(|(x, _)| self.xattrs.receives(&x.name))
+            .map(|(x, n)| (n, x))
+            .collect()
+    }
+
+    /// The whole set of attributes entry `e` must end up with: listed
+    /// values, requested values from `fetched`, and abbreviated values the
+    /// local `basis` holds with the same digest (`None`: missing, left
+    /// alone). Upstream xattrs.c `rsync_xal_set`.
+    pub(crate) fn wanted_xattrs(
+        &self,
+        e: &FileEntry,
+        fetched: &[(i32, Vec<u8>)],
+        basis: Option<&Path>,
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let local = basis
+            .and_then(|b| crate::fs::xattrs::read_local(b, &self.xattrs).ok())
+            .unwrap_or_default();
+        self.kept_xattrs(e)
+            .into_iter()
+            .map(|(num, x)| {
+                let value = match &x.value {
+                    XattrValue::Full(v) => Some(v.clone()),
+                    XattrValue::Abbrev { .. } => fetched
+                        .iter()
+                        .rev()
+                        .find(|(n, _)| *n == num)
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| {
+                            local
+                                .iter()
+                                .find(|(n, v)| {
+                                    *n == x.name && crate::fs::xattrs::value_matches(&x.value, v)
+                                })
+                                .map(|(_, v)| v.clone())
+                        }),
+                };
+                (x.name.clone(), value)
+            })
+            .collect()
+    }
+
     pub(crate) fn emit(&self, ev: Event) {
         if let Some(sink) = self.events {
             sink(&ev);
@@ -159,6 +212,9 @@ pub(crate) struct Generator<'a, 'b, W> {
     skipped_deletes: u32,
     /// `-H`: each follower's leader (list indexes).
     followers: HashMap<usize, usize>,
+    /// `-X`: the abbreviated values already requested per entry (never
+    /// twice: rsync's sender refuses a second request).
+    xattr_requested: HashMap<usize, HashSet<i32>>,
 }
 
 /// `-H`: within each group of regular files sharing an inode on the
@@ -222,6 +278,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             new_dirs: HashSet::new(),
             skipped_deletes: 0,
             followers: hardlink_followers(ctx),
+            xattr_requested: HashMap::new(),
         }
     }
 
@@ -277,13 +334,39 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         self.message(MsgCode::ErrorXfer, &what).await
     }
 
-    fn send_item(&mut self, i: usize, flags: u16) {
+    fn send_item(&mut self, i: usize, flags: u16, xattr_need: &[i32]) {
         let p = self.ctx.setup.protocol;
         if p >= 29 && (flags & item::SIGNIFICANT_MASK != 0 || self.ctx.opts.itemize > 1) {
             self.ndx
                 .encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
             wire::encode_u16(self.w.buf(), flags);
+            self.xattr_request(flags, xattr_need);
         }
+    }
+
+    /// The request for abbreviated values after an item's flags (6.2).
+    fn xattr_request(&mut self, flags: u16, need: &[i32]) {
+        if super::sender::xattr_exchange(self.ctx.setup, self.ctx.opts, flags) {
+            crate::flist::xattrs::encode_xattr_request(self.w.buf(), need);
+        }
+    }
+
+    /// `-X`: `ITEM_REPORT_XATTR` when entry `i`'s attributes differ from
+    /// those of `local` (`None`: the item is new), and the positions of
+    /// the abbreviated values to request (each at most once per entry).
+    fn xattr_flags(&mut self, i: usize, local: Option<&Path>) -> (u16, Vec<i32>) {
+        let ctx = self.ctx;
+        if ctx.opts.xattrs == 0 {
+            return (0, Vec::new());
+        }
+        let have = local
+            .and_then(|p| crate::fs::xattrs::read_local(p, &ctx.xattrs).ok())
+            .unwrap_or_default();
+        let listed = ctx.kept_xattrs(&ctx.list[i]);
+        let (differs, need) = crate::fs::xattrs::compare(&listed, &have);
+        let asked = self.xattr_requested.entry(i).or_default();
+        let need: Vec<i32> = need.into_iter().filter(|n| asked.insert(*n)).collect();
+        (if differs { item::REPORT_XATTR } else { 0 }, need)
     }
 
     /// Runs phases 0..=last and the goodbye.
@@ -476,10 +559,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     }
                     self.stats.created_dirs += 1;
                 }
-                let flags = match &st {
+                let mut flags = match &st {
                     None => item::LOCAL_CHANGE | item::IS_NEW,
                     Some(m) => meta_flags(ctx, e, m),
                 };
+                let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(path.as_path()));
+                flags |= xflags;
                 if is_new {
                     self.new_dirs.insert(i);
                 }
@@ -487,7 +572,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if flags != 0 || ctx.opts.itemize > 1 {
                     ctx.itemize(e, flags);
                 }
-                self.send_item(i, flags);
+                self.send_item(i, flags, &need);
                 if ctx.opts.delete.is_some()
                     && !is_new
                     && e.xflags & crate::flist::entry::XMIT_NO_CONTENT_DIR == 0
@@ -605,10 +690,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 flags |= meta_flags(ctx, e, m);
             }
         }
+        let (xflags, need) = self.xattr_flags(i, (same || !dry).then_some(path));
+        flags |= xflags;
         if flags != 0 || ctx.opts.itemize > 1 {
             ctx.itemize(e, flags);
         }
-        self.send_item(i, flags);
+        self.send_item(i, flags, &need);
         Ok(())
     }
 
@@ -661,10 +748,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     }
                 }
                 flags &= !item::REPORT_OWNER | if ctx.preserve.am_root { 0xffff } else { 0 };
+                let (xflags, need) = self.xattr_flags(i, Some(path));
+                flags |= xflags;
                 if flags != 0 || o.itemize > 1 {
                     ctx.itemize(e, flags);
                 }
-                self.send_item(i, flags);
+                self.send_item(i, flags, &need);
                 return Ok(());
             }
         }
@@ -696,6 +785,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
             }
         }
+        let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(path.as_path()));
+        flags |= xflags;
         if !redo {
             ctx.itemize(e, flags);
         }
@@ -717,6 +808,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             } else {
                 wire::encode_u16(self.w.buf(), flags);
             }
+            self.xattr_request(flags, &need);
         }
         if ctx.opts.dry_run {
             return Ok(());

@@ -100,6 +100,7 @@ pub fn build_send_list_filtered(
         dirs: opts.dirs,
         one_file_system: opts.one_file_system,
         hard_links: opts.hard_links,
+        xattrs: opts.xattrs,
         ..crate::fs::ScanOptions::default()
     };
     let mut res = crate::fs::scan_sources_filtered(sources, &so, filters)
@@ -190,6 +191,17 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     w.set_bwlimit(opts.bwlimit);
 }
 
+/// `-X` needs protocol 30 (upstream compat.c `setup_protocol`).
+fn check_protocol_features(setup: &Setup, opts: &Options) -> Result<()> {
+    if opts.xattrs > 0 && setup.protocol < 30 {
+        return Err(Error::Version(format!(
+            "--xattrs requires protocol 30 or higher (negotiated {}).",
+            setup.protocol
+        )));
+    }
+    Ok(())
+}
+
 /// Settles what the options imply after the setup: zlib and zlibx at
 /// level 0 mean no compression on both sides (as rsync does).
 fn settle(setup: &mut Setup, opts: &Options) -> Result<()> {
@@ -247,6 +259,7 @@ where
     set_timeouts(&mut r, &mut w, opts);
     let mut setup = setup::client_setup(&mut r, &mut w, opts, known_protocol).await?;
     settle(&mut setup, opts)?;
+    check_protocol_features(&setup, opts)?;
     r.set_muxed(true);
     w.set_muxed(setup.protocol >= 30);
     let whole_file = opts.whole_file.unwrap_or(false);
@@ -417,6 +430,7 @@ where
 {
     let opts = &sa.options;
     let limits = Limits::default();
+    check_protocol_features(setup, opts)?;
     if sa.sender {
         let rules = setup::recv_filter_list(r, limits.max_filter_len).await?;
         let mut sources: Vec<PathBuf> = sa.paths.iter().map(PathBuf::from).collect();

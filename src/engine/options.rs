@@ -158,6 +158,9 @@ pub struct Options {
     /// `--safe-links`: ignore symlinks that point outside the transferred
     /// tree (absolute, or climbing above it with `..`).
     pub safe_links: bool,
+    /// `-X` count: 1 preserves extended attributes (protocol >= 30), 2
+    /// (`-XX`) also the `user.rsync.%*` names rsync keeps for itself.
+    pub xattrs: u8,
     /// Filter options in command-line order (`--filter`, `--exclude`,
     /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
     /// `--filter` rules).
@@ -230,6 +233,7 @@ impl Default for Options {
             max_delete: None,
             hard_links: false,
             safe_links: false,
+            xattrs: 0,
             filters: Vec::new(),
             cvs_exclude: false,
             delete_excluded: false,
@@ -308,6 +312,9 @@ impl Options {
         }
         if self.perms {
             c.push('p');
+        }
+        for _ in 0..self.xattrs.min(2) {
+            c.push('X');
         }
         if self.recursive {
             c.push('r');
@@ -613,6 +620,7 @@ const LONG: &[(&str, bool)] = &[
     ("hard-links", false),
     ("safe-links", false),
     ("munge-links", false),
+    ("xattrs", false),
     ("force", false),
     ("partial-dir", true),
     ("daemon", false),
@@ -766,6 +774,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "hard-links" => o.hard_links = true,
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
+                "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
                 // Non-empty directories in the way are always removed.
                 "force" => {}
                 "partial-dir" => {
@@ -834,6 +843,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'z' => o.compress = true,
                     'u' => o.update = true,
                     'H' => o.hard_links = true,
+                    'X' => o.xattrs = o.xattrs.saturating_add(1),
                     'b' => o.backup = true,
                     'x' => o.one_file_system = true,
                     'e' | 'B' | '@' => {
@@ -945,5 +955,19 @@ mod tests {
         assert_eq!(sa.options.checksum_choice.as_deref(), Some("md5"));
         assert!(parse_server_args(&["--server", "--frobnicate", "."]).is_err());
         assert!(parse_server_args(&["--server", "-Z", "."]).is_err());
+    }
+
+    #[test]
+    fn xattrs_travel_in_the_cluster() {
+        // rsync -aX / -aXX host:src/ dst/ send "-logDtpXre..." / "-logDtpXXre...".
+        for (n, cluster) in [(1u8, "-logDtpXre.LfxCvu"), (2, "-logDtpXXre.LfxCvu")] {
+            let mut o = Options::archive();
+            o.xattrs = n;
+            assert_eq!(o.server_args(true), ["--server", "--sender", cluster]);
+            let sa = parse_server_args(&["--server", "--sender", cluster, ".", "src/"]).unwrap();
+            assert_eq!(sa.options.xattrs, n);
+        }
+        let sa = parse_server_args(&["--server", "-r", "--xattrs", ".", "d"]).unwrap();
+        assert_eq!(sa.options.xattrs, 1);
     }
 }

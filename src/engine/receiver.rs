@@ -204,6 +204,10 @@ where
         whole_file,
         filters,
         dest,
+        xattrs: crate::fs::xattrs::XattrRules {
+            level: opts.xattrs,
+            am_root: preserve.am_root,
+        },
     };
     let (tx, rx) = unbounded_channel();
     let generator = Generator::new(&ctx, w, rx);
@@ -307,6 +311,9 @@ async fn receive<R: AsyncRead + Unpin>(
     let digest_len = setup.checksum.kind.digest_len();
     // --delay-updates: (list index, holding path, final path).
     let mut delayed: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    // -X: abbreviated values the sender filled in, per list index.
+    let mut fetched: std::collections::HashMap<usize, Vec<(i32, Vec<u8>)>> =
+        std::collections::HashMap::new();
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
@@ -343,7 +350,40 @@ async fn receive<R: AsyncRead + Unpin>(
         if iflags & item::XNAME_FOLLOWS != 0 {
             r.read_vstring(limits.max_name_len).await?;
         }
+        if super::sender::xattr_exchange(setup, ctx.opts, iflags) {
+            let values = r
+                .decode(|b| crate::flist::xattrs::decode_xattr_values(b, &limits))
+                .await?;
+            let known = ctx.list[idx].xattrs.as_deref().unwrap_or_default();
+            for (n, _) in &values {
+                let abbrev = usize::try_from(*n - 1)
+                    .ok()
+                    .and_then(|i| known.get(i))
+                    .is_some_and(|x| x.value.is_abbrev());
+                if !abbrev {
+                    return Err(Error::Protocol(format!(
+                        "could not find abbreviated xattr #{n} for {}",
+                        String::from_utf8_lossy(&ctx.list[idx].name)
+                    )));
+                }
+            }
+            fetched.entry(idx).or_default().extend(values);
+        }
         if iflags & item::TRANSFER == 0 {
+            let both = item::XNAME_FOLLOWS | item::LOCAL_CHANGE;
+            if ctx.opts.xattrs > 0
+                && iflags & item::REPORT_XATTR != 0
+                && !ctx.opts.dry_run
+                && iflags & both != both
+            {
+                let path = &ctx.paths[idx];
+                let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
+                if let Err(msg) = set_xattrs(ctx, &ctx.list[idx], got, path, path) {
+                    report.errors.push(msg.clone());
+                    report.io_error |= 1;
+                    let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                }
+            }
             continue;
         }
         let e = &ctx.list[idx];
@@ -407,6 +447,12 @@ async fn receive<R: AsyncRead + Unpin>(
         match outcome {
             Outcome::Ok(tmp) if inplace => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+                let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
+                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, &basis_path) {
+                    report.errors.push(msg.clone());
+                    report.io_error |= 1;
+                    let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                }
                 // The old content may have been longer.
                 let res = fs::OpenOptions::new()
                     .write(true)
@@ -429,6 +475,12 @@ async fn receive<R: AsyncRead + Unpin>(
             }
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+                let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
+                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, &basis_path) {
+                    report.errors.push(msg.clone());
+                    report.io_error |= 1;
+                    let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+                }
                 let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
                     .and_then(|_| {
                         if ctx.opts.backup {
@@ -515,6 +567,36 @@ async fn receive<R: AsyncRead + Unpin>(
     }
     let _ = tx.send(ToGen::Done);
     Ok(report)
+}
+
+/// `-X`: gives `target` entry `e`'s whole attribute set. Abbreviated values
+/// come from `fetched` or, when the digest matches, from `basis`; one that
+/// is in neither is reported (and the others are still set).
+fn set_xattrs(
+    ctx: &RecvCtx<'_>,
+    e: &FileEntry,
+    fetched: &[(i32, Vec<u8>)],
+    target: &Path,
+    basis: &Path,
+) -> std::result::Result<(), String> {
+    if ctx.opts.xattrs == 0 {
+        return Ok(());
+    }
+    let wanted = ctx.wanted_xattrs(e, fetched, Some(basis));
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    let res = crate::fs::xattrs::apply(target, &wanted, &ctx.xattrs)
+        .map_err(|err| format!("rsync_xal_set: setxattr(\"{}\") failed: {err}", target.display()));
+    match missing.first() {
+        Some(name) => Err(format!(
+            "Missing abbreviated xattr value, {name}, for \"{}\"",
+            target.display()
+        )),
+        None => res.map(|_| ()),
+    }
 }
 
 /// Gives every hard-linked entry its group key in `dev`/`ino`, whatever

@@ -61,7 +61,68 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
         } else {
             0
         },
+        preserve_xattrs: opts.xattrs > 0,
     }
+}
+
+/// Whether an item with these flags carries the xattr request (generator
+/// to sender) and the requested values (sender to receiver): `-X`,
+/// `ITEM_REPORT_XATTR`, not a dry run, and not the hard-link shortcut
+/// (protocol >= 31 without `CF_AVOID_XATTR_OPTIM`, for items with both
+/// `ITEM_XNAME_FOLLOWS` and `ITEM_LOCAL_CHANGE`).
+pub(crate) fn xattr_exchange(setup: &Setup, opts: &Options, iflags: u16) -> bool {
+    let optim =
+        setup.protocol >= 31 && !setup.compat.contains(crate::wire::CompatFlags::AVOID_XATTR_OPTIM);
+    let both = item::XNAME_FOLLOWS | item::LOCAL_CHANGE;
+    opts.xattrs > 0
+        && iflags & item::REPORT_XATTR != 0
+        && !opts.dry_run
+        && !(optim && iflags & both == both)
+}
+
+/// Reads the generator's xattr request for `entry` and prepares the
+/// sender's answer: the requested values read again from `path` (a value
+/// that cannot be read goes as empty, as rsync does).
+async fn answer_xattr_request<R: AsyncRead + Unpin>(
+    r: &mut MuxReader<R>,
+    entry: &FileEntry,
+    path: &std::path::Path,
+    limits: &Limits,
+    report: &mut Report,
+) -> Result<Vec<u8>> {
+    let mut nums = r
+        .decode(|b| crate::flist::xattrs::decode_xattr_request(b, limits))
+        .await?;
+    nums.sort_unstable();
+    nums.dedup();
+    let list = entry.xattrs.as_deref().unwrap_or_default();
+    let mut values = Vec::with_capacity(nums.len());
+    for n in nums {
+        let x = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| list.get(i))
+            .filter(|x| x.value.is_abbrev())
+            .ok_or_else(|| {
+                Error::Protocol(format!(
+                    "could not find abbreviated xattr #{n} for {}",
+                    String::from_utf8_lossy(&entry.name)
+                ))
+            })?;
+        let value = crate::fs::xattrs::read_value(path, &x.name).unwrap_or_else(|err| {
+            report.errors.push(format!(
+                "failed to re-read xattr {} for {}: {err}",
+                String::from_utf8_lossy(&x.name),
+                path.display()
+            ));
+            report.io_error |= 1;
+            Vec::new()
+        });
+        values.push((n, value));
+    }
+    let refs: Vec<(i32, &[u8])> = values.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let mut out = Vec::new();
+    crate::flist::xattrs::encode_xattr_values(&mut out, &refs);
+    Ok(out)
 }
 
 pub(crate) fn item_kind(e: &FileEntry) -> ItemKind {
@@ -251,6 +312,11 @@ where
             None
         };
         let entry = &list.entries[idx];
+        let xattr_values = if xattr_exchange(setup, opts, iflags) {
+            Some(answer_xattr_request(r, entry, &list.paths[idx], &limits, &mut report).await?)
+        } else {
+            None
+        };
         let echo = |w: &mut MuxWriter<W>, ndx_out: &mut NdxEncoder| -> Result<()> {
             ndx_out.encode(w.buf(), ndx);
             if protocol >= 29 {
@@ -260,6 +326,9 @@ where
                 }
                 if let Some(x) = &xname {
                     wire::encode_vstring(w.buf(), x)?;
+                }
+                if let Some(v) = &xattr_values {
+                    w.put(v);
                 }
             }
             Ok(())

@@ -25,14 +25,15 @@
 //! assert!(matches!(dec.decode(&out[used..]).unwrap(), Decoded::Done { value: None, .. }));
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::entry::{
-    FileEntry, FileKind, HardLink, XMIT_EXTENDED_FLAGS, XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST,
-    XMIT_HLINKED, XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME, XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR,
-    XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME, XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE,
-    XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR, XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID,
-    XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS,
+    FileEntry, FileKind, HardLink, XATTR_MAX_FULL_DATUM, XMIT_EXTENDED_FLAGS,
+    XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST, XMIT_HLINKED, XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME,
+    XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR, XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME,
+    XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE, XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR,
+    XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID, XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS,
+    Xattr, XattrValue,
 };
 use crate::wire::{
     DecodeError, encode_i32, encode_longint, encode_u16, encode_varint, encode_varint30,
@@ -82,6 +83,8 @@ pub struct FlistOptions {
     pub numeric_ids: bool,
     /// Length of the `--checksum` sums in the list; 0 without `--checksum`.
     pub checksum_len: usize,
+    /// `-X` (protocol >= 30): every entry ends with its xattr list.
+    pub preserve_xattrs: bool,
 }
 
 /// The "previous values" both sides keep (upstream: function statics).
@@ -156,7 +159,63 @@ pub struct FileListEncoder {
     ndx_start: i32,
     count: i32,
     pseudo_ino: u64,
+    /// `-X`: the literal xattr lists sent so far and their session index.
+    xattr_lists: HashMap<Vec<Xattr>, i32>,
 }
+
+/// Appends the xattr field of one entry: `index + 1` of an identical list
+/// sent before, or 0 and the literal list (upstream xattrs.c `send_xattr`).
+/// Returns the list to remember when it was sent literally.
+fn encode_xattrs(
+    out: &mut Vec<u8>,
+    list: &[Xattr],
+    known: &HashMap<Vec<Xattr>, i32>,
+) -> Result<Option<Vec<Xattr>>, DecodeError> {
+    if let Some(&i) = known.get(list) {
+        encode_varint(out, i.saturating_add(1));
+        return Ok(None);
+    }
+    for x in list {
+        crate::wire::check_len("xattr name", x.name.len() as u64 + 1, MAX_XATTR_NAME)?;
+        if x.name.contains(&0) {
+            return Err(DecodeError::Protocol("xattr name contains a NUL byte"));
+        }
+        let bad_len = match &x.value {
+            XattrValue::Full(v) => v.len() > XATTR_MAX_FULL_DATUM,
+            XattrValue::Abbrev { len, .. } => {
+                *len <= XATTR_MAX_FULL_DATUM as u64 || *len > i32::MAX as u64
+            }
+        };
+        if bad_len {
+            return Err(DecodeError::Invalid {
+                what: "xattr value length",
+                value: i64::try_from(x.value.len()).unwrap_or(i64::MAX),
+            });
+        }
+    }
+    let count = i32::try_from(list.len()).map_err(|_| DecodeError::TooLong {
+        what: "xattr list",
+        len: list.len() as u64,
+        max: i32::MAX as u64,
+    })?;
+    encode_varint(out, 0);
+    encode_varint(out, count);
+    for x in list {
+        encode_varint(out, x.name.len() as i32 + 1);
+        encode_varint(out, x.value.len() as i32);
+        out.extend_from_slice(&x.name);
+        out.push(0);
+        match &x.value {
+            XattrValue::Full(v) => out.extend_from_slice(v),
+            XattrValue::Abbrev { digest, .. } => out.extend_from_slice(digest),
+        }
+    }
+    Ok(Some(list.to_vec()))
+}
+
+/// Longest xattr name on the wire, NUL included (upstream
+/// `MAX_WIRE_XATTR_NAMELEN`).
+pub(crate) const MAX_XATTR_NAME: usize = 4096;
 
 impl FileListEncoder {
     /// A fresh encoder for a session with these options.
@@ -170,6 +229,7 @@ impl FileListEncoder {
             ndx_start: i32::from(opts.inc_recurse),
             count: 0,
             pseudo_ino: 0,
+            xattr_lists: HashMap::new(),
         }
     }
 
@@ -190,10 +250,16 @@ impl FileListEncoder {
     /// `Some(i)` with `i >= ndx_start`, protocol >= 30) is sent abbreviated;
     /// its other fields must equal those of the referenced entry.
     ///
+    /// With `-X` the entry's xattr list follows its other fields (an entry
+    /// without [`FileEntry::xattrs`] sends the empty list); a list equal to
+    /// one sent before in this session is sent as its index.
+    ///
     /// # Errors
     /// [`DecodeError`] for an unknown mode type, an empty name or a name or
-    /// symlink target longer than upstream's MAXPATHLEN allows. Nothing is
-    /// appended and no state changes then.
+    /// symlink target longer than upstream's MAXPATHLEN allows, an xattr
+    /// name with a NUL byte, a [`XattrValue::Full`] longer than 32 bytes or
+    /// an [`XattrValue::Abbrev`] of 32 bytes or less. Nothing is appended
+    /// and no state changes then.
     pub fn encode_entry(&mut self, out: &mut Vec<u8>, e: &FileEntry) -> Result<(), DecodeError> {
         let o = self.opts;
         let p = o.protocol;
@@ -208,6 +274,18 @@ impl FileListEncoder {
         if let Some(t) = &e.link_target {
             crate::wire::check_len("symlink target", t.len() as u64, MAX_NAME)?;
         }
+        // The xattr field goes last; encoded aside first so that a bad
+        // list leaves `out` untouched.
+        let mut xattr_field = Vec::new();
+        let new_xattr_list = if o.preserve_xattrs {
+            encode_xattrs(
+                &mut xattr_field,
+                e.xattrs.as_deref().unwrap_or_default(),
+                &self.xattr_lists,
+            )?
+        } else {
+            None
+        };
         let mut prev = self.prev.clone();
         let is_dir = kind == FileKind::Dir;
         let mut x = if is_dir {
@@ -400,6 +478,11 @@ impl FileListEncoder {
                 &hl,
                 (send_uname, send_gname),
             );
+        }
+        out.extend_from_slice(&xattr_field);
+        if let Some(l) = new_xattr_list {
+            let n = i32::try_from(self.xattr_lists.len()).unwrap_or(i32::MAX);
+            self.xattr_lists.insert(l, n);
         }
         prev.name.clone_from(&e.name);
         self.prev = prev;

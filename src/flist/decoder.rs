@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 
-use super::codec::{FlistOptions, MAX_NAME, Prev, splitdev32, take};
+use super::codec::{FlistOptions, MAX_NAME, MAX_XATTR_NAME, Prev, splitdev32, take};
 use super::entry::{
-    FileEntry, FileKind, HardLink, XMIT_EXTENDED_FLAGS, XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST,
-    XMIT_HLINKED, XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME, XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR,
-    XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME, XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE,
-    XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR, XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID,
-    XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS,
+    FileEntry, FileKind, HardLink, XATTR_DIGEST_LEN, XATTR_MAX_FULL_DATUM, XMIT_EXTENDED_FLAGS,
+    XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST, XMIT_HLINKED, XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME,
+    XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR, XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME,
+    XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE, XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR,
+    XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID, XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS,
+    Xattr, XattrValue,
 };
 use crate::wire::{DecodeError, Decoded, Limits, ReadError, Reader, check_len};
 
@@ -24,8 +25,14 @@ enum Step {
         prev: Box<Prev>,
         uname: Option<(u32, Vec<u8>)>,
         gname: Option<(u32, Vec<u8>)>,
+        /// A literal xattr list to remember under the next index.
+        xattr_list: Option<Vec<Xattr>>,
     },
 }
+
+/// Most bytes (names plus real value lengths) one xattr list may announce
+/// (upstream `MAX_XATTR_LIST_BYTES`).
+const MAX_XATTR_LIST_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Decodes file-list entries (the receiving side).
 ///
@@ -50,6 +57,8 @@ pub struct FileListDecoder {
     user_names: HashMap<u32, Vec<u8>>,
     group_names: HashMap<u32, Vec<u8>>,
     io_error: i32,
+    /// `-X`: the literal xattr lists received so far, by session index.
+    xattr_lists: Vec<Vec<Xattr>>,
 }
 
 fn invalid(what: &'static str, value: i64) -> ReadError {
@@ -74,6 +83,7 @@ impl FileListDecoder {
             user_names: HashMap::new(),
             group_names: HashMap::new(),
             io_error: 0,
+            xattr_lists: Vec::new(),
         }
     }
 
@@ -126,8 +136,12 @@ impl FileListDecoder {
                 prev,
                 uname,
                 gname,
+                xattr_list,
             } => {
                 self.prev = *prev;
+                if let Some(l) = xattr_list {
+                    self.xattr_lists.push(l);
+                }
                 if let Some((id, n)) = uname {
                     self.user_names.insert(id, n);
                 }
@@ -218,7 +232,8 @@ impl FileListDecoder {
                 let Some(f) = self.sent_order.get(pos) else {
                     return Err(protocol("abbreviated hard-link entry without -H"));
                 };
-                return Ok(self.abbreviated(name, first, f, prev));
+                let step = self.abbreviated(name, first, f, prev);
+                return self.with_xattrs(r, step);
             }
         }
 
@@ -368,12 +383,88 @@ impl FileListDecoder {
                 XMIT_TOP_DIR
             };
         }
-        Ok(Step::Entry {
-            entry: Box::new(e),
-            prev: Box::new(prev),
-            uname,
-            gname,
-        })
+        self.with_xattrs(
+            r,
+            Step::Entry {
+                entry: Box::new(e),
+                prev: Box::new(prev),
+                uname,
+                gname,
+                xattr_list: None,
+            },
+        )
+    }
+
+    /// Reads the xattr field that ends every entry with `-X` into `step`.
+    fn with_xattrs(&self, r: &mut Reader<'_>, mut step: Step) -> Result<Step, ReadError> {
+        if !self.opts.preserve_xattrs {
+            return Ok(step);
+        }
+        let (list, literal) = self.read_xattrs(r)?;
+        if let Step::Entry {
+            entry, xattr_list, ..
+        } = &mut step
+        {
+            if literal {
+                *xattr_list = Some(list.clone());
+            }
+            entry.xattrs = Some(list);
+        }
+        Ok(step)
+    }
+
+    /// One xattr field (upstream xattrs.c `receive_xattr`): an index of a
+    /// list received before, or a literal list. True when literal.
+    fn read_xattrs(&self, r: &mut Reader<'_>) -> Result<(Vec<Xattr>, bool), ReadError> {
+        let ndx = r.varint()?;
+        if ndx != 0 {
+            let list = usize::try_from(ndx - 1)
+                .ok()
+                .and_then(|i| self.xattr_lists.get(i))
+                .ok_or(invalid("xattr list index", i64::from(ndx)))?;
+            return Ok((list.clone(), false));
+        }
+        let count = r.varint()?;
+        let count = usize::try_from(count).map_err(|_| invalid("xattr count", i64::from(count)))?;
+        check_len("xattr list", count as u64, self.limits.max_xattr_count)?;
+        let mut list = Vec::with_capacity(count.min(64));
+        let mut total = 0u64;
+        for _ in 0..count {
+            let name_len = r.varint()?;
+            let value_len = r.varint()?;
+            let name_len = usize::try_from(name_len)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(invalid("xattr name length", i64::from(name_len)))?;
+            check_len("xattr name", name_len as u64, MAX_XATTR_NAME)?;
+            let value_len = u64::try_from(value_len)
+                .map_err(|_| invalid("xattr value length", i64::from(value_len)))?;
+            check_len("xattr value", value_len, self.limits.max_xattr_value_len)?;
+            total += name_len as u64 + value_len;
+            check_len("xattr list", total, MAX_XATTR_LIST_BYTES as usize)?;
+            let raw = take(r, name_len)?;
+            let Some((&0, name)) = raw.split_last() else {
+                return Err(protocol("xattr name without its trailing NUL"));
+            };
+            if name.contains(&0) {
+                return Err(protocol("xattr name contains a NUL byte"));
+            }
+            let value = if value_len > XATTR_MAX_FULL_DATUM as u64 {
+                let mut digest = [0u8; XATTR_DIGEST_LEN];
+                digest.copy_from_slice(take(r, XATTR_DIGEST_LEN)?);
+                XattrValue::Abbrev {
+                    len: value_len,
+                    digest,
+                }
+            } else {
+                XattrValue::Full(take(r, value_len as usize)?.to_vec())
+            };
+            list.push(Xattr {
+                name: name.to_vec(),
+                value,
+            });
+        }
+        Ok((list, true))
     }
 
     fn abbreviated(&self, name: Vec<u8>, first: i32, f: &FileEntry, mut prev: Prev) -> Step {
@@ -441,12 +532,14 @@ impl FileListDecoder {
                 None
             },
             xflags: 0,
+            xattrs: None,
         };
         Step::Entry {
             entry: Box::new(entry),
             prev: Box::new(prev),
             uname: None,
             gname: None,
+            xattr_list: None,
         }
     }
 }

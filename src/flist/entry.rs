@@ -133,6 +133,60 @@ pub struct HardLink {
     pub ino: u64,
 }
 
+/// Values longer than this travel in the file list as a digest only
+/// (upstream `MAX_FULL_DATUM`); the receiver asks for the ones it needs.
+pub const XATTR_MAX_FULL_DATUM: usize = 32;
+
+/// Length of the digest of an abbreviated xattr value (unseeded MD5).
+pub const XATTR_DIGEST_LEN: usize = 16;
+
+/// The value of one extended attribute as the file list carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum XattrValue {
+    /// The whole value (at most [`XATTR_MAX_FULL_DATUM`] bytes on the wire).
+    Full(Vec<u8>),
+    /// A longer value: its real length and the MD5 digest of its bytes.
+    Abbrev {
+        /// The value's real length (more than [`XATTR_MAX_FULL_DATUM`]).
+        len: u64,
+        /// MD5 of the value, no seed.
+        digest: [u8; XATTR_DIGEST_LEN],
+    },
+}
+
+impl XattrValue {
+    /// The real length of the value.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        match self {
+            XattrValue::Full(v) => v.len() as u64,
+            XattrValue::Abbrev { len, .. } => *len,
+        }
+    }
+
+    /// Whether the value is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether only a digest is known.
+    #[must_use]
+    pub fn is_abbrev(&self) -> bool {
+        matches!(self, XattrValue::Abbrev { .. })
+    }
+}
+
+/// One extended attribute of an entry (`-X`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Xattr {
+    /// Full name with its namespace (`user.foo`), without the trailing NUL
+    /// the wire adds.
+    pub name: Vec<u8>,
+    /// The value, or its digest.
+    pub value: XattrValue,
+}
+
 /// One file-list entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileEntry {
@@ -169,6 +223,10 @@ pub struct FileEntry {
     /// `XMIT_TOP_DIR` / `XMIT_NO_CONTENT_DIR` as received or to send, for
     /// directories; ignored on other entries.
     pub xflags: u32,
+    /// Extended attributes (`-X`), sorted by name; `None` when xattrs are
+    /// not part of the list. Position `k` (0-based) is the attribute the
+    /// peers call number `k + 1` in the request exchange.
+    pub xattrs: Option<Vec<Xattr>>,
 }
 
 impl FileEntry {

@@ -15,8 +15,11 @@ mod decoder;
 pub mod entry;
 pub mod ids;
 pub mod sort;
+pub mod xattrs;
 
 pub use codec::{FileListDecoder, FileListEncoder, FlistOptions};
-pub use entry::{FileEntry, FileKind, HardLink, check_safe_name, link_hardlink_groups};
+pub use entry::{
+    FileEntry, FileKind, HardLink, Xattr, XattrValue, check_safe_name, link_hardlink_groups,
+};
 pub use ids::{IdNames, decode_id_list, encode_id_list};
 pub use sort::{clean_file_list, f_name_cmp, sort_file_list};

@@ -6,5 +6,6 @@
 
 pub mod chmod;
 pub mod scan;
+pub mod xattrs;
 
 pub use scan::{ScanOptions, ScanResult, scan_sources, scan_sources_filtered, sort_scan};

@@ -57,6 +57,10 @@ pub struct ScanOptions {
     /// `-d`: without `-r`, send directories as entries (a `src/` source
     /// sends its direct contents) instead of skipping them.
     pub dirs: bool,
+    /// `-X` count: read every entry's extended attributes into
+    /// [`FileEntry::xattrs`] (0: leave them `None`). A file whose
+    /// attributes cannot be read is left out, with io_error bit 1.
+    pub xattrs: u8,
 }
 
 /// The scanned list.
@@ -499,6 +503,25 @@ impl Scanner {
                 dev: meta.dev,
                 ino: meta.ino,
             });
+        }
+        if self.opts.xattrs > 0 {
+            let rules = super::xattrs::XattrRules {
+                level: self.opts.xattrs,
+                am_root: false,
+            };
+            match super::xattrs::read_for_send(&path, &rules) {
+                Ok(list) => e.xattrs = Some(list),
+                Err(err) => {
+                    self.out.io_error |= IOERR_GENERAL;
+                    if self.out.errors.len() < MAX_SCAN_ERRORS {
+                        self.out.errors.push(format!(
+                            "rsync: [sender] get_xattr_names: llistxattr(\"{}\") failed: {err}",
+                            path.display()
+                        ));
+                    }
+                    return;
+                }
+            }
         }
         if kind == FileKind::Regular {
             if let Some(sum) = self.opts.checksum {

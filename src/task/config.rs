@@ -261,7 +261,7 @@ impl Task {
     /// on top (so `extra = ["--delete-after"]` wins over `delete`).
     ///
     /// # Errors
-    /// Every problem with `extra` and `preserve_xattrs`.
+    /// Every problem with `extra`.
     pub fn options(&self) -> Result<Options, Invalid> {
         let mut p = Problems::default();
         let o = self.build_options(&mut p);
@@ -283,11 +283,7 @@ impl Task {
         o.delay_updates = self.delay_updates;
         o.quiet = self.quiet;
         if self.preserve_xattrs {
-            // The mapping, once the engine has -X: `o.xattrs = true`.
-            p.add(
-                "preserve_xattrs",
-                "not supported yet: ferrsync does not transfer extended attributes",
-            );
+            o.xattrs = o.xattrs.max(1);
         }
         for (i, entry) in self.extra.iter().enumerate() {
             let field = format!("extra[{i}]");

@@ -159,6 +159,8 @@ pub struct Limits {
     pub max_vstring_len: usize,
     /// Most xattrs on one file.
     pub max_xattr_count: usize,
+    /// Longest xattr value accepted (upstream `MAX_XATTR_VALUE_BYTES`).
+    pub max_xattr_value_len: usize,
     /// Largest single allocation made on behalf of the peer.
     pub max_alloc: usize,
 }
@@ -176,6 +178,7 @@ impl Default for Limits {
             max_filter_len: 8192,
             max_vstring_len: 255,
             max_xattr_count: 65536,
+            max_xattr_value_len: 128 * 1024 * 1024,
             max_alloc: 1 << 30,
         }
     }

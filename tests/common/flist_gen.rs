@@ -9,7 +9,9 @@
 #![allow(dead_code)]
 
 use ferrsync::flist::codec::FlistOptions;
-use ferrsync::flist::entry::{FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
+use ferrsync::flist::entry::{
+    FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR, Xattr, XattrValue,
+};
 
 /// Where the generator's choices come from.
 pub trait Draw {
@@ -45,6 +47,28 @@ fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<Vec<u8>>
         .then(|| format!("{prefix}{id}").into_bytes())
 }
 
+/// An xattr list from a small pool (so that lists repeat and are sent by
+/// index): empty, short values, abbreviated ones.
+fn xattrs(d: &mut impl Draw) -> Vec<Xattr> {
+    let n = pick(d, &[0usize, 0, 1, 2, 3]);
+    (0..n)
+        .map(|i| {
+            let value = match pick(d, &[0u8, 1, 2]) {
+                0 => XattrValue::Full(Vec::new()),
+                1 => XattrValue::Full(vec![b'v'; pick(d, &[1usize, 32])]),
+                _ => XattrValue::Abbrev {
+                    len: pick(d, &[33u64, 70_000]),
+                    digest: [pick(d, &[0u8, 7]); 16],
+                },
+            };
+            Xattr {
+                name: format!("user.a{i}").into_bytes(),
+                value,
+            }
+        })
+        .collect()
+}
+
 /// One list of `count` consistent entries starting at `ndx_start`.
 pub fn entries(
     o: &FlistOptions,
@@ -67,6 +91,9 @@ pub fn entries(
             if let Some(&f) = firsts.get(at) {
                 let mut e = v[f].clone();
                 e.name = d.name();
+                if o.preserve_xattrs {
+                    e.xattrs = Some(xattrs(d));
+                }
                 e.hardlink = Some(HardLink {
                     first: Some(ndx_start + f as i32),
                     dev: 0,
@@ -172,6 +199,9 @@ pub fn entries(
                     ino: 0,
                 }),
             };
+        }
+        if o.preserve_xattrs {
+            e.xattrs = Some(xattrs(d));
         }
         v.push(e);
     }

@@ -121,13 +121,14 @@ fn extra_refusals_name_the_entry() {
 }
 
 #[test]
-fn xattrs_are_refused_clearly() {
+fn preserve_xattrs_maps_to_x() {
     let t = Task {
         preserve_xattrs: true,
         ..module_task()
     };
-    let err = t.validate().unwrap_err();
-    assert!(err.has("preserve_xattrs") && err.to_string().contains("not supported yet"));
+    assert!(t.validate().is_ok());
+    assert_eq!(t.options().unwrap().xattrs, 1);
+    assert_eq!(module_task().options().unwrap().xattrs, 0);
 }
 
 type Row = (fn() -> Task, fn(&mut Task), &'static str);
