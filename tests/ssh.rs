@@ -1,0 +1,290 @@
+//! The built-in SSH client against real OpenSSH `sshd` and real
+//! `rsync --server` on 127.0.0.1: pulls and pushes (protocols 30 and 32,
+//! with and without compression), key kinds, and the failures that must
+//! stop before anything is written.
+
+mod common;
+#[path = "common/sshd.rs"]
+mod sshd;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::tree::{Compare, TreeSpec, build_tree, compare_trees, leftover_temps, make_basis};
+use ferrsync::transport::ssh::{HostKeyPolicy, SshAuth, SshError, SshOptions, SshTarget};
+use ferrsync::{DeleteTiming, Error, Options, Transfer};
+use sshd::{Keys, Sshd, free_port, keygen};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn options(protocol: u8, compress: bool) -> Options {
+    let mut o = Options::archive();
+    o.protocol = Some(protocol);
+    o.delete = Some(DeleteTiming::Auto);
+    o.compress = compress;
+    o
+}
+
+fn target(port: u16) -> SshTarget {
+    SshTarget::new("127.0.0.1", "root").with_port(port)
+}
+
+fn ssh_opts(keys: &Keys, key: &Path) -> SshOptions {
+    let mut o = SshOptions::default();
+    o.auth = SshAuth::KeyFile {
+        path: key.to_path_buf(),
+        passphrase: None,
+    };
+    o.known_hosts = Some(keys.known_hosts.clone());
+    o.host_key_policy = HostKeyPolicy::Strict;
+    o
+}
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    keys: Keys,
+    src: PathBuf,
+    dst: PathBuf,
+}
+
+fn fixture(protocol: u8) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    build_tree(
+        &src,
+        TreeSpec {
+            protocol,
+            big: false,
+            root_items: true,
+        },
+    );
+    make_basis(&src, &dst);
+    Fixture {
+        _tmp: tmp,
+        keys,
+        src,
+        dst,
+    }
+}
+
+fn assert_same(a: &Path, b: &Path, protocol: u8, what: &str) {
+    let diffs = compare_trees(a, b, Compare::all(protocol >= 31));
+    assert!(diffs.is_empty(), "{what}: trees differ:\n{}", diffs.join("\n"));
+    let temps = leftover_temps(b);
+    assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
+}
+
+#[test]
+fn client_pulls_from_openssh_rsync_server() {
+    let rt = rt();
+    for p in [30u8, 32] {
+        for z in [false, true] {
+            let f = fixture(p);
+            let sshd = Sshd::start(&f.keys);
+            let t = Transfer::new(options(p, z));
+            let what = format!("pull p{p} z={z}");
+            let report = rt
+                .block_on(t.pull_ssh(
+                    &target(sshd.port),
+                    &ssh_opts(&f.keys, &f.keys.user),
+                    &[slash(&f.src)],
+                    &f.dst,
+                ))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(report.exit_code().code(), 0, "{what}: {:?}", report.errors);
+            assert_eq!(report.remote_exit, Some(0), "{what}");
+            assert!(report.stats.matched_data > 0, "{what}: no delta happened");
+            assert_same(&f.src, &f.dst, p, &what);
+        }
+    }
+}
+
+#[test]
+fn client_pushes_to_openssh_rsync_server() {
+    let rt = rt();
+    for p in [30u8, 32] {
+        for z in [false, true] {
+            let f = fixture(p);
+            let sshd = Sshd::start(&f.keys);
+            let t = Transfer::new(options(p, z));
+            let what = format!("push p{p} z={z}");
+            let report = rt
+                .block_on(t.push_ssh(
+                    &target(sshd.port),
+                    &ssh_opts(&f.keys, &f.keys.user),
+                    &[slash(&f.src).into()],
+                    &slash(&f.dst),
+                ))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(report.exit_code().code(), 0, "{what}: {:?}", report.errors);
+            assert_eq!(report.remote_exit, Some(0), "{what}");
+            assert_same(&f.src, &f.dst, p, &what);
+        }
+    }
+}
+
+#[test]
+fn paths_with_spaces_quotes_and_semicolons_are_data() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let canary = tmp.path().join("canary");
+    let src = tmp.path().join(format!("we'ird \"dir\"; touch {} $(id)", canary.display()));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("file with space"), b"payload").unwrap();
+    let dst = tmp.path().join("out");
+    let report = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(sshd.port),
+            &ssh_opts(&keys, &keys.user),
+            &[slash(&src)],
+            &dst,
+        ))
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0, "{:?}", report.errors);
+    assert_eq!(fs::read(dst.join("file with space")).unwrap(), b"payload");
+    assert!(!canary.exists(), "the remote shell ran part of a path");
+}
+
+#[test]
+fn key_kinds_and_an_encrypted_key_log_in() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let ecdsa = keys.dir.join("id_ecdsa");
+    let rsa = keys.dir.join("id_rsa");
+    let locked = keys.dir.join("id_locked");
+    keygen(&ecdsa, "ecdsa", "");
+    keygen(&rsa, "rsa", "");
+    keygen(&locked, "ed25519", "open sesame");
+    for k in [&ecdsa, &rsa, &locked] {
+        keys.authorize(k);
+    }
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"hello").unwrap();
+    for (key, pass) in [(&ecdsa, None), (&rsa, None), (&locked, Some("open sesame"))] {
+        let dst = tmp.path().join(format!("dst-{}", key.file_name().unwrap().to_string_lossy()));
+        let mut o = ssh_opts(&keys, key);
+        o.auth = SshAuth::KeyFile {
+            path: key.clone(),
+            passphrase: pass.map(str::to_string),
+        };
+        let report = rt
+            .block_on(Transfer::new(options(32, false)).pull_ssh(
+                &target(sshd.port),
+                &o,
+                &[slash(&src)],
+                &dst,
+            ))
+            .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+        assert_eq!(report.exit_code().code(), 0);
+        assert_eq!(fs::read(dst.join("a")).unwrap(), b"hello");
+    }
+    // The encrypted key without its passphrase is a key error, not a panic.
+    let err = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(sshd.port),
+            &ssh_opts(&keys, &locked),
+            &[slash(&src)],
+            &tmp.path().join("never"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::Ssh(SshError::Key { .. })), "{err:?}");
+    assert!(!tmp.path().join("never").exists());
+}
+
+/// Pulls into a fresh `dst` and returns the error, checking that nothing
+/// was written.
+fn failing_pull(rt: &tokio::runtime::Runtime, port: u16, opts: &SshOptions, src: &Path, dst: &Path) -> Error {
+    let err = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(&target(port), opts, &[slash(src)], dst))
+        .unwrap_err();
+    assert!(!dst.exists(), "{} was created", dst.display());
+    assert_eq!(err.exit_code().code(), 255, "{err}");
+    err
+}
+
+#[test]
+fn wrong_host_key_unknown_host_and_wrong_key_fail_cleanly() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"hello").unwrap();
+
+    // A changed host key: known_hosts names another key for the host.
+    let good = fs::read_to_string(&keys.known_hosts).unwrap();
+    let other = sshd::public_line(&keys.stranger);
+    let mut w = other.split_whitespace();
+    let (kind, b64) = (w.next().unwrap(), w.next().unwrap());
+    fs::write(&keys.known_hosts, format!("[127.0.0.1]:{} {kind} {b64}\n", sshd.port)).unwrap();
+    let mut opts = ssh_opts(&keys, &keys.user);
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        opts.host_key_policy = policy;
+        let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("changed"));
+        assert!(matches!(err, Error::Ssh(SshError::HostKeyChanged { .. })), "{policy:?}: {err:?}");
+    }
+
+    // An unknown host with the strict policy.
+    fs::write(&keys.known_hosts, "").unwrap();
+    opts.host_key_policy = HostKeyPolicy::Strict;
+    let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("unknown"));
+    assert!(matches!(err, Error::Ssh(SshError::HostKeyUnknown { .. })), "{err:?}");
+    assert!(err.to_string().contains("SHA256:"), "{err}");
+
+    // accept-new records it, then strict accepts it.
+    opts.host_key_policy = HostKeyPolicy::AcceptNew;
+    let dst = tmp.path().join("learned");
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &opts, &[slash(&src)], &dst))
+        .unwrap();
+    let learned = fs::read_to_string(&keys.known_hosts).unwrap();
+    assert!(learned.contains(&format!("[127.0.0.1]:{}", sshd.port)), "{learned}");
+    opts.host_key_policy = HostKeyPolicy::Strict;
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &opts, &[slash(&src)], &dst))
+        .unwrap();
+
+    // The insecure opt-out takes any key.
+    fs::write(&keys.known_hosts, "").unwrap();
+    opts.host_key_policy = HostKeyPolicy::Insecure;
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &tmp.path().join("insecure"),
+    ))
+    .unwrap();
+    assert_eq!(fs::read_to_string(&keys.known_hosts).unwrap(), "");
+
+    // A key the server does not know.
+    fs::write(&keys.known_hosts, good).unwrap();
+    let opts = ssh_opts(&keys, &keys.stranger);
+    let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("denied"));
+    assert!(matches!(err, Error::Ssh(SshError::AuthFailed { .. })), "{err:?}");
+}
+
+#[test]
+fn refused_connection_is_a_typed_error() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let port = free_port();
+    let err = failing_pull(&rt, port, &ssh_opts(&keys, &keys.user), tmp.path(), &tmp.path().join("x"));
+    assert!(matches!(err, Error::Ssh(SshError::Connect { .. })), "{err:?}");
+}
