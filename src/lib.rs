@@ -40,6 +40,7 @@ pub mod flist;
 pub mod fs;
 pub mod handshake;
 mod session;
+pub mod sshd;
 pub mod transport;
 pub mod wire;
 
