@@ -288,3 +288,35 @@ fn refused_connection_is_a_typed_error() {
     let err = failing_pull(&rt, port, &ssh_opts(&keys, &keys.user), tmp.path(), &tmp.path().join("x"));
     assert!(matches!(err, Error::Ssh(SshError::Connect { .. })), "{err:?}");
 }
+
+#[test]
+fn binary_ssh_urls_pull_and_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    build_tree(&src, TreeSpec { protocol: 32, big: false, root_items: true });
+    let ferrsync = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .args(["-a", "--ssh-key", keys.user.to_str().unwrap()])
+            .args(["--known-hosts", keys.known_hosts.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let url = |p: &Path| format!("ssh://root@127.0.0.1:{}{}/", sshd.port, p.display());
+    let dst = tmp.path().join("dst");
+    let o = ferrsync(&[&url(&src), &slash(&dst)]);
+    assert!(o.status.success(), "pull: {}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&src, &dst, 32, "binary pull");
+    let pushed = tmp.path().join("pushed");
+    let o = ferrsync(&["-z", &slash(&src), &url(&pushed)]);
+    assert!(o.status.success(), "push: {}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&src, &pushed, 32, "binary push");
+
+    fs::write(&keys.known_hosts, "").unwrap();
+    let o = ferrsync(&[&url(&src), &slash(&tmp.path().join("never"))]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not known"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!tmp.path().join("never").exists());
+}

@@ -180,3 +180,50 @@ fn paths_outside_the_root_are_refused() {
     assert!(o.status.success(), "{}", show(&o));
     assert!(root.join("in/dropped").exists());
 }
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn binary_ssh_server_serves_openssh_rsync_and_our_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let root = tmp.path().join("root");
+    let src = root.join("src");
+    build_tree(&src, TreeSpec { protocol: 32, big: false, root_items: true });
+    let port = sshd::free_port();
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .args(["--ssh-server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--host-key", keys.host.to_str().unwrap()])
+            .args(["--authorized-keys", keys.authorized.to_str().unwrap()])
+            .args(["--root", root.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    sshd::wait_listening(port);
+    keys.trust(port);
+    let dst = tmp.path().join("dst");
+    let o = rsync(&keys, port, &["-az", "127.0.0.1:src/", &format!("{}/", dst.display())]);
+    assert!(o.status.success(), "rsync pull: {}", show(&o));
+    assert_same(&src, &dst, 32, "rsync pull from the binary");
+
+    // Our own client against our own endpoint.
+    let back = tmp.path().join("back");
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["-a", "--ssh-key", keys.user.to_str().unwrap()])
+        .args(["--known-hosts", keys.known_hosts.to_str().unwrap()])
+        .arg(format!("ssh://someone@127.0.0.1:{port}/src/"))
+        .arg(format!("{}/", back.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ferrsync pull: {}", show(&o));
+    assert_same(&src, &back, 32, "ferrsync pull from the binary");
+}
