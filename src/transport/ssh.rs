@@ -589,11 +589,9 @@ async fn pump(
     let mut out_open = true;
     while let Some(msg) = rd.wait().await {
         match msg {
-            ChannelMsg::Data { data } => {
-                if out_open && out.write_all(&data).await.is_err() {
-                    // The engine is gone; keep draining for the status.
-                    out_open = false;
-                }
+            // When the engine is gone, keep draining for the status.
+            ChannelMsg::Data { data } if out_open && out.write_all(&data).await.is_err() => {
+                out_open = false;
             }
             ChannelMsg::ExtendedData { data, .. } => match &sink {
                 Some(s) => s(&data),
