@@ -320,3 +320,83 @@ fn binary_ssh_urls_pull_and_push() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not known"), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!tmp.path().join("never").exists());
 }
+
+/// Many small files both ways (the stall this once had needs about
+/// 100,000 new files; `writing_without_reading_does_not_stall_the_session`
+/// pins it cheaply).
+#[test]
+fn many_small_files_push_and_pull_without_stalling() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    for d in 0..8 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(format!("f{f:03}")), common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000)).unwrap();
+        }
+    }
+    let mut o = options(32, false);
+    o.delete = None;
+    let t = Transfer::new(o);
+    let (tg, so) = (target(sshd.port), ssh_opts(&keys, &keys.user));
+    let pushed = tmp.path().join("pushed");
+    let (srcs, to) = ([PathBuf::from(slash(&src))], slash(&pushed));
+    let fut = t.push_ssh(&tg, &so, &srcs, &to);
+    let report = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(240), fut).await })
+        .expect("the push stalled")
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0);
+    assert_same(&src, &pushed, 32, "many-file push");
+    let pulled = tmp.path().join("pulled");
+    let from = [slash(&src)];
+    let fut = t.pull_ssh(&tg, &so, &from, &pulled);
+    let report = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(240), fut).await })
+        .expect("the pull stalled")
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0);
+    assert_same(&src, &pulled, 32, "many-file pull");
+}
+
+/// Writing a lot without reading while the far side does the same must
+/// not stall: russh hands received data over from its one session task,
+/// so a small buffer between it and us would stop the window adjustments
+/// our writes wait for.
+#[test]
+fn writing_without_reading_does_not_stall_the_session() {
+    use ferrsync::transport::ssh::SshSession;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    const N: usize = 20 << 20;
+    rt.block_on(async {
+        let s = SshSession::connect(&target(sshd.port), &ssh_opts(&keys, &keys.user)).await.unwrap();
+        let exec = s
+            .exec(&format!("head -c {N} /dev/zero & cat > /dev/null; wait"))
+            .await
+            .unwrap();
+        let (mut rd, mut wr, exit) = exec.into_parts();
+        let work = async {
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..N / chunk.len() {
+                wr.write_all(&chunk).await.unwrap();
+            }
+            wr.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            rd.read_to_end(&mut got).await.unwrap();
+            got.len()
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), work)
+            .await
+            .expect("the session stalled");
+        assert_eq!(got, N);
+        assert_eq!(exit.wait().await, 0);
+        s.close().await;
+    });
+}

@@ -227,3 +227,28 @@ fn binary_ssh_server_serves_openssh_rsync_and_our_client() {
     assert!(o.status.success(), "ferrsync pull: {}", show(&o));
     assert_same(&src, &back, 32, "ferrsync pull from the binary");
 }
+
+/// Many small files through the endpoint both ways (our server role must
+/// keep reading while it writes).
+#[test]
+fn many_small_files_through_the_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let root = tmp.path().join("root");
+    let src = root.join("src");
+    for d in 0..8u64 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500u64 {
+            fs::write(dir.join(format!("f{f:03}")), common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000)).unwrap();
+        }
+    }
+    let port = start_endpoint(&keys, &root);
+    let dst = tmp.path().join("dst");
+    let o = rsync(&keys, port, &["-a", "--timeout=120", "127.0.0.1:src/", &format!("{}/", dst.display())]);
+    assert!(o.status.success(), "pull: {}", show(&o));
+    assert_same(&src, &dst, 32, "many-file pull");
+    let o = rsync(&keys, port, &["-a", "--timeout=120", &format!("{}/", src.display()), "127.0.0.1:back/"]);
+    assert!(o.status.success(), "push: {}", show(&o));
+    assert_same(&src, &root.join("back"), 32, "many-file push");
+}

@@ -364,7 +364,7 @@ impl russh::server::Handler for ConnHandler {
 const REFUSED: u32 = 126;
 
 async fn run_exec(channel: Channel<Msg>, command: Vec<u8>, root: PathBuf) {
-    let (mut rd, wr) = channel.split();
+    let (rd, wr) = channel.split();
     let code = match prepare_exec(&command, &root) {
         Err(msg) => {
             let _ = wr
@@ -377,7 +377,9 @@ async fn run_exec(channel: Channel<Msg>, command: Vec<u8>, root: PathBuf) {
             }
         }
         Ok(mut sa) => {
-            let mut reader = rd.make_reader();
+            // Our own pump, so a server role that writes without reading
+            // never stalls russh's session task (see ChannelReader).
+            let (mut reader, _exit) = crate::transport::ssh::spawn_pump(rd, None);
             let mut ready = Ok(());
             if sa.secluded {
                 ready = read_secluded(&mut reader)

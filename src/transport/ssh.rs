@@ -17,8 +17,13 @@ use russh::client::{self, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect};
-use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::oneshot;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Where to connect: `[user@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,12 +564,14 @@ impl SshSession {
                 }
             }
         }
-        let (to_engine, engine_reader) = tokio::io::duplex(1 << 20);
-        let (exit_tx, exit_rx) = oneshot::channel();
-        let sink = self.stderr.clone();
-        tokio::spawn(pump(rd, to_engine, sink, exit_tx));
+        let sink = self.stderr.clone().unwrap_or_else(|| {
+            Arc::new(|data: &[u8]| {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), data);
+            })
+        });
+        let (reader, exit_rx) = spawn_pump(rd, Some(sink));
         Ok(SshExec {
-            reader: engine_reader,
+            reader,
             writer: Box::new(wr.make_writer()),
             exit: exit_rx,
         })
@@ -579,39 +586,133 @@ impl SshSession {
     }
 }
 
-async fn pump(
-    mut rd: russh::ChannelReadHalf,
-    mut out: DuplexStream,
-    sink: Option<StderrSink>,
-    exit: oneshot::Sender<Option<u32>>,
-) {
-    let mut status = None;
-    let mut out_open = true;
-    while let Some(msg) = rd.wait().await {
-        match msg {
-            // When the engine is gone, keep draining for the status.
-            ChannelMsg::Data { data } if out_open && out.write_all(&data).await.is_err() => {
-                out_open = false;
+/// How many received bytes may wait for the engine before the pump stops
+/// taking more off the channel.
+const HIGH_WATER: usize = 64 << 20;
+
+/// Bytes received on a channel, for the engine to read.
+///
+/// russh delivers a channel's messages from its one session task; if a
+/// message cannot be handed over, that task waits and stops handling the
+/// window adjustments of our own writes too. The engine may write for a
+/// while without reading (a sender busy with a file while the generator
+/// sends more requests), so a bounded pipe here would deadlock both sides.
+/// This reader lets [`HIGH_WATER`] bytes wait before pushing back.
+#[derive(Debug)]
+pub struct ChannelReader {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    cur: Bytes,
+    queued: Arc<Queued>,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.cur.is_empty() {
+                let n = self.cur.len().min(buf.remaining());
+                buf.put_slice(&self.cur.split_to(n));
+                self.queued.bytes.fetch_sub(n, Ordering::AcqRel);
+                self.queued.drained.notify_one();
+                return Poll::Ready(Ok(()));
             }
-            ChannelMsg::ExtendedData { data, .. } => match &sink {
-                Some(s) => s(&data),
-                None => {
-                    let mut err = std::io::stderr();
-                    let _ = std::io::Write::write_all(&mut err, &data);
-                }
-            },
-            ChannelMsg::Eof => {
-                let _ = out.shutdown().await;
-                out_open = false;
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(b)) => self.cur = b,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
             }
-            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-            ChannelMsg::ExitSignal { .. } => status = status.or(Some(255)),
-            ChannelMsg::Close => break,
-            _ => {}
         }
     }
-    drop(out);
-    let _ = exit.send(status);
+}
+
+/// The sending end of a [`ChannelReader`].
+#[derive(Debug)]
+pub struct ChannelFeed {
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+    queued: Arc<Queued>,
+}
+
+impl ChannelFeed {
+    /// A connected feed and reader.
+    #[must_use]
+    pub fn new() -> (ChannelFeed, ChannelReader) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(Queued::default());
+        (
+            ChannelFeed {
+                tx: Some(tx),
+                queued: queued.clone(),
+            },
+            ChannelReader {
+                rx,
+                cur: Bytes::new(),
+                queued,
+            },
+        )
+    }
+
+    /// Hands `data` to the reader, waiting while too much is queued.
+    /// Returns false once the reader is gone.
+    pub async fn push(&mut self, data: Bytes) -> bool {
+        loop {
+            let drained = self.queued.drained.notified();
+            if self.queued.bytes.load(Ordering::Acquire) <= HIGH_WATER {
+                break;
+            }
+            drained.await;
+        }
+        let Some(tx) = &self.tx else { return false };
+        self.queued.bytes.fetch_add(data.len(), Ordering::AcqRel);
+        tx.send(data).is_ok()
+    }
+
+    /// Ends the stream (the reader sees EOF after what is queued).
+    pub fn finish(&mut self) {
+        self.tx = None;
+    }
+}
+
+/// Takes a channel's messages off russh's session task: data to a
+/// [`ChannelReader`], extended data to `stderr` (dropped when `None`), the
+/// exit status to the returned receiver when the channel closes.
+pub fn spawn_pump(
+    mut rd: russh::ChannelReadHalf,
+    stderr: Option<StderrSink>,
+) -> (ChannelReader, oneshot::Receiver<Option<u32>>) {
+    let (mut feed, reader) = ChannelFeed::new();
+    let (exit_tx, exit_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut status = None;
+        let mut open = true;
+        while let Some(msg) = rd.wait().await {
+            match msg {
+                // When the reader is gone, keep draining for the status.
+                ChannelMsg::Data { data } if open && !feed.push(data.clone()).await => open = false,
+                ChannelMsg::ExtendedData { data, .. } => {
+                    if let Some(s) = &stderr {
+                        s(&data);
+                    }
+                }
+                ChannelMsg::Eof => feed.finish(),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::ExitSignal { .. } => status = status.or(Some(255)),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        feed.finish();
+        let _ = exit_tx.send(status);
+    });
+    (reader, exit_rx)
 }
 
 async fn authenticate(
@@ -730,7 +831,7 @@ async fn try_agent(handle: &mut Handle<ClientHandler>, user: &str) -> Result<boo
 /// `reader`, write its stdin through `writer`, then [`SshExec::wait`].
 pub struct SshExec {
     /// The remote standard output.
-    pub reader: DuplexStream,
+    pub reader: ChannelReader,
     /// The remote standard input; shutting it down sends EOF.
     pub writer: Box<dyn AsyncWrite + Send + Unpin>,
     exit: oneshot::Receiver<Option<u32>>,
@@ -745,7 +846,7 @@ impl std::fmt::Debug for SshExec {
 impl SshExec {
     /// Takes the pipes, leaving a handle that waits for the exit status.
     #[must_use]
-    pub fn into_parts(self) -> (DuplexStream, Box<dyn AsyncWrite + Send + Unpin>, SshExit) {
+    pub fn into_parts(self) -> (ChannelReader, Box<dyn AsyncWrite + Send + Unpin>, SshExit) {
         (self.reader, self.writer, SshExit(self.exit))
     }
 }
