@@ -81,7 +81,11 @@ fn fixture(protocol: u8) -> Fixture {
 
 fn assert_same(a: &Path, b: &Path, protocol: u8, what: &str) {
     let diffs = compare_trees(a, b, Compare::all(protocol >= 31));
-    assert!(diffs.is_empty(), "{what}: trees differ:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: trees differ:\n{}",
+        diffs.join("\n")
+    );
     let temps = leftover_temps(b);
     assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
 }
@@ -142,7 +146,9 @@ fn paths_with_spaces_quotes_and_semicolons_are_data() {
     let keys = Keys::new(&tmp.path().join("keys"));
     let sshd = Sshd::start(&keys);
     let canary = tmp.path().join("canary");
-    let src = tmp.path().join(format!("we'ird \"dir\"; touch {} $(id)", canary.display()));
+    let src = tmp
+        .path()
+        .join(format!("we'ird \"dir\"; touch {} $(id)", canary.display()));
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("file with space"), b"payload").unwrap();
     let dst = tmp.path().join("out");
@@ -178,7 +184,10 @@ fn key_kinds_and_an_encrypted_key_log_in() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("a"), b"hello").unwrap();
     for (key, pass) in [(&ecdsa, None), (&rsa, None), (&locked, Some("open sesame"))] {
-        let dst = tmp.path().join(format!("dst-{}", key.file_name().unwrap().to_string_lossy()));
+        let dst = tmp.path().join(format!(
+            "dst-{}",
+            key.file_name().unwrap().to_string_lossy()
+        ));
         let mut o = ssh_opts(&keys, key);
         o.auth = SshAuth::KeyFile {
             path: key.clone(),
@@ -210,9 +219,20 @@ fn key_kinds_and_an_encrypted_key_log_in() {
 
 /// Pulls into a fresh `dst` and returns the error, checking that nothing
 /// was written.
-fn failing_pull(rt: &tokio::runtime::Runtime, port: u16, opts: &SshOptions, src: &Path, dst: &Path) -> Error {
+fn failing_pull(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    opts: &SshOptions,
+    src: &Path,
+    dst: &Path,
+) -> Error {
     let err = rt
-        .block_on(Transfer::new(options(32, false)).pull_ssh(&target(port), opts, &[slash(src)], dst))
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(port),
+            opts,
+            &[slash(src)],
+            dst,
+        ))
         .unwrap_err();
     assert!(!dst.exists(), "{} was created", dst.display());
     assert_eq!(err.exit_code().code(), 255, "{err}");
@@ -234,31 +254,54 @@ fn wrong_host_key_unknown_host_and_wrong_key_fail_cleanly() {
     let other = sshd::public_line(&keys.stranger);
     let mut w = other.split_whitespace();
     let (kind, b64) = (w.next().unwrap(), w.next().unwrap());
-    fs::write(&keys.known_hosts, format!("[127.0.0.1]:{} {kind} {b64}\n", sshd.port)).unwrap();
+    fs::write(
+        &keys.known_hosts,
+        format!("[127.0.0.1]:{} {kind} {b64}\n", sshd.port),
+    )
+    .unwrap();
     let mut opts = ssh_opts(&keys, &keys.user);
     for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
         opts.host_key_policy = policy;
         let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("changed"));
-        assert!(matches!(err, Error::Ssh(SshError::HostKeyChanged { .. })), "{policy:?}: {err:?}");
+        assert!(
+            matches!(err, Error::Ssh(SshError::HostKeyChanged { .. })),
+            "{policy:?}: {err:?}"
+        );
     }
 
     // An unknown host with the strict policy.
     fs::write(&keys.known_hosts, "").unwrap();
     opts.host_key_policy = HostKeyPolicy::Strict;
     let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("unknown"));
-    assert!(matches!(err, Error::Ssh(SshError::HostKeyUnknown { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Ssh(SshError::HostKeyUnknown { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("SHA256:"), "{err}");
 
     // accept-new records it, then strict accepts it.
     opts.host_key_policy = HostKeyPolicy::AcceptNew;
     let dst = tmp.path().join("learned");
-    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &opts, &[slash(&src)], &dst))
-        .unwrap();
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &dst,
+    ))
+    .unwrap();
     let learned = fs::read_to_string(&keys.known_hosts).unwrap();
-    assert!(learned.contains(&format!("[127.0.0.1]:{}", sshd.port)), "{learned}");
+    assert!(
+        learned.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{learned}"
+    );
     opts.host_key_policy = HostKeyPolicy::Strict;
-    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &opts, &[slash(&src)], &dst))
-        .unwrap();
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &dst,
+    ))
+    .unwrap();
 
     // The insecure opt-out takes any key.
     fs::write(&keys.known_hosts, "").unwrap();
@@ -276,7 +319,10 @@ fn wrong_host_key_unknown_host_and_wrong_key_fail_cleanly() {
     fs::write(&keys.known_hosts, good).unwrap();
     let opts = ssh_opts(&keys, &keys.stranger);
     let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("denied"));
-    assert!(matches!(err, Error::Ssh(SshError::AuthFailed { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Ssh(SshError::AuthFailed { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -285,8 +331,17 @@ fn refused_connection_is_a_typed_error() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = Keys::new(&tmp.path().join("keys"));
     let port = free_port();
-    let err = failing_pull(&rt, port, &ssh_opts(&keys, &keys.user), tmp.path(), &tmp.path().join("x"));
-    assert!(matches!(err, Error::Ssh(SshError::Connect { .. })), "{err:?}");
+    let err = failing_pull(
+        &rt,
+        port,
+        &ssh_opts(&keys, &keys.user),
+        tmp.path(),
+        &tmp.path().join("x"),
+    );
+    assert!(
+        matches!(err, Error::Ssh(SshError::Connect { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -295,7 +350,14 @@ fn binary_ssh_urls_pull_and_push() {
     let keys = Keys::new(&tmp.path().join("keys"));
     let sshd = Sshd::start(&keys);
     let src = tmp.path().join("src");
-    build_tree(&src, TreeSpec { protocol: 32, big: false, root_items: true });
+    build_tree(
+        &src,
+        TreeSpec {
+            protocol: 32,
+            big: false,
+            root_items: true,
+        },
+    );
     let ferrsync = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
             .args(["-a", "--ssh-key", keys.user.to_str().unwrap()])
@@ -307,17 +369,29 @@ fn binary_ssh_urls_pull_and_push() {
     let url = |p: &Path| format!("ssh://root@127.0.0.1:{}{}/", sshd.port, p.display());
     let dst = tmp.path().join("dst");
     let o = ferrsync(&[&url(&src), &slash(&dst)]);
-    assert!(o.status.success(), "pull: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "pull: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_same(&src, &dst, 32, "binary pull");
     let pushed = tmp.path().join("pushed");
     let o = ferrsync(&["-z", &slash(&src), &url(&pushed)]);
-    assert!(o.status.success(), "push: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_same(&src, &pushed, 32, "binary push");
 
     fs::write(&keys.known_hosts, "").unwrap();
     let o = ferrsync(&[&url(&src), &slash(&tmp.path().join("never"))]);
     assert_eq!(o.status.code(), Some(255));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not known"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not known"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!tmp.path().join("never").exists());
 }
 
@@ -335,7 +409,11 @@ fn many_small_files_push_and_pull_without_stalling() {
         let dir = src.join(format!("d{d:02}"));
         fs::create_dir_all(&dir).unwrap();
         for f in 0..500 {
-            fs::write(dir.join(format!("f{f:03}")), common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000)).unwrap();
+            fs::write(
+                dir.join(format!("f{f:03}")),
+                common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000),
+            )
+            .unwrap();
         }
     }
     let mut o = options(32, false);
@@ -376,7 +454,9 @@ fn writing_without_reading_does_not_stall_the_session() {
     let sshd = Sshd::start(&keys);
     const N: usize = 20 << 20;
     rt.block_on(async {
-        let s = SshSession::connect(&target(sshd.port), &ssh_opts(&keys, &keys.user)).await.unwrap();
+        let s = SshSession::connect(&target(sshd.port), &ssh_opts(&keys, &keys.user))
+            .await
+            .unwrap();
         let exec = s
             .exec(&format!("head -c {N} /dev/zero & cat > /dev/null; wait"))
             .await

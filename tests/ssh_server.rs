@@ -49,7 +49,11 @@ fn rsync(keys: &Keys, port: u16, args: &[&str]) -> Output {
 }
 
 fn ssh(keys: &Keys, port: u16, args: &[&str]) -> Output {
-    let words: Vec<String> = keys.ssh_command(port).split_whitespace().map(str::to_string).collect();
+    let words: Vec<String> = keys
+        .ssh_command(port)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     Command::new(&words[0])
         .args(&words[1..])
         .args(args)
@@ -69,7 +73,11 @@ fn show(o: &Output) -> String {
 
 fn assert_same(a: &Path, b: &Path, protocol: u8, what: &str) {
     let diffs = compare_trees(a, b, Compare::all(protocol >= 31));
-    assert!(diffs.is_empty(), "{what}: trees differ:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: trees differ:\n{}",
+        diffs.join("\n")
+    );
     let temps = leftover_temps(b);
     assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
 }
@@ -81,10 +89,22 @@ fn openssh_rsync_pulls_and_pushes_through_the_endpoint() {
     let root = tmp.path().join("root");
     fs::create_dir_all(&root).unwrap();
     let port = start_endpoint(&keys, &root);
-    for (p, extra) in [(32u8, &[][..]), (32, &["-z"][..]), (30, &["--protocol=30"][..]), (32, &["-s", "-z"][..])] {
+    for (p, extra) in [
+        (32u8, &[][..]),
+        (32, &["-z"][..]),
+        (30, &["--protocol=30"][..]),
+        (32, &["-s", "-z"][..]),
+    ] {
         let what = format!("p{p} {extra:?}");
         let src = root.join(format!("src{p}{}", extra.len()));
-        build_tree(&src, TreeSpec { protocol: p, big: false, root_items: true });
+        build_tree(
+            &src,
+            TreeSpec {
+                protocol: p,
+                big: false,
+                root_items: true,
+            },
+        );
         let name = src.file_name().unwrap().to_string_lossy().into_owned();
 
         // Pull: the path is relative to the root.
@@ -129,7 +149,11 @@ fn other_commands_shells_and_subsystems_are_refused() {
     ] {
         let o = ssh(&keys, port, &["127.0.0.1", &cmd]);
         assert!(!o.status.success(), "{cmd}: {}", show(&o));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("refused"), "{cmd}: {}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("refused"),
+            "{cmd}: {}",
+            show(&o)
+        );
     }
     let o = ssh(&keys, port, &["-s", "127.0.0.1", "sftp"]);
     assert!(!o.status.success(), "subsystem: {}", show(&o));
@@ -139,9 +163,17 @@ fn other_commands_shells_and_subsystems_are_refused() {
 
     // A key that is not authorized does not get in.
     let mut stranger = keys.ssh_command(port);
-    stranger = stranger.replace(&keys.user.display().to_string(), &keys.stranger.display().to_string());
+    stranger = stranger.replace(
+        &keys.user.display().to_string(),
+        &keys.stranger.display().to_string(),
+    );
     let o = Command::new("rsync")
-        .args(["-e", &stranger, "127.0.0.1:.", tmp.path().join("nope").to_str().unwrap()])
+        .args([
+            "-e",
+            &stranger,
+            "127.0.0.1:.",
+            tmp.path().join("nope").to_str().unwrap(),
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -161,7 +193,12 @@ fn paths_outside_the_root_are_refused() {
     std::os::unix::fs::symlink(&outside, root.join("esc")).unwrap();
     let port = start_endpoint(&keys, &root);
     let dst = tmp.path().join("dst");
-    for from in ["127.0.0.1:../outside/", "127.0.0.1:in/../../outside/", "127.0.0.1:esc/", "127.0.0.1:esc/secret"] {
+    for from in [
+        "127.0.0.1:../outside/",
+        "127.0.0.1:in/../../outside/",
+        "127.0.0.1:esc/",
+        "127.0.0.1:esc/secret",
+    ] {
         let o = rsync(&keys, port, &["-a", from, dst.to_str().unwrap()]);
         assert!(!o.status.success(), "pull {from}: {}", show(&o));
         assert!(!dst.join("secret").exists(), "pull {from} leaked the file");
@@ -169,14 +206,28 @@ fn paths_outside_the_root_are_refused() {
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("dropped"), b"x").unwrap();
-    for to in ["127.0.0.1:../outside/", "127.0.0.1:esc/", "127.0.0.1:esc/deeper/"] {
+    for to in [
+        "127.0.0.1:../outside/",
+        "127.0.0.1:esc/",
+        "127.0.0.1:esc/deeper/",
+    ] {
         let o = rsync(&keys, port, &["-a", &format!("{}/", src.display()), to]);
         assert!(!o.status.success(), "push {to}: {}", show(&o));
-        assert!(!outside.join("dropped").exists(), "push {to} wrote outside the root");
-        assert!(!outside.join("deeper").exists(), "push {to} wrote outside the root");
+        assert!(
+            !outside.join("dropped").exists(),
+            "push {to} wrote outside the root"
+        );
+        assert!(
+            !outside.join("deeper").exists(),
+            "push {to} wrote outside the root"
+        );
     }
     // Absolute paths are taken under the root.
-    let o = rsync(&keys, port, &["-a", &format!("{}/", src.display()), "127.0.0.1:/in/"]);
+    let o = rsync(
+        &keys,
+        port,
+        &["-a", &format!("{}/", src.display()), "127.0.0.1:/in/"],
+    );
     assert!(o.status.success(), "{}", show(&o));
     assert!(root.join("in/dropped").exists());
 }
@@ -196,7 +247,14 @@ fn binary_ssh_server_serves_openssh_rsync_and_our_client() {
     let keys = Keys::new(&tmp.path().join("keys"));
     let root = tmp.path().join("root");
     let src = root.join("src");
-    build_tree(&src, TreeSpec { protocol: 32, big: false, root_items: true });
+    build_tree(
+        &src,
+        TreeSpec {
+            protocol: 32,
+            big: false,
+            root_items: true,
+        },
+    );
     let port = sshd::free_port();
     let _server = Child(
         Command::new(env!("CARGO_BIN_EXE_ferrsync"))
@@ -211,7 +269,11 @@ fn binary_ssh_server_serves_openssh_rsync_and_our_client() {
     sshd::wait_listening(port);
     keys.trust(port);
     let dst = tmp.path().join("dst");
-    let o = rsync(&keys, port, &["-az", "127.0.0.1:src/", &format!("{}/", dst.display())]);
+    let o = rsync(
+        &keys,
+        port,
+        &["-az", "127.0.0.1:src/", &format!("{}/", dst.display())],
+    );
     assert!(o.status.success(), "rsync pull: {}", show(&o));
     assert_same(&src, &dst, 32, "rsync pull from the binary");
 
@@ -240,15 +302,37 @@ fn many_small_files_through_the_endpoint() {
         let dir = src.join(format!("d{d:02}"));
         fs::create_dir_all(&dir).unwrap();
         for f in 0..500u64 {
-            fs::write(dir.join(format!("f{f:03}")), common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000)).unwrap();
+            fs::write(
+                dir.join(format!("f{f:03}")),
+                common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000),
+            )
+            .unwrap();
         }
     }
     let port = start_endpoint(&keys, &root);
     let dst = tmp.path().join("dst");
-    let o = rsync(&keys, port, &["-a", "--timeout=120", "127.0.0.1:src/", &format!("{}/", dst.display())]);
+    let o = rsync(
+        &keys,
+        port,
+        &[
+            "-a",
+            "--timeout=120",
+            "127.0.0.1:src/",
+            &format!("{}/", dst.display()),
+        ],
+    );
     assert!(o.status.success(), "pull: {}", show(&o));
     assert_same(&src, &dst, 32, "many-file pull");
-    let o = rsync(&keys, port, &["-a", "--timeout=120", &format!("{}/", src.display()), "127.0.0.1:back/"]);
+    let o = rsync(
+        &keys,
+        port,
+        &[
+            "-a",
+            "--timeout=120",
+            &format!("{}/", src.display()),
+            "127.0.0.1:back/",
+        ],
+    );
     assert!(o.status.success(), "push: {}", show(&o));
     assert_same(&src, &root.join("back"), 32, "many-file push");
 }

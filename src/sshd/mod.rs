@@ -81,7 +81,9 @@ impl SshServerConfig {
     /// The file cannot be read or a line does not parse.
     pub fn with_authorized_keys_file(mut self, path: &Path, root: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::local("read", path, e))?;
-        for key in parse_authorized_keys(&text).map_err(|e| Error::Syntax(format!("{}: {e}", path.display())))? {
+        for key in parse_authorized_keys(&text)
+            .map_err(|e| Error::Syntax(format!("{}: {e}", path.display())))?
+        {
             self.authorized.push(AuthorizedKey {
                 key,
                 user: None,
@@ -130,9 +132,12 @@ pub fn parse_authorized_keys(text: &str) -> std::result::Result<Vec<PublicKey>, 
 /// # Errors
 /// The text for the client.
 pub fn prepare_exec(command: &[u8], root: &Path) -> std::result::Result<ServerArgs, String> {
-    let line = std::str::from_utf8(command).map_err(|_| "refused: the command is not UTF-8".to_string())?;
+    let line = std::str::from_utf8(command)
+        .map_err(|_| "refused: the command is not UTF-8".to_string())?;
     if let Some(c) = unquoted_operator(line) {
-        return Err(format!("refused: unquoted shell operator {c:?} in the command"));
+        return Err(format!(
+            "refused: unquoted shell operator {c:?} in the command"
+        ));
     }
     let words = split_shell_words(line).map_err(|e| format!("refused: {e}"))?;
     let is_rsync = words
@@ -141,7 +146,8 @@ pub fn prepare_exec(command: &[u8], root: &Path) -> std::result::Result<ServerAr
     if !is_rsync || words.get(1).map(String::as_str) != Some("--server") {
         return Err("refused: only `rsync --server` commands are served here".into());
     }
-    let mut sa = parse_server_args(words.get(1..).unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut sa =
+        parse_server_args(words.get(1..).unwrap_or_default()).map_err(|e| e.to_string())?;
     if sa.daemon {
         return Err("refused: daemon mode is not served over this endpoint".into());
     }
@@ -299,7 +305,11 @@ impl ConnHandler {
 impl russh::server::Handler for ConnHandler {
     type Error = russh::Error;
 
-    async fn auth_publickey_offered(&mut self, user: &str, key: &PublicKey) -> std::result::Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        key: &PublicKey,
+    ) -> std::result::Result<Auth, Self::Error> {
         Ok(if self.find(user, key).is_some() {
             Auth::Accept
         } else {
@@ -307,7 +317,11 @@ impl russh::server::Handler for ConnHandler {
         })
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> std::result::Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: &PublicKey,
+    ) -> std::result::Result<Auth, Self::Error> {
         match self.find(user, key).map(|a| a.root.clone()) {
             Some(root) => {
                 self.root = Some(root);
@@ -344,7 +358,11 @@ impl russh::server::Handler for ConnHandler {
         Ok(())
     }
 
-    async fn shell_request(&mut self, id: ChannelId, session: &mut Session) -> std::result::Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> std::result::Result<(), Self::Error> {
         session.channel_failure(id)?;
         Ok(())
     }
@@ -422,12 +440,17 @@ async fn run_exec(channel: Channel<Msg>, command: Vec<u8>, root: PathBuf) {
 
 /// Reads `-s` (secluded) arguments: NUL-terminated words, the first being
 /// the program name, up to an empty word.
-async fn read_secluded<R: AsyncRead + Unpin>(r: &mut R) -> std::result::Result<Vec<String>, String> {
+async fn read_secluded<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> std::result::Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = Vec::new();
     let mut total = 0usize;
     loop {
-        let b = r.read_u8().await.map_err(|e| format!("reading arguments: {e}"))?;
+        let b = r
+            .read_u8()
+            .await
+            .map_err(|e| format!("reading arguments: {e}"))?;
         total += 1;
         if total > 1 << 20 {
             return Err("argument list too long".into());
@@ -471,7 +494,10 @@ mod tests {
         }
         let ok = prepare_exec(b"rsync --server . a\\;b 'c;$(d)' \"e;f\"", t.path()).unwrap();
         assert_eq!(ok.paths.len(), 3, "{ok:?}");
-        let sa = prepare_exec(b"rsync --server --sender -logDtpre.iLsfxCIvu . a\\ b/", t.path());
+        let sa = prepare_exec(
+            b"rsync --server --sender -logDtpre.iLsfxCIvu . a\\ b/",
+            t.path(),
+        );
         assert!(sa.is_ok(), "{sa:?}");
         let sa = sa.unwrap();
         assert!(sa.sender);

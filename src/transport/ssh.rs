@@ -536,11 +536,22 @@ impl SshSession {
     ///
     /// # Errors
     /// The channel cannot be opened or the exec is refused.
-    pub async fn exec_rsync(&self, server_args: &[String], paths: &[String]) -> Result<SshExec, SshError> {
+    pub async fn exec_rsync(
+        &self,
+        server_args: &[String],
+        paths: &[String],
+    ) -> Result<SshExec, SshError> {
         let mut args = server_args.to_vec();
         args.push(".".into());
-        args.extend(paths.iter().map(|p| if p.is_empty() { ".".to_string() } else { p.clone() }));
-        self.exec(&remote_command_line(&self.rsync_path, &args)).await
+        args.extend(paths.iter().map(|p| {
+            if p.is_empty() {
+                ".".to_string()
+            } else {
+                p.clone()
+            }
+        }));
+        self.exec(&remote_command_line(&self.rsync_path, &args))
+            .await
     }
 
     /// Runs one command line (already quoted for the remote shell).
@@ -775,11 +786,16 @@ async fn authenticate(
 /// # Errors
 /// [`SshError::Key`] when the file is missing, malformed, encrypted
 /// without a passphrase, or the passphrase is wrong.
-pub fn load_key(path: &Path, passphrase: Option<&str>) -> Result<russh::keys::PrivateKey, SshError> {
+pub fn load_key(
+    path: &Path,
+    passphrase: Option<&str>,
+) -> Result<russh::keys::PrivateKey, SshError> {
     russh::keys::load_secret_key(path, passphrase).map_err(|e| SshError::Key {
         path: path.to_path_buf(),
         message: match e {
-            russh::keys::Error::KeyIsEncrypted => "the key is encrypted; a passphrase is needed".into(),
+            russh::keys::Error::KeyIsEncrypted => {
+                "the key is encrypted; a passphrase is needed".into()
+            }
             other => other.to_string(),
         },
     })
@@ -893,10 +909,16 @@ mod tests {
 
     #[test]
     fn command_lines_split_back_into_the_same_words() {
-        let args: Vec<String> = ["--server", "-logDtpre.iLsfxCIvu", ".", "dir with space/", "x';touch /tmp/p;'"]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let args: Vec<String> = [
+            "--server",
+            "-logDtpre.iLsfxCIvu",
+            ".",
+            "dir with space/",
+            "x';touch /tmp/p;'",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         let line = remote_command_line("rsync", &args);
         let mut words = split_shell_words(&line).unwrap();
         assert_eq!(words.remove(0), "rsync");
@@ -923,10 +945,19 @@ mod tests {
     #[test]
     fn policies_parse() {
         assert_eq!("strict".parse::<HostKeyPolicy>(), Ok(HostKeyPolicy::Strict));
-        assert_eq!("accept-new".parse::<HostKeyPolicy>(), Ok(HostKeyPolicy::AcceptNew));
-        assert_eq!("insecure".parse::<HostKeyPolicy>(), Ok(HostKeyPolicy::Insecure));
+        assert_eq!(
+            "accept-new".parse::<HostKeyPolicy>(),
+            Ok(HostKeyPolicy::AcceptNew)
+        );
+        assert_eq!(
+            "insecure".parse::<HostKeyPolicy>(),
+            Ok(HostKeyPolicy::Insecure)
+        );
         assert!("maybe".parse::<HostKeyPolicy>().is_err());
         assert_eq!(SshTarget::new("h", "u").known_hosts_name(), "h");
-        assert_eq!(SshTarget::new("h", "u").with_port(2222).known_hosts_name(), "[h]:2222");
+        assert_eq!(
+            SshTarget::new("h", "u").with_port(2222).known_hosts_name(),
+            "[h]:2222"
+        );
     }
 }

@@ -13,8 +13,17 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 /// Runs `ssh-keygen` for a new key without a passphrase unless given.
 pub fn keygen(path: &Path, kind: &str, passphrase: &str) {
     let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", "ferrsync-test", "-f"])
-        .arg(path);
+    cmd.args([
+        "-q",
+        "-t",
+        kind,
+        "-N",
+        passphrase,
+        "-C",
+        "ferrsync-test",
+        "-f",
+    ])
+    .arg(path);
     if kind == "rsa" {
         cmd.args(["-b", "2048"]);
     }
@@ -26,7 +35,10 @@ pub fn keygen(path: &Path, kind: &str, passphrase: &str) {
 pub fn public_line(key: &Path) -> String {
     let mut p = key.as_os_str().to_owned();
     p.push(".pub");
-    fs::read_to_string(PathBuf::from(p)).unwrap().trim().to_string()
+    fs::read_to_string(PathBuf::from(p))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// A port nobody listens on right now.
@@ -91,7 +103,11 @@ impl Keys {
         let line = public_line(&self.host);
         let mut w = line.split_whitespace();
         let (kind, b64) = (w.next().unwrap(), w.next().unwrap());
-        fs::write(&self.known_hosts, format!("[127.0.0.1]:{port} {kind} {b64}\n")).unwrap();
+        fs::write(
+            &self.known_hosts,
+            format!("[127.0.0.1]:{port} {kind} {b64}\n"),
+        )
+        .unwrap();
     }
 
     /// Authorizes one more public key.
