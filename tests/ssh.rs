@@ -480,3 +480,42 @@ fn writing_without_reading_does_not_stall_the_session() {
         s.close().await;
     });
 }
+
+#[test]
+fn ssh_agent_logs_in() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let sock = tmp.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent must be installed");
+    sshd::wait_for_path(&sock);
+    let st = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&keys.user)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"via agent").unwrap();
+    let mut o = ssh_opts(&keys, &keys.user);
+    o.auth = SshAuth::AgentSocket(sock.clone());
+    let dst = tmp.path().join("dst");
+    let res = rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &o,
+        &[slash(&src)],
+        &dst,
+    ));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    res.unwrap();
+    assert_eq!(fs::read(dst.join("a")).unwrap(), b"via agent");
+}

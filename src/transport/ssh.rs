@@ -80,6 +80,8 @@ pub enum SshAuth {
     },
     /// The keys of the ssh-agent at `$SSH_AUTH_SOCK`.
     Agent,
+    /// The keys of the ssh-agent listening on this socket.
+    AgentSocket(PathBuf),
     /// The user's `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` (those that
     /// exist and are not encrypted), then the agent.
     Default,
@@ -94,6 +96,7 @@ impl std::fmt::Debug for SshAuth {
                 .field("passphrase", &passphrase.as_ref().map(|_| "***"))
                 .finish(),
             SshAuth::Agent => f.write_str("Agent"),
+            SshAuth::AgentSocket(p) => f.debug_tuple("AgentSocket").field(p).finish(),
             SshAuth::Default => f.write_str("Default"),
         }
     }
@@ -742,7 +745,13 @@ async fn authenticate(
         }
         SshAuth::Agent => {
             tried.push("agent".into());
-            if try_agent(handle, &target.user).await? {
+            if try_agent(handle, &target.user, None).await? {
+                return Ok(());
+            }
+        }
+        SshAuth::AgentSocket(sock) => {
+            tried.push(format!("agent at {}", sock.display()));
+            if try_agent(handle, &target.user, Some(sock)).await? {
                 return Ok(());
             }
         }
@@ -764,7 +773,7 @@ async fn authenticate(
             }
             if std::env::var_os("SSH_AUTH_SOCK").is_some() {
                 tried.push("agent".into());
-                if try_agent(handle, &target.user).await? {
+                if try_agent(handle, &target.user, None).await? {
                     return Ok(());
                 }
             }
@@ -817,10 +826,17 @@ async fn try_key(
     Ok(res.success())
 }
 
-async fn try_agent(handle: &mut Handle<ClientHandler>, user: &str) -> Result<bool, SshError> {
-    let mut agent = AgentClient::connect_env()
-        .await
-        .map_err(|e| SshError::Protocol(format!("cannot reach the ssh-agent: {e}")))?;
+async fn try_agent(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    sock: Option<&Path>,
+) -> Result<bool, SshError> {
+    let agent = match sock {
+        Some(p) => AgentClient::connect_uds(p).await.map(AgentClient::dynamic),
+        None => AgentClient::connect_env().await.map(AgentClient::dynamic),
+    };
+    let mut agent =
+        agent.map_err(|e| SshError::Protocol(format!("cannot reach the ssh-agent: {e}")))?;
     let ids = agent
         .request_identities()
         .await

@@ -188,3 +188,12 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until a path exists (a socket being created).
+pub fn wait_for_path(p: &Path) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !p.exists() {
+        assert!(Instant::now() < until, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
