@@ -25,8 +25,13 @@ while [ $# -gt 0 ]; do
 done
 cipher=aes256-gcm@openssh.com
 
-cargo build --release --bin ferrsync >&2
-bin=$here/target/release/ferrsync
+# FERRSYNC_BIN: time an already built binary instead of building one.
+if [ -n "${FERRSYNC_BIN:-}" ]; then
+  bin=$FERRSYNC_BIN
+else
+  cargo build --release --bin ferrsync >&2
+  bin=$here/target/release/ferrsync
+fi
 
 base=${BENCH_TMP:-/tmp/ferrsync-bench-ssh}
 mkdir -p "$base"
