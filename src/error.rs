@@ -172,6 +172,10 @@ pub enum Error {
     /// after `@ERROR: `, e.g. `auth failed on module pub`).
     #[error("@ERROR: {0}")]
     DaemonRefused(String),
+    /// The SSH connection failed: refused, unknown or changed host key,
+    /// failed login, timeout.
+    #[error(transparent)]
+    Ssh(#[from] crate::transport::ssh::SshError),
 }
 
 impl Error {
@@ -191,6 +195,8 @@ impl Error {
             Error::Timeout => ExitCode::Timeout,
             Error::Cancelled => ExitCode::Signal,
             Error::DaemonRefused(_) => ExitCode::StartClient,
+            // What rsync reports when its ssh fails to connect or log in.
+            Error::Ssh(_) => ExitCode::Other(255),
         }
     }
 

@@ -41,6 +41,7 @@ pub mod flist;
 pub mod fs;
 pub mod handshake;
 mod session;
+pub mod sshd;
 pub mod task;
 pub mod transport;
 pub mod wire;

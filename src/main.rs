@@ -24,6 +24,9 @@ Usage: ferrsync [OPTION]... SRC [SRC]... DEST
   or   ferrsync [OPTION]... rsync://[USER@]HOST[:PORT]/MODULE[/SRC] [DEST]
   or   ferrsync [OPTION]... [USER@]HOST::MODULE[/SRC] [DEST]
   or   ferrsync --daemon [--config=FILE] [--port=PORT] [--address=ADDR] [--no-detach]
+  or   ferrsync [OPTION]... SRC [SRC]... ssh://[USER@]HOST[:PORT]/DEST
+  or   ferrsync [OPTION]... ssh://[USER@]HOST[:PORT]/SRC [DEST]
+  or   ferrsync --ssh-server --listen ADDR:PORT --host-key FILE --authorized-keys FILE --root DIR
 
 Options (as rsync's):
  -v, --verbose            increase verbosity
@@ -102,6 +105,13 @@ Options (as rsync's):
      --no-detach          do not detach from the parent (daemon)
      --log-file=FILE      the daemon's log file
      --server             run as the remote side (used by rsync)
+Built-in SSH (ssh:// URLs):
+     --ssh-key=FILE       private key (default ~/.ssh/id_ed25519, id_ecdsa, id_rsa, agent)
+     --ssh-passphrase-file=FILE  passphrase of an encrypted --ssh-key
+     --known-hosts=FILE   known hosts file (default ~/.ssh/known_hosts)
+     --host-key-policy=P  strict (default), accept-new or insecure
+     --ssh-server         serve rsync-over-SSH (with --listen, --host-key,
+                          --authorized-keys, --root)
  -h, --help               show this help
      --version            print the version
 ";
@@ -386,6 +396,10 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     if cli.daemon.run {
         return run_daemon(&cli.daemon).await;
     }
+    let ssh = SshCli::from_args(&cli.ssh)?;
+    if ssh.server {
+        return ssh.serve().await;
+    }
     let mut opts = cli.opts.clone();
     apply_env_lists(&mut opts);
     if cli.args.len() == 1 {
@@ -435,7 +449,9 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         })
     };
     let started = std::time::Instant::now();
-    let report = if let Some(url) = DaemonUrl::parse(dest) {
+    let report = if let Some(r) = ssh.transfer(&transfer, &opts, srcs, dest).await? {
+        r
+    } else if let Some(url) = DaemonUrl::parse(dest) {
         if srcs.iter().any(|s| DaemonUrl::parse(s).is_some() || split_remote(s).is_some()) {
             return Err(syntax(
                 "The source and destination cannot both be remote.".into(),
@@ -656,4 +672,165 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+/// The built-in SSH client's and endpoint's options.
+#[derive(Default)]
+struct SshCli {
+    key: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    policy: ferrsync::transport::ssh::HostKeyPolicy,
+    server: bool,
+    listen: Option<String>,
+    host_key: Option<PathBuf>,
+    authorized_keys: Option<PathBuf>,
+    root: Option<PathBuf>,
+}
+
+impl SshCli {
+    fn from_args(words: &[(String, String)]) -> Result<Self, Error> {
+        let mut s = SshCli::default();
+        for (n, v) in words {
+            s.set(n, v.clone())?;
+        }
+        Ok(s)
+    }
+
+    fn set(&mut self, name: &str, v: String) -> Result<(), Error> {
+        match name {
+            "ssh-key" => self.key = Some(v.into()),
+            "ssh-passphrase-file" => self.passphrase_file = Some(v.into()),
+            "known-hosts" => self.known_hosts = Some(v.into()),
+            "host-key-policy" => self.policy = v.parse().map_err(syntax)?,
+            "ssh-server" => self.server = true,
+            "listen" => self.listen = Some(v),
+            "host-key" => self.host_key = Some(v.into()),
+            "authorized-keys" => self.authorized_keys = Some(v.into()),
+            _ => self.root = Some(v.into()),
+        }
+        Ok(())
+    }
+
+    fn options(&self, opts: &Options) -> Result<ferrsync::transport::ssh::SshOptions, Error> {
+        use ferrsync::transport::ssh::{SshAuth, SshOptions};
+        let mut o = SshOptions::default();
+        if let Some(key) = &self.key {
+            let passphrase = match &self.passphrase_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| Error::Local { op: "read", path: f.clone(), source: e })?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                None => std::env::var("FERRSYNC_SSH_PASSPHRASE").ok(),
+            };
+            o.auth = SshAuth::KeyFile { path: key.clone(), passphrase };
+        }
+        o.known_hosts.clone_from(&self.known_hosts);
+        o.host_key_policy = self.policy;
+        if !opts.rsync_path.is_empty() {
+            o.rsync_path.clone_from(&opts.rsync_path);
+        }
+        if opts.timeout > 0 {
+            o.io_timeout = Some(std::time::Duration::from_secs(u64::from(opts.timeout)));
+        }
+        Ok(o)
+    }
+
+    /// Runs the transfer when the source or the destination is an
+    /// `ssh://` URL.
+    async fn transfer(
+        &self,
+        t: &Transfer,
+        opts: &Options,
+        srcs: &[String],
+        dest: &str,
+    ) -> Result<Option<Report>, Error> {
+        if let Some((target, path)) = parse_ssh_url(dest)? {
+            if srcs.iter().any(|s| s.starts_with("ssh://") || split_remote(s).is_some()) {
+                return Err(syntax("The source and destination cannot both be remote.".into()));
+            }
+            let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
+            return Ok(Some(t.push_ssh(&target, &self.options(opts)?, &sources, &path).await?));
+        }
+        let Some((target, first)) = parse_ssh_url(&srcs[0])? else {
+            return Ok(None);
+        };
+        let mut paths = vec![first];
+        for s in &srcs[1..] {
+            match parse_ssh_url(s)? {
+                Some((other, p)) if other == target => paths.push(p),
+                Some(_) => return Err(syntax("all ssh:// sources must name the same host".into())),
+                None => paths.push(s.clone()),
+            }
+        }
+        Ok(Some(t.pull_ssh(&target, &self.options(opts)?, &paths, PathBuf::from(dest).as_path()).await?))
+    }
+
+    /// `--ssh-server`: the embedded rsync-over-SSH endpoint.
+    async fn serve(&self) -> Result<i32, Error> {
+        use ferrsync::sshd::{SshServer, SshServerConfig};
+        let need = |v: &Option<PathBuf>, what: &str| {
+            v.clone().ok_or_else(|| syntax(format!("--ssh-server needs --{what}")))
+        };
+        let host_key = need(&self.host_key, "host-key")?;
+        let authorized = need(&self.authorized_keys, "authorized-keys")?;
+        let root = need(&self.root, "root")?;
+        let key = ferrsync::transport::ssh::load_key(&host_key, None)?;
+        let cfg = SshServerConfig::new(key).with_authorized_keys_file(&authorized, &root)?;
+        let listen = self.listen.clone().unwrap_or_else(|| "127.0.0.1:2222".into());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| Error::Start(format!("cannot listen on {listen}: {e}")))?;
+        SshServer::new(cfg).serve(listener).await?;
+        Ok(0)
+    }
+}
+
+/// Splits `ssh://[user@]host[:port]/path` (the path keeps its leading
+/// `/`; a bracketed IPv6 host is allowed). The user defaults to `$USER`.
+fn parse_ssh_url(s: &str) -> Result<Option<(ferrsync::transport::ssh::SshTarget, String)>, Error> {
+    let Some(rest) = s.strip_prefix("ssh://") else {
+        return Ok(None);
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, ".".to_string()),
+    };
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (u.to_string(), h),
+        None => (
+            std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "root".into()),
+            authority,
+        ),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, tail) = v6
+            .split_once(']')
+            .ok_or_else(|| syntax(format!("bad ssh URL: {s}")))?;
+        (h, tail.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(syntax(format!("bad ssh URL (no host): {s}")));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse()
+            .map_err(|_| syntax(format!("invalid ssh port in {s}")))?,
+        None => 22,
+    };
+    Ok(Some((
+        ferrsync::transport::ssh::SshTarget::new(host, user).with_port(port),
+        path,
+    )))
 }

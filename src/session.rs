@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::engine::{self, ClientRole, EventSink, Hooks, MessageSink, Options, Report};
 use crate::error::{Error, Result};
 use crate::transport::RemoteCommand;
+use crate::transport::ssh::{SshOptions, SshSession, SshTarget};
 use crate::handshake::daemon::AuthDigest;
 use crate::transport::daemon::{self as dclient, Credentials, DaemonUrl, ModuleListing};
 
@@ -387,6 +388,83 @@ impl Transfer {
                     other => Err(other),
                 }
             }
+        }
+    }
+}
+
+impl Transfer {
+    /// Pulls `remote_paths` from `rsync --server` on `target`, reached with
+    /// the built-in SSH client, into `dest`.
+    ///
+    /// # Errors
+    /// [`Error::Ssh`] when connecting, the host key check or the login
+    /// fails (nothing is written then); a fatal session error; the remote
+    /// exit status is folded in.
+    pub async fn pull_ssh(
+        &self,
+        target: &SshTarget,
+        ssh: &SshOptions,
+        remote_paths: &[String],
+        dest: &Path,
+    ) -> Result<Report> {
+        let role = ClientRole::Receiver {
+            dest: dest.to_path_buf(),
+        };
+        self.guarded(self.via_ssh(target, ssh, true, remote_paths, role))
+            .await
+    }
+
+    /// Pushes local `sources` to `remote_dest` on `target` through the
+    /// built-in SSH client.
+    ///
+    /// # Errors
+    /// As [`Transfer::pull_ssh`].
+    pub async fn push_ssh(
+        &self,
+        target: &SshTarget,
+        ssh: &SshOptions,
+        sources: &[PathBuf],
+        remote_dest: &str,
+    ) -> Result<Report> {
+        let role = ClientRole::Sender {
+            sources: sources.to_vec(),
+        };
+        self.guarded(self.via_ssh(target, ssh, false, &[remote_dest.to_string()], role))
+            .await
+    }
+
+    async fn via_ssh(
+        &self,
+        target: &SshTarget,
+        ssh: &SshOptions,
+        server_sends: bool,
+        paths: &[String],
+        role: ClientRole,
+    ) -> Result<Report> {
+        let session = SshSession::connect(target, ssh).await?;
+        let args = self.opts.server_args(server_sends);
+        let exec = session.exec_rsync(&args, paths).await?;
+        let (rd, wr, exit) = exec.into_parts();
+        let res = engine::run_client(rd, wr, &self.opts, role, &self.hooks).await;
+        let code = if res.is_ok() {
+            exit.wait().await
+        } else {
+            // A failed session may leave the peer waiting for us.
+            tokio::time::timeout(std::time::Duration::from_secs(2), exit.wait())
+                .await
+                .unwrap_or(255)
+        };
+        session.close().await;
+        match res {
+            Ok(mut report) => {
+                report.remote_exit = Some(code);
+                Ok(report)
+            }
+            Err(Error::UnexpectedEof(_)) if code != 0 => Err(Error::Remote {
+                code,
+                message: format!("remote side exited with status {code}"),
+            }),
+            Err(e) => Err(e),
         }
     }
 }

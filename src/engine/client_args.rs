@@ -42,7 +42,25 @@ pub struct ClientArgs {
     pub help: bool,
     /// `--version` came first: parsing stopped there.
     pub version: bool,
+    /// Built-in SSH options (`--ssh-key`, `--known-hosts`,
+    /// `--host-key-policy`, `--ssh-server`, `--listen`, ...), by name, in
+    /// command-line order; the binary interprets them.
+    pub ssh: Vec<(String, String)>,
 }
+
+/// The long options of the built-in SSH client and endpoint (they take a
+/// value, except `ssh-server`).
+pub const SSH_OPTIONS: &[&str] = &[
+    "ssh-key",
+    "ssh-passphrase-file",
+    "known-hosts",
+    "host-key-policy",
+    "ssh-server",
+    "listen",
+    "host-key",
+    "authorized-keys",
+    "root",
+];
 
 /// Daemon-related options (`--daemon` mode and the daemon client).
 #[derive(Debug, Clone, Default)]
@@ -92,6 +110,7 @@ pub fn parse_client_args(argv: &[String]) -> Result<ClientArgs, Error> {
 pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientArgs, Error> {
     let mut o = base;
     let mut d = DaemonArgs::default();
+    let mut ssh: Vec<(String, String)> = Vec::new();
     let mut rsync_path_given = false;
     let mut cli_rsh = None;
     let mut f_count = 0;
@@ -134,6 +153,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                         // an `--rsync-path`) are ours, not the server's.
                         args: argv[i - 1..].to_vec(),
                         daemon: d,
+                        ssh,
                         rsync_path_given,
                         ..ClientArgs::default()
                     });
@@ -272,6 +292,14 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                         ..ClientArgs::default()
                     });
                 }
+                n if SSH_OPTIONS.contains(&n) => {
+                    let v = if n == "ssh-server" {
+                        String::new()
+                    } else {
+                        value()?
+                    };
+                    ssh.push((n.to_string(), v));
+                }
                 _ => return Err(syntax(format!("--{name}: unknown option"))),
             }
             continue;
@@ -364,6 +392,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
         rsync_path_given,
         args,
         daemon: d,
+        ssh,
         ..ClientArgs::default()
     })
 }

@@ -7,7 +7,9 @@
 
 use crate::error::{Error, Result};
 
-pub use super::client_args::{ClientArgs, DaemonArgs, parse_client_args, parse_client_args_onto};
+pub use super::client_args::{
+    ClientArgs, DaemonArgs, SSH_OPTIONS, parse_client_args, parse_client_args_onto,
+};
 
 /// When `--delete` removes extraneous files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,5 +5,6 @@
 
 pub mod daemon;
 pub mod pipe;
+pub mod ssh;
 
 pub use pipe::{RemoteCommand, SpawnedPeer};

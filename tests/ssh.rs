@@ -1,0 +1,521 @@
+//! The built-in SSH client against real OpenSSH `sshd` and real
+//! `rsync --server` on 127.0.0.1: pulls and pushes (protocols 30 and 32,
+//! with and without compression), key kinds, and the failures that must
+//! stop before anything is written.
+
+mod common;
+#[path = "common/sshd.rs"]
+mod sshd;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::tree::{Compare, TreeSpec, build_tree, compare_trees, leftover_temps, make_basis};
+use ferrsync::transport::ssh::{HostKeyPolicy, SshAuth, SshError, SshOptions, SshTarget};
+use ferrsync::{DeleteTiming, Error, Options, Transfer};
+use sshd::{Keys, Sshd, free_port, keygen};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn options(protocol: u8, compress: bool) -> Options {
+    let mut o = Options::archive();
+    o.protocol = Some(protocol);
+    o.delete = Some(DeleteTiming::Auto);
+    o.compress = compress;
+    o
+}
+
+fn target(port: u16) -> SshTarget {
+    SshTarget::new("127.0.0.1", "root").with_port(port)
+}
+
+fn ssh_opts(keys: &Keys, key: &Path) -> SshOptions {
+    let mut o = SshOptions::default();
+    o.auth = SshAuth::KeyFile {
+        path: key.to_path_buf(),
+        passphrase: None,
+    };
+    o.known_hosts = Some(keys.known_hosts.clone());
+    o.host_key_policy = HostKeyPolicy::Strict;
+    o
+}
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    keys: Keys,
+    src: PathBuf,
+    dst: PathBuf,
+}
+
+fn fixture(protocol: u8) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    build_tree(
+        &src,
+        TreeSpec {
+            protocol,
+            big: false,
+            root_items: true,
+        },
+    );
+    make_basis(&src, &dst);
+    Fixture {
+        _tmp: tmp,
+        keys,
+        src,
+        dst,
+    }
+}
+
+fn assert_same(a: &Path, b: &Path, protocol: u8, what: &str) {
+    let diffs = compare_trees(a, b, Compare::all(protocol >= 31));
+    assert!(
+        diffs.is_empty(),
+        "{what}: trees differ:\n{}",
+        diffs.join("\n")
+    );
+    let temps = leftover_temps(b);
+    assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
+}
+
+#[test]
+fn client_pulls_from_openssh_rsync_server() {
+    let rt = rt();
+    for p in [30u8, 32] {
+        for z in [false, true] {
+            let f = fixture(p);
+            let sshd = Sshd::start(&f.keys);
+            let t = Transfer::new(options(p, z));
+            let what = format!("pull p{p} z={z}");
+            let report = rt
+                .block_on(t.pull_ssh(
+                    &target(sshd.port),
+                    &ssh_opts(&f.keys, &f.keys.user),
+                    &[slash(&f.src)],
+                    &f.dst,
+                ))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(report.exit_code().code(), 0, "{what}: {:?}", report.errors);
+            assert_eq!(report.remote_exit, Some(0), "{what}");
+            assert!(report.stats.matched_data > 0, "{what}: no delta happened");
+            assert_same(&f.src, &f.dst, p, &what);
+        }
+    }
+}
+
+#[test]
+fn client_pushes_to_openssh_rsync_server() {
+    let rt = rt();
+    for p in [30u8, 32] {
+        for z in [false, true] {
+            let f = fixture(p);
+            let sshd = Sshd::start(&f.keys);
+            let t = Transfer::new(options(p, z));
+            let what = format!("push p{p} z={z}");
+            let report = rt
+                .block_on(t.push_ssh(
+                    &target(sshd.port),
+                    &ssh_opts(&f.keys, &f.keys.user),
+                    &[slash(&f.src).into()],
+                    &slash(&f.dst),
+                ))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(report.exit_code().code(), 0, "{what}: {:?}", report.errors);
+            assert_eq!(report.remote_exit, Some(0), "{what}");
+            assert_same(&f.src, &f.dst, p, &what);
+        }
+    }
+}
+
+#[test]
+fn paths_with_spaces_quotes_and_semicolons_are_data() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let canary = tmp.path().join("canary");
+    let src = tmp
+        .path()
+        .join(format!("we'ird \"dir\"; touch {} $(id)", canary.display()));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("file with space"), b"payload").unwrap();
+    let dst = tmp.path().join("out");
+    let report = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(sshd.port),
+            &ssh_opts(&keys, &keys.user),
+            &[slash(&src)],
+            &dst,
+        ))
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0, "{:?}", report.errors);
+    assert_eq!(fs::read(dst.join("file with space")).unwrap(), b"payload");
+    assert!(!canary.exists(), "the remote shell ran part of a path");
+}
+
+#[test]
+fn key_kinds_and_an_encrypted_key_log_in() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let ecdsa = keys.dir.join("id_ecdsa");
+    let rsa = keys.dir.join("id_rsa");
+    let locked = keys.dir.join("id_locked");
+    keygen(&ecdsa, "ecdsa", "");
+    keygen(&rsa, "rsa", "");
+    keygen(&locked, "ed25519", "open sesame");
+    for k in [&ecdsa, &rsa, &locked] {
+        keys.authorize(k);
+    }
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"hello").unwrap();
+    for (key, pass) in [(&ecdsa, None), (&rsa, None), (&locked, Some("open sesame"))] {
+        let dst = tmp.path().join(format!(
+            "dst-{}",
+            key.file_name().unwrap().to_string_lossy()
+        ));
+        let mut o = ssh_opts(&keys, key);
+        o.auth = SshAuth::KeyFile {
+            path: key.clone(),
+            passphrase: pass.map(str::to_string),
+        };
+        let report = rt
+            .block_on(Transfer::new(options(32, false)).pull_ssh(
+                &target(sshd.port),
+                &o,
+                &[slash(&src)],
+                &dst,
+            ))
+            .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+        assert_eq!(report.exit_code().code(), 0);
+        assert_eq!(fs::read(dst.join("a")).unwrap(), b"hello");
+    }
+    // The encrypted key without its passphrase is a key error, not a panic.
+    let err = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(sshd.port),
+            &ssh_opts(&keys, &locked),
+            &[slash(&src)],
+            &tmp.path().join("never"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::Ssh(SshError::Key { .. })), "{err:?}");
+    assert!(!tmp.path().join("never").exists());
+}
+
+/// Pulls into a fresh `dst` and returns the error, checking that nothing
+/// was written.
+fn failing_pull(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    opts: &SshOptions,
+    src: &Path,
+    dst: &Path,
+) -> Error {
+    let err = rt
+        .block_on(Transfer::new(options(32, false)).pull_ssh(
+            &target(port),
+            opts,
+            &[slash(src)],
+            dst,
+        ))
+        .unwrap_err();
+    assert!(!dst.exists(), "{} was created", dst.display());
+    assert_eq!(err.exit_code().code(), 255, "{err}");
+    err
+}
+
+#[test]
+fn wrong_host_key_unknown_host_and_wrong_key_fail_cleanly() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"hello").unwrap();
+
+    // A changed host key: known_hosts names another key for the host.
+    let good = fs::read_to_string(&keys.known_hosts).unwrap();
+    let other = sshd::public_line(&keys.stranger);
+    let mut w = other.split_whitespace();
+    let (kind, b64) = (w.next().unwrap(), w.next().unwrap());
+    fs::write(
+        &keys.known_hosts,
+        format!("[127.0.0.1]:{} {kind} {b64}\n", sshd.port),
+    )
+    .unwrap();
+    let mut opts = ssh_opts(&keys, &keys.user);
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        opts.host_key_policy = policy;
+        let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("changed"));
+        assert!(
+            matches!(err, Error::Ssh(SshError::HostKeyChanged { .. })),
+            "{policy:?}: {err:?}"
+        );
+    }
+
+    // An unknown host with the strict policy.
+    fs::write(&keys.known_hosts, "").unwrap();
+    opts.host_key_policy = HostKeyPolicy::Strict;
+    let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("unknown"));
+    assert!(
+        matches!(err, Error::Ssh(SshError::HostKeyUnknown { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("SHA256:"), "{err}");
+
+    // accept-new records it, then strict accepts it.
+    opts.host_key_policy = HostKeyPolicy::AcceptNew;
+    let dst = tmp.path().join("learned");
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &dst,
+    ))
+    .unwrap();
+    let learned = fs::read_to_string(&keys.known_hosts).unwrap();
+    assert!(
+        learned.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{learned}"
+    );
+    opts.host_key_policy = HostKeyPolicy::Strict;
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &dst,
+    ))
+    .unwrap();
+
+    // The insecure opt-out takes any key.
+    fs::write(&keys.known_hosts, "").unwrap();
+    opts.host_key_policy = HostKeyPolicy::Insecure;
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &opts,
+        &[slash(&src)],
+        &tmp.path().join("insecure"),
+    ))
+    .unwrap();
+    assert_eq!(fs::read_to_string(&keys.known_hosts).unwrap(), "");
+
+    // A key the server does not know.
+    fs::write(&keys.known_hosts, good).unwrap();
+    let opts = ssh_opts(&keys, &keys.stranger);
+    let err = failing_pull(&rt, sshd.port, &opts, &src, &tmp.path().join("denied"));
+    assert!(
+        matches!(err, Error::Ssh(SshError::AuthFailed { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn refused_connection_is_a_typed_error() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let port = free_port();
+    let err = failing_pull(
+        &rt,
+        port,
+        &ssh_opts(&keys, &keys.user),
+        tmp.path(),
+        &tmp.path().join("x"),
+    );
+    assert!(
+        matches!(err, Error::Ssh(SshError::Connect { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn binary_ssh_urls_pull_and_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    build_tree(
+        &src,
+        TreeSpec {
+            protocol: 32,
+            big: false,
+            root_items: true,
+        },
+    );
+    let ferrsync = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .args(["-a", "--ssh-key", keys.user.to_str().unwrap()])
+            .args(["--known-hosts", keys.known_hosts.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let url = |p: &Path| format!("ssh://root@127.0.0.1:{}{}/", sshd.port, p.display());
+    let dst = tmp.path().join("dst");
+    let o = ferrsync(&[&url(&src), &slash(&dst)]);
+    assert!(
+        o.status.success(),
+        "pull: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same(&src, &dst, 32, "binary pull");
+    let pushed = tmp.path().join("pushed");
+    let o = ferrsync(&["-z", &slash(&src), &url(&pushed)]);
+    assert!(
+        o.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_same(&src, &pushed, 32, "binary push");
+
+    fs::write(&keys.known_hosts, "").unwrap();
+    let o = ferrsync(&[&url(&src), &slash(&tmp.path().join("never"))]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not known"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!tmp.path().join("never").exists());
+}
+
+/// Many small files both ways (the stall this once had needs about
+/// 100,000 new files; `writing_without_reading_does_not_stall_the_session`
+/// pins it cheaply).
+#[test]
+fn many_small_files_push_and_pull_without_stalling() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let src = tmp.path().join("src");
+    for d in 0..8 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(
+                dir.join(format!("f{f:03}")),
+                common::tree::prng_bytes(d * 1000 + f, (f as usize * 37) % 3000),
+            )
+            .unwrap();
+        }
+    }
+    let mut o = options(32, false);
+    o.delete = None;
+    let t = Transfer::new(o);
+    let (tg, so) = (target(sshd.port), ssh_opts(&keys, &keys.user));
+    let pushed = tmp.path().join("pushed");
+    let (srcs, to) = ([PathBuf::from(slash(&src))], slash(&pushed));
+    let fut = t.push_ssh(&tg, &so, &srcs, &to);
+    let report = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(240), fut).await })
+        .expect("the push stalled")
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0);
+    assert_same(&src, &pushed, 32, "many-file push");
+    let pulled = tmp.path().join("pulled");
+    let from = [slash(&src)];
+    let fut = t.pull_ssh(&tg, &so, &from, &pulled);
+    let report = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(240), fut).await })
+        .expect("the pull stalled")
+        .unwrap();
+    assert_eq!(report.exit_code().code(), 0);
+    assert_same(&src, &pulled, 32, "many-file pull");
+}
+
+/// Writing a lot without reading while the far side does the same must
+/// not stall: russh hands received data over from its one session task,
+/// so a small buffer between it and us would stop the window adjustments
+/// our writes wait for.
+#[test]
+fn writing_without_reading_does_not_stall_the_session() {
+    use ferrsync::transport::ssh::SshSession;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    const N: usize = 20 << 20;
+    rt.block_on(async {
+        let s = SshSession::connect(&target(sshd.port), &ssh_opts(&keys, &keys.user))
+            .await
+            .unwrap();
+        let exec = s
+            .exec(&format!("head -c {N} /dev/zero & cat > /dev/null; wait"))
+            .await
+            .unwrap();
+        let (mut rd, mut wr, exit) = exec.into_parts();
+        let work = async {
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..N / chunk.len() {
+                wr.write_all(&chunk).await.unwrap();
+            }
+            wr.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            rd.read_to_end(&mut got).await.unwrap();
+            got.len()
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), work)
+            .await
+            .expect("the session stalled");
+        assert_eq!(got, N);
+        assert_eq!(exit.wait().await, 0);
+        s.close().await;
+    });
+}
+
+#[test]
+fn ssh_agent_logs_in() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let sock = tmp.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent must be installed");
+    sshd::wait_for_path(&sock);
+    let st = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&keys.user)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), b"via agent").unwrap();
+    let mut o = ssh_opts(&keys, &keys.user);
+    o.auth = SshAuth::AgentSocket(sock.clone());
+    let dst = tmp.path().join("dst");
+    let res = rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &o,
+        &[slash(&src)],
+        &dst,
+    ));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    res.unwrap();
+    assert_eq!(fs::read(dst.join("a")).unwrap(), b"via agent");
+}
