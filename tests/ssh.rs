@@ -519,3 +519,50 @@ fn ssh_agent_logs_in() {
     res.unwrap();
     assert_eq!(fs::read(dst.join("a")).unwrap(), b"via agent");
 }
+
+#[test]
+fn a_silent_server_hits_the_connect_timeout() {
+    // A TCP listener that accepts and never speaks SSH: the connect
+    // timeout (which covers the key exchange and login) ends the attempt
+    // with a typed error and nothing is written.
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(s);
+    });
+    let mut o = ssh_opts(&keys, &keys.user);
+    o.connect_timeout = Some(std::time::Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = failing_pull(&rt, port, &o, tmp.path(), &tmp.path().join("x"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(matches!(err, Error::Ssh(SshError::Timeout { .. })), "{err:?}");
+    held.join().unwrap();
+}
+
+#[test]
+fn a_stalled_remote_command_hits_the_io_timeout() {
+    // Logged in, but the remote "rsync" never answers: the SSH I/O
+    // timeout ends the session with an error, nothing is written.
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start(&keys);
+    let sleeper = tmp.path().join("sleeper.sh");
+    fs::write(&sleeper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    fs::set_permissions(&sleeper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut o = ssh_opts(&keys, &keys.user);
+    o.rsync_path = sleeper.display().to_string();
+    o.io_timeout = Some(std::time::Duration::from_secs(2));
+    o.keepalive = None;
+    let started = std::time::Instant::now();
+    let dst = tmp.path().join("never");
+    let res = rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &o, &[slash(tmp.path())], &dst));
+    assert!(res.is_err(), "{res:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(!dst.exists());
+}
