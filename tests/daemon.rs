@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::tree::{Compare, TreeSpec, build_tree, compare_trees, is_root};
@@ -348,54 +348,7 @@ fn authentication_with_every_digest() {
     assert!(!site.tmp.path().join("authup/b").exists());
 }
 
-/// Real `rsync --daemon --no-detach` on a free port.
-struct RealDaemon {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for RealDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn real_daemon(dir: &Path, conf: &str) -> RealDaemon {
-    let cfg = dir.join("rsyncd.conf");
-    fs::write(&cfg, conf).unwrap();
-    for _ in 0..5 {
-        let port = free_port();
-        let child = Command::new("rsync")
-            .args(["--daemon", "--no-detach"])
-            .arg(format!("--config={}", cfg.display()))
-            .arg(format!("--port={port}"))
-            .arg("--address=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = RealDaemon { child, port };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return d;
-            }
-            if let Ok(Some(_)) = d.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("real rsync daemon did not start");
-}
+use common::daemon::{RealDaemon, free_port, real_daemon};
 
 #[test]
 fn our_client_against_real_rsync_daemon() {
@@ -683,23 +636,7 @@ fn proc_count(pid: u32, what: &str) -> usize {
 fn binary_daemon(dir: &Path, conf: &str) -> RealDaemon {
     let cfg = dir.join("ferrsyncd.conf");
     fs::write(&cfg, conf).unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
-        .arg(format!("--port={port}"))
-        .arg("--address=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = RealDaemon { child, port };
-    for _ in 0..250 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return d;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("ferrsync daemon did not start");
+    common::daemon::start(env!("CARGO_BIN_EXE_ferrsync"), &cfg, "127.0.0.1")
 }
 
 #[test]

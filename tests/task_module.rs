@@ -5,62 +5,14 @@
 mod common;
 
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::tree::{Compare, compare_trees, is_root};
 use ferrsync::task::{Direction, RunStatus, Secret, Task};
 
-struct RealDaemon {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for RealDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn real_daemon(dir: &Path, conf: &str) -> RealDaemon {
-    let cfg = dir.join("rsyncd.conf");
-    fs::write(&cfg, conf).unwrap();
-    for _ in 0..5 {
-        let port = free_port();
-        let child = Command::new("rsync")
-            .args(["--daemon", "--no-detach"])
-            .arg(format!("--config={}", cfg.display()))
-            .arg(format!("--port={port}"))
-            .arg("--address=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = RealDaemon { child, port };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return d;
-            }
-            if let Ok(Some(_)) = d.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("real rsync daemon did not start");
-}
+use common::daemon::real_daemon;
 
 fn set_mtime(p: &Path, secs: i64) {
     let t = filetime::FileTime::from_unix_time(secs, 0);
@@ -214,10 +166,6 @@ fn every_field_both_directions_matches_rsync() {
     for case in CASES {
         for slash in [false, true] {
             for dir in [Direction::Push, Direction::Pull] {
-                if case.name == "recursive off" && dir == Direction::Pull {
-                    // See `recursive_off_pull_matches_rsync`.
-                    continue;
-                }
                 let tmp = tempfile::tempdir().unwrap();
                 let t = tmp.path();
                 source_tree(&t.join("src"));
@@ -426,11 +374,9 @@ fn bad_extra_is_refused_before_running() {
     assert!(err.has("extra[0]") && err.has("extra[1]"), "{err}");
 }
 
-/// rsync pulls nothing ("skipping directory .") and exits 0; our client's
-/// pull without -r or -d from a real daemon ends with "connection
-/// unexpectedly closed" (exit 12). An engine gap, not the task layer's.
+/// rsync pulls nothing ("skipping directory .") and exits 0; so must we
+/// (the sender's list is empty and it exits).
 #[test]
-#[ignore = "engine: pull of a directory without -r/-d from a real daemon fails (exit 12); rsync exits 0"]
 fn recursive_off_pull_matches_rsync() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();

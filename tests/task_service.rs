@@ -3,54 +3,18 @@
 //! `Service::start` applies module changes without dropping transfers in
 //! flight.
 
+mod common;
+
 use std::fs;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
+
+use common::daemon::RealDaemon;
 
 use ferrsync::task::{Access, Direction, Module, RunStatus, Service, Task};
 
-struct RealDaemon {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for RealDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn real_daemon(conf_file: &Path) -> RealDaemon {
-    for _ in 0..5 {
-        let port = free_port();
-        let child = Command::new("rsync")
-            .args(["--daemon", "--no-detach"])
-            .arg(format!("--config={}", conf_file.display()))
-            .arg(format!("--port={port}"))
-            .arg("--address=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = RealDaemon { child, port };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return d;
-            }
-            if let Ok(Some(_)) = d.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("real rsync daemon did not start");
+    common::daemon::start("rsync", conf_file, "127.0.0.1")
 }
 
 fn rsync(args: &[&str]) -> Output {

@@ -155,6 +155,22 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
+    if list.is_empty() && !setup.is_server {
+        // rsync's client stops here ("nothing to do"), and an rsync sender
+        // exits after sending an empty list.
+        if let Some(sink) = events {
+            if opts.verbose > 0 {
+                sink(&Event::Message {
+                    error: false,
+                    text: "client: nothing to do: perhaps you need to specify some filenames or the --recursive option?".into(),
+                });
+            }
+        }
+        return Ok(Report {
+            io_error,
+            ..Report::default()
+        });
+    }
     let flist_bytes = r.bytes_read();
     if !crate::flist::sort::is_sorted_file_list(&list, setup.protocol) {
         sort_file_list(&mut list, setup.protocol);

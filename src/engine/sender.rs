@@ -265,6 +265,12 @@ where
         }
     }
     report.io_error |= list.io_error;
+    if list.entries.is_empty() && setup.is_server {
+        // Nothing to send: rsync's server sender exits here and its client
+        // receiver stops after the empty list; so do ours.
+        w.flush().await?;
+        return Ok(report);
+    }
 
     // Requests.
     let mut ndx_in = NdxDecoder::new(protocol);

@@ -1,5 +1,6 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod tap;
 pub mod tree;
