@@ -566,3 +566,29 @@ fn a_stalled_remote_command_hits_the_io_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
     assert!(!dst.exists());
 }
+
+#[test]
+fn keepalives_flow_while_the_remote_side_is_quiet() {
+    // The remote command is silent for 3 s before rsync starts; with a
+    // 1 s keep-alive the client sends keepalive@openssh.com requests
+    // (sshd logs them at DEBUG3), and the transfer then completes.
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let sshd = Sshd::start_with(&keys, "LogLevel DEBUG3\n");
+    let slow = tmp.path().join("slow-rsync.sh");
+    fs::write(&slow, "#!/bin/sh\nsleep 3\nexec rsync \"$@\"\n").unwrap();
+    fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"after a quiet start").unwrap();
+    let mut o = ssh_opts(&keys, &keys.user);
+    o.rsync_path = slow.display().to_string();
+    o.keepalive = Some(std::time::Duration::from_secs(1));
+    let dst = tmp.path().join("dst");
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &o, &[slash(&src)], &dst))
+        .unwrap();
+    assert_eq!(fs::read(dst.join("f")).unwrap(), b"after a quiet start");
+    let log = fs::read_to_string(keys.dir.join(format!("sshd_{}.log", sshd.port))).unwrap();
+    assert!(log.contains("keepalive@openssh.com"), "no keep-alive in the sshd log");
+}

@@ -140,13 +140,19 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd with `keys` (host key, authorized keys).
     pub fn start(keys: &Keys) -> Sshd {
+        Sshd::start_with(keys, "")
+    }
+
+    /// [`Sshd::start`] with extra `sshd_config` lines (they come first, and
+    /// sshd keeps the first value of each keyword).
+    pub fn start_with(keys: &Keys, extra: &str) -> Sshd {
         fs::create_dir_all("/run/sshd").unwrap();
         let port = free_port();
         let config = keys.dir.join(format!("sshd_config_{port}"));
         fs::write(
             &config,
             format!(
-                "ListenAddress 127.0.0.1:{port}\n\
+                "{extra}ListenAddress 127.0.0.1:{port}\n\
                  HostKey {}\n\
                  AuthorizedKeysFile {}\n\
                  PidFile none\n\
