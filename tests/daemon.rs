@@ -1055,3 +1055,57 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     drop(daemon);
 }
+
+#[test]
+fn config_file_port_address_and_wildcard_hosts() {
+    // `port` and `address` from the config file alone (no command-line
+    // overrides), and host-name wildcards in hosts allow/deny.
+    let site = Site::new(32);
+    let port = free_port();
+    let conf = format!(
+        "port = {port}\naddress = 127.0.0.1\nuse chroot = no\n{ids}\
+         [wild]\npath = {src}\nhosts allow = local*\n\
+         [nobody]\npath = {src}\nhosts deny = *\n\
+         [numeric]\npath = {src}\nhosts allow = 127.0.0.*\n",
+        ids = if is_root() { "uid = root\ngid = root\n" } else { "" },
+        src = site.src.display(),
+    );
+    let cfg = site.tmp.path().join("portconf.conf");
+    fs::write(&cfg, conf).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _d = RealDaemon { child, port };
+    for _ in 0..250 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = |m: &str| format!("rsync://127.0.0.1:{port}/{m}/");
+    let dst = site.tmp.path().join("wild");
+    let out = rsync(&["-a", &url("wild"), &format!("{}/", dst.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    same(&site.src, &dst, 32);
+    let out = rsync(&["-a", &url("nobody"), &format!("{}/", site.tmp.path().join("n").display())]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: access denied to nobody from"), "{}", text(&out));
+    // rsync matches wildcards against host names only: an address pattern
+    // like 127.0.0.* does not admit 127.0.0.1 by address.
+    let out = rsync(&["-a", &url("numeric"), &format!("{}/", site.tmp.path().join("m").display())]);
+    let theirs = {
+        let rcfg = site.tmp.path().join("real-wild.conf");
+        fs::write(
+            &rcfg,
+            format!("use chroot = no\n[numeric]\npath = {}\nhosts allow = 127.0.0.*\n", site.src.display()),
+        )
+        .unwrap();
+        let d = common::daemon::start("rsync", &rcfg, "127.0.0.1");
+        let o = rsync(&["-a", &format!("rsync://127.0.0.1:{}/numeric/", d.port), &format!("{}/", site.tmp.path().join("r").display())]);
+        o.status.code()
+    };
+    assert_eq!(out.status.code(), theirs, "ours vs real rsync daemon: {}", text(&out));
+}
