@@ -981,10 +981,12 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     let cfg = site.tmp.path().join("f.conf");
     fs::write(&cfg, conf).unwrap();
     let port = free_port();
+    // IPv6 loopback is not on every machine; the IPv6 part needs it.
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
     let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
         .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
         .arg(format!("--port={port}"))
-        .arg("--address=::")
+        .arg(if ipv6 { "--address=::" } else { "--address=127.0.0.1" })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1047,6 +1049,11 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module grp"), "{}", text(&out));
 
     // IPv6: hosts allow = ::1 admits a client on ::1 and refuses 127.0.0.1.
+    if !ipv6 {
+        eprintln!("no IPv6 loopback here: the IPv6 part is skipped");
+        drop(daemon);
+        return;
+    }
     let v6 = site.tmp.path().join("v6");
     let out = rsync(&["-a", &format!("rsync://[::1]:{port}/v6/"), &format!("{}/", v6.display())]);
     assert!(out.status.success(), "{}", text(&out));
