@@ -600,3 +600,40 @@ fn keepalives_flow_while_the_remote_side_is_quiet() {
     let log = fs::read_to_string(keys.dir.join(format!("sshd_{}.log", sshd.port))).unwrap();
     assert!(log.contains("keepalive@openssh.com"), "no keep-alive in the sshd log");
 }
+
+#[test]
+fn the_binary_finds_the_users_key_and_known_hosts_by_default() {
+    // No --ssh-key, no --known-hosts: `~/.ssh/id_ed25519` is absent, so the
+    // search goes on to `~/.ssh/id_ecdsa`; `~/.ssh/known_hosts` is read.
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let home = tmp.path().join("home");
+    let dot = home.join(".ssh");
+    fs::create_dir_all(&dot).unwrap();
+    sshd::keygen(&dot.join("id_ecdsa"), "ecdsa", "");
+    keys.authorize(&dot.join("id_ecdsa"));
+    let sshd = Sshd::start(&keys);
+    fs::copy(&keys.known_hosts, dot.join("known_hosts")).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"found by default").unwrap();
+    let dst = tmp.path().join("dst");
+    let run = |home: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .env("HOME", home)
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["-a", &format!("ssh://root@127.0.0.1:{}{}/", sshd.port, src.display()), &slash(&dst)])
+            .output()
+            .unwrap()
+    };
+    let o = run(&home);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(dst.join("f")).unwrap(), b"found by default");
+    // A home without the key or the host fails cleanly.
+    let empty = tmp.path().join("empty-home");
+    fs::create_dir_all(empty.join(".ssh")).unwrap();
+    fs::remove_dir_all(&dst).unwrap();
+    let o = run(&empty);
+    assert_eq!(o.status.code(), Some(255), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dst.exists());
+}
