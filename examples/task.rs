@@ -27,7 +27,9 @@ fn bar(p: &Progress) -> String {
     let filled = (p.current_done * 30)
         .checked_div(p.current_total)
         .map_or(0, |f| usize::try_from(f).unwrap_or(width));
-    let eta = p.eta.map_or_else(String::new, |e| format!(" eta {}s", e.as_secs()));
+    let eta = p
+        .eta
+        .map_or_else(String::new, |e| format!(" eta {}s", e.as_secs()));
     format!(
         "\r[{}{}] {} files {:.1} MiB {:.1} MiB/s {}{eta}\x1b[K",
         "#".repeat(filled.min(width)),
@@ -95,7 +97,11 @@ async fn main() {
         let report = handle.wait().await;
         let _ = show.await;
         summary(&report);
-        std::process::exit(if report.is_success() { 0 } else { report.exit_code });
+        std::process::exit(if report.is_success() {
+            0
+        } else {
+            report.exit_code
+        });
     }
     let mut s = Scheduler::new();
     if let Err(e) = s.add(file.clone(), task.clone()) {

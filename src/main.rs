@@ -452,7 +452,10 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
     let report = if let Some(r) = ssh.transfer(&transfer, &opts, srcs, dest).await? {
         r
     } else if let Some(url) = DaemonUrl::parse(dest) {
-        if srcs.iter().any(|s| DaemonUrl::parse(s).is_some() || split_remote(s).is_some()) {
+        if srcs
+            .iter()
+            .any(|s| DaemonUrl::parse(s).is_some() || split_remote(s).is_some())
+        {
             return Err(syntax(
                 "The source and destination cannot both be remote.".into(),
             ));
@@ -572,16 +575,16 @@ async fn run_daemon(d: &DaemonArgs) -> Result<i32, Error> {
     let daemon = ferrsync::daemon::Daemon::new(cfg);
     let listener = daemon.bind(&daemon.configured_address()).await?;
     if let Some(p) = &pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(|e| Error::Local {
-                op: "write pid file",
-                path: p.clone(),
-                source: e,
-            })?;
+        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| Error::Local {
+            op: "write pid file",
+            path: p.clone(),
+            source: e,
+        })?;
     }
     let stop = daemon.shutdown_handle();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
@@ -719,7 +722,11 @@ impl SshCli {
             let passphrase = match &self.passphrase_file {
                 Some(f) => Some(
                     std::fs::read_to_string(f)
-                        .map_err(|e| Error::Local { op: "read", path: f.clone(), source: e })?
+                        .map_err(|e| Error::Local {
+                            op: "read",
+                            path: f.clone(),
+                            source: e,
+                        })?
                         .lines()
                         .next()
                         .unwrap_or_default()
@@ -727,7 +734,10 @@ impl SshCli {
                 ),
                 None => std::env::var("FERRSYNC_SSH_PASSPHRASE").ok(),
             };
-            o.auth = SshAuth::KeyFile { path: key.clone(), passphrase };
+            o.auth = SshAuth::KeyFile {
+                path: key.clone(),
+                passphrase,
+            };
         }
         o.known_hosts.clone_from(&self.known_hosts);
         o.host_key_policy = self.policy;
@@ -750,11 +760,19 @@ impl SshCli {
         dest: &str,
     ) -> Result<Option<Report>, Error> {
         if let Some((target, path)) = parse_ssh_url(dest)? {
-            if srcs.iter().any(|s| s.starts_with("ssh://") || split_remote(s).is_some()) {
-                return Err(syntax("The source and destination cannot both be remote.".into()));
+            if srcs
+                .iter()
+                .any(|s| s.starts_with("ssh://") || split_remote(s).is_some())
+            {
+                return Err(syntax(
+                    "The source and destination cannot both be remote.".into(),
+                ));
             }
             let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
-            return Ok(Some(t.push_ssh(&target, &self.options(opts)?, &sources, &path).await?));
+            return Ok(Some(
+                t.push_ssh(&target, &self.options(opts)?, &sources, &path)
+                    .await?,
+            ));
         }
         let Some((target, first)) = parse_ssh_url(&srcs[0])? else {
             return Ok(None);
@@ -767,21 +785,33 @@ impl SshCli {
                 None => paths.push(s.clone()),
             }
         }
-        Ok(Some(t.pull_ssh(&target, &self.options(opts)?, &paths, PathBuf::from(dest).as_path()).await?))
+        Ok(Some(
+            t.pull_ssh(
+                &target,
+                &self.options(opts)?,
+                &paths,
+                PathBuf::from(dest).as_path(),
+            )
+            .await?,
+        ))
     }
 
     /// `--ssh-server`: the embedded rsync-over-SSH endpoint.
     async fn serve(&self) -> Result<i32, Error> {
         use ferrsync::sshd::{SshServer, SshServerConfig};
         let need = |v: &Option<PathBuf>, what: &str| {
-            v.clone().ok_or_else(|| syntax(format!("--ssh-server needs --{what}")))
+            v.clone()
+                .ok_or_else(|| syntax(format!("--ssh-server needs --{what}")))
         };
         let host_key = need(&self.host_key, "host-key")?;
         let authorized = need(&self.authorized_keys, "authorized-keys")?;
         let root = need(&self.root, "root")?;
         let key = ferrsync::transport::ssh::load_key(&host_key, None)?;
         let cfg = SshServerConfig::new(key).with_authorized_keys_file(&authorized, &root)?;
-        let listen = self.listen.clone().unwrap_or_else(|| "127.0.0.1:2222".into());
+        let listen = self
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:2222".into());
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| Error::Start(format!("cannot listen on {listen}: {e}")))?;

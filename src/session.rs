@@ -24,10 +24,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::{self, ClientRole, EventSink, Hooks, MessageSink, Options, Report};
 use crate::error::{Error, Result};
-use crate::transport::RemoteCommand;
-use crate::transport::ssh::{SshOptions, SshSession, SshTarget};
 use crate::handshake::daemon::AuthDigest;
+use crate::transport::RemoteCommand;
 use crate::transport::daemon::{self as dclient, Credentials, DaemonUrl, ModuleListing};
+use crate::transport::ssh::{SshOptions, SshSession, SshTarget};
 
 /// Stops a running transfer from elsewhere (another task or thread).
 ///
@@ -244,7 +244,10 @@ impl Transfer {
     /// # Errors
     /// Connection failures and `@ERROR` refusals.
     pub async fn list_modules(&self, url: &DaemonUrl) -> Result<Vec<ModuleListing>> {
-        let ours = self.opts.protocol.unwrap_or(crate::wire::ProtocolVersion::MAX.0);
+        let ours = self
+            .opts
+            .protocol
+            .unwrap_or(crate::wire::ProtocolVersion::MAX.0);
         let motd = self.motd.clone();
         let mut sink = move |line: &str| {
             if let Some(m) = &motd {
@@ -290,9 +293,9 @@ impl Transfer {
     fn credentials(&self, url: &DaemonUrl) -> Result<Credentials> {
         let password = match (&self.password, &self.password_file) {
             (Some(p), _) => Some(p.clone()),
-            (None, Some(file)) => Some(
-                crate::daemon::secrets::read_password_file(file).map_err(Error::Syntax)?,
-            ),
+            (None, Some(file)) => {
+                Some(crate::daemon::secrets::read_password_file(file).map_err(Error::Syntax)?)
+            }
             (None, None) => std::env::var("RSYNC_PASSWORD").ok(),
         };
         Ok(Credentials {
@@ -302,7 +305,12 @@ impl Transfer {
         })
     }
 
-    async fn via_daemon(&self, url: &DaemonUrl, server_sends: bool, role: ClientRole) -> Result<Report> {
+    async fn via_daemon(
+        &self,
+        url: &DaemonUrl,
+        server_sends: bool,
+        role: ClientRole,
+    ) -> Result<Report> {
         if url.module.is_empty() {
             return Err(Error::Syntax(
                 "a module name is needed for a transfer (rsync://host/module/path)".into(),
@@ -311,7 +319,9 @@ impl Transfer {
         let creds = self.credentials(url)?;
         if let Some(cmd) = &self.daemon_shell {
             let (io, peer) = spawn_daemon_shell(cmd)?;
-            let res = self.daemon_session(io, url, server_sends, role, &creds).await;
+            let res = self
+                .daemon_session(io, url, server_sends, role, &creds)
+                .await;
             match res {
                 Ok(mut report) => {
                     report.remote_exit = Some(peer.wait().await?);
@@ -324,7 +334,8 @@ impl Transfer {
             }
         } else {
             let io = url.connect().await?;
-            self.daemon_session(io, url, server_sends, role, &creds).await
+            self.daemon_session(io, url, server_sends, role, &creds)
+                .await
         }
     }
 
@@ -339,7 +350,10 @@ impl Transfer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let ours = self.opts.protocol.unwrap_or(crate::wire::ProtocolVersion::MAX.0);
+        let ours = self
+            .opts
+            .protocol
+            .unwrap_or(crate::wire::ProtocolVersion::MAX.0);
         let motd = self.motd.clone();
         let mut sink = move |line: &str| {
             if let Some(m) = &motd {
@@ -353,7 +367,9 @@ impl Transfer {
             o.server_args(server_sends)
         };
         let paths = vec![url.path_word()];
-        let protocol = dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths).await?;
+        let protocol =
+            dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths)
+                .await?;
         let mut opts = self.opts.clone();
         opts.protocol = Some(protocol);
         let (rd, wr) = tokio::io::split(io);

@@ -202,7 +202,11 @@ fn skip_compress_suffixes_go_at_level_zero() {
             o.skip_compress = skip.map(str::to_string);
             let dst = tmp.path().join("dst");
             let report = rt
-                .block_on(Transfer::new(o).push(&RemoteCommand::local("rsync"), &[slash(&src).into()], &slash(&dst)))
+                .block_on(Transfer::new(o).push(
+                    &RemoteCommand::local("rsync"),
+                    &[slash(&src).into()],
+                    &slash(&dst),
+                ))
                 .unwrap();
             assert_eq!(fs::read(dst.join(name)).unwrap(), text, "{algo} {name}");
             let sent = report.stats.bytes_sent;

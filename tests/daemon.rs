@@ -48,7 +48,9 @@ impl Served {
             rt.block_on(async move {
                 let l = d2.bind("127.0.0.1:0").await.unwrap();
                 tx.send(l.local_addr().unwrap().port()).unwrap();
-                d2.serve_with_grace(l, Duration::from_secs(5)).await.unwrap();
+                d2.serve_with_grace(l, Duration::from_secs(5))
+                    .await
+                    .unwrap();
             });
         });
         let port = rx.recv().unwrap();
@@ -145,7 +147,9 @@ impl Site {
         authup.secrets_file = Some(write_secrets(self.tmp.path()));
         let mut refuse = module("refuse", &self.src);
         refuse.refuse_options = vec!["checksum".into(), "delete".into()];
-        cfg.modules = vec![pubm, up, wo, hidden, deny, allow, other, auth, authup, refuse];
+        cfg.modules = vec![
+            pubm, up, wo, hidden, deny, allow, other, auth, authup, refuse,
+        ];
         cfg
     }
 }
@@ -194,34 +198,74 @@ fn rsync_client_lists_pulls_and_pushes_at_every_protocol() {
         let out = rsync(&[&p, &served.url("")]);
         assert!(out.status.success(), "{}", text(&out));
         let listing = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(listing.contains("pub            \tthe pub module"), "{listing}");
-        assert!(listing.contains("up             \tthe up module"), "{listing}");
+        assert!(
+            listing.contains("pub            \tthe pub module"),
+            "{listing}"
+        );
+        assert!(
+            listing.contains("up             \tthe up module"),
+            "{listing}"
+        );
         assert!(!listing.contains("hidden"), "{listing}");
         // Pull the whole module.
         let dst = site.tmp.path().join(format!("pulled{protocol}"));
-        let out = rsync(&["-a", &p, &served.url("pub/"), &format!("{}/", dst.display())]);
+        let out = rsync(&[
+            "-a",
+            &p,
+            &served.url("pub/"),
+            &format!("{}/", dst.display()),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         same(&site.src, &dst, protocol);
         // Pull a subdirectory and an unlisted module.
         let dst2 = site.tmp.path().join(format!("sub{protocol}"));
-        let out = rsync(&["-a", &p, &served.url("hidden/a/"), &format!("{}/", dst2.display())]);
+        let out = rsync(&[
+            "-a",
+            &p,
+            &served.url("hidden/a/"),
+            &format!("{}/", dst2.display()),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         same(&site.src.join("a"), &dst2, protocol);
         // A missing path is reported with rsync's words.
-        let out = rsync(&["-a", &p, &served.url("pub/missing"), &format!("{}/", dst2.display())]);
+        let out = rsync(&[
+            "-a",
+            &p,
+            &served.url("pub/missing"),
+            &format!("{}/", dst2.display()),
+        ]);
         assert_eq!(out.status.code(), Some(23), "{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("link_stat"), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("link_stat"),
+            "{}",
+            text(&out)
+        );
         // Push into a writable module, then update by delta.
-        let out = rsync(&["-a", &p, &format!("{}/", site.src.display()), &served.url("up/tree/")]);
+        let out = rsync(&[
+            "-a",
+            &p,
+            &format!("{}/", site.src.display()),
+            &served.url("up/tree/"),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         same(&site.src, &site.tmp.path().join("up/tree"), protocol);
         let f = site.src.join("f65536");
         let mut data = fs::read(&f).unwrap();
         data[100] ^= 0xff;
         fs::write(&f, &data).unwrap();
-        let out = rsync(&["-a", "--stats", &p, &format!("{}/", site.src.display()), &served.url("up/tree/")]);
+        let out = rsync(&[
+            "-a",
+            "--stats",
+            &p,
+            &format!("{}/", site.src.display()),
+            &served.url("up/tree/"),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Matched data: "), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Matched data: "),
+            "{}",
+            text(&out)
+        );
         same(&site.src, &site.tmp.path().join("up/tree"), protocol);
         drop(served);
     }
@@ -238,13 +282,21 @@ fn module_rules_refuse_with_rsyncs_errors() {
     // Read-only module: push refused, nothing written.
     let out = rsync(&["-a", &src, &served.url("pub/new/")]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR: module is read only"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ERROR: module is read only"),
+        "{}",
+        text(&out)
+    );
     assert!(!site.src.join("new").exists());
 
     // Write-only module: pull refused.
     let out = rsync(&["-a", &served.url("wo/"), &dst]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR: module is write only"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ERROR: module is write only"),
+        "{}",
+        text(&out)
+    );
     // ... but a push works.
     let out = rsync(&["-a", &src, &served.url("wo/")]);
     assert!(out.status.success(), "{}", text(&out));
@@ -253,7 +305,11 @@ fn module_rules_refuse_with_rsyncs_errors() {
     // Unknown module.
     let out = rsync(&["-a", &served.url("nope/"), &dst]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: Unknown module 'nope'"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("@ERROR: Unknown module 'nope'"),
+        "{}",
+        text(&out)
+    );
 
     // hosts deny refuses 127.0.0.1; hosts allow lets it in; an allow list
     // without it refuses.
@@ -264,7 +320,11 @@ fn module_rules_refuse_with_rsyncs_errors() {
         "{}",
         text(&out)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("(127.0.0.1)"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(127.0.0.1)"),
+        "{}",
+        text(&out)
+    );
     let out = rsync(&["-a", &served.url("other/"), &dst]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let out = rsync(&["-a", &served.url("allow/"), &dst]);
@@ -275,13 +335,15 @@ fn module_rules_refuse_with_rsyncs_errors() {
     let out = rsync(&["-a", "-c", &served.url("refuse/"), &dst]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("The server is configured to refuse --checksum (-c)"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("The server is configured to refuse --checksum (-c)"),
         "{}",
         text(&out)
     );
     let out = rsync(&["-a", "--delete", &src, &served.url("refuse/")]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("The server is configured to refuse --delete"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("The server is configured to refuse --delete"),
         "{}",
         text(&out)
     );
@@ -300,7 +362,13 @@ fn authentication_with_every_digest() {
         let url = served.url("auth/").replace("rsync://", "rsync://alice@");
         // Wrong password, then no password, then the right one.
         let out = rsync_pw(&["-a", &url, &dst_s], "wrong");
-        assert_eq!(out.status.code(), Some(5), "{}: {}", digest.name(), text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{}: {}",
+            digest.name(),
+            text(&out)
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module auth"),
             "{}",
@@ -309,7 +377,12 @@ fn authentication_with_every_digest() {
         assert!(!dst.exists());
         let url_bob = served.url("auth/").replace("rsync://", "rsync://bob@");
         let out = rsync_pw(&["-a", &url_bob, &dst_s], "other");
-        assert_eq!(out.status.code(), Some(5), "bob is not an auth user: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "bob is not an auth user: {}",
+            text(&out)
+        );
         let out = rsync_pw(&["-a", &url, &dst_s], PASSWORD);
         assert!(out.status.success(), "{}: {}", digest.name(), text(&out));
         same(&site.src, &dst, 32);
@@ -338,13 +411,20 @@ fn authentication_with_every_digest() {
     // :ro / :rw suffixes override `read only`.
     let served = Served::start(Daemon::new(site.config()));
     let src = format!("{}/", site.src.display());
-    let alice = served.url("authup/a/").replace("rsync://", "rsync://alice@");
+    let alice = served
+        .url("authup/a/")
+        .replace("rsync://", "rsync://alice@");
     let out = rsync_pw(&["-a", &src, &alice], PASSWORD);
     assert!(out.status.success(), "alice:rw may push: {}", text(&out));
     same(&site.src, &site.tmp.path().join("authup/a"), 32);
     let bob = served.url("authup/b/").replace("rsync://", "rsync://bob@");
     let out = rsync_pw(&["-a", &src, &bob], "other");
-    assert_eq!(out.status.code(), Some(1), "bob:ro may not push: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bob:ro may not push: {}",
+        text(&out)
+    );
     assert!(!site.tmp.path().join("authup/b").exists());
 }
 
@@ -385,34 +465,47 @@ fn our_client_against_real_rsync_daemon() {
     let list = rt
         .block_on(
             Transfer::new(Options::default())
-                .with_motd(std::sync::Arc::new(move |l: &str| m2.lock().unwrap().push(l.to_string())))
+                .with_motd(std::sync::Arc::new(move |l: &str| {
+                    m2.lock().unwrap().push(l.to_string())
+                }))
                 .list_modules(&DaemonUrl::parse(&base).unwrap()),
         )
         .unwrap();
     let names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["pub", "up", "auth"]);
     assert_eq!(list[0].comment, "public tree");
-    assert!(motd.lock().unwrap().iter().any(|l| l == "Hello from the real daemon"));
+    assert!(
+        motd.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "Hello from the real daemon")
+    );
     for protocol in [29u8, 30, 31, 32] {
         let mut o = Options::archive();
         o.protocol = Some(protocol);
         // Pull.
         let dst = site.tmp.path().join(format!("from-real-{protocol}"));
         let r = rt
-            .block_on(Transfer::new(o.clone()).pull_daemon(&DaemonUrl::parse(&format!("{base}pub/")).unwrap(), &dst))
+            .block_on(
+                Transfer::new(o.clone())
+                    .pull_daemon(&DaemonUrl::parse(&format!("{base}pub/")).unwrap(), &dst),
+            )
             .unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         same(&site.src, &dst, protocol);
         // Push.
         let target = DaemonUrl::parse(&format!("{base}up/p{protocol}/")).unwrap();
         let srcs = [PathBuf::from(format!("{}/", site.src.display()))];
-        let r = rt.block_on(Transfer::new(o.clone()).push_daemon(&srcs, &target)).unwrap();
+        let r = rt
+            .block_on(Transfer::new(o.clone()).push_daemon(&srcs, &target))
+            .unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         same(&site.src, &up.join(format!("p{protocol}")), protocol);
     }
     // Auth: each digest we offer alone is accepted by the real daemon.
     for digest in AuthDigest::OFFERED {
-        let url = DaemonUrl::parse(&format!("rsync://alice@127.0.0.1:{}/auth/", real.port)).unwrap();
+        let url =
+            DaemonUrl::parse(&format!("rsync://alice@127.0.0.1:{}/auth/", real.port)).unwrap();
         let dst = site.tmp.path().join(format!("real-auth-{}", digest.name()));
         let r = rt.block_on(
             Transfer::new(Options::archive())
@@ -428,7 +521,10 @@ fn our_client_against_real_rsync_daemon() {
                 .with_auth_digests(&[digest])
                 .pull_daemon(&url, &site.tmp.path().join("never")),
         );
-        assert!(matches!(bad, Err(Error::DaemonRefused(ref m)) if m.contains("auth failed")), "{bad:?}");
+        assert!(
+            matches!(bad, Err(Error::DaemonRefused(ref m)) if m.contains("auth failed")),
+            "{bad:?}"
+        );
     }
     // Password file (must not be other-accessible).
     let pw = site.tmp.path().join("pw");
@@ -436,11 +532,19 @@ fn our_client_against_real_rsync_daemon() {
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
     let url = DaemonUrl::parse(&format!("rsync://alice@127.0.0.1:{}/auth/", real.port)).unwrap();
     let dst = site.tmp.path().join("pwfile");
-    rt.block_on(Transfer::new(Options::archive()).with_password_file(&pw).pull_daemon(&url, &dst))
-        .unwrap();
+    rt.block_on(
+        Transfer::new(Options::archive())
+            .with_password_file(&pw)
+            .pull_daemon(&url, &dst),
+    )
+    .unwrap();
     same(&site.src, &dst, 32);
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o604)).unwrap();
-    let r = rt.block_on(Transfer::new(Options::archive()).with_password_file(&pw).pull_daemon(&url, &dst));
+    let r = rt.block_on(
+        Transfer::new(Options::archive())
+            .with_password_file(&pw)
+            .pull_daemon(&url, &dst),
+    );
     assert!(r.is_err());
     // Unknown module: the daemon's text as a typed error.
     let r = rt.block_on(
@@ -461,14 +565,22 @@ fn binary_client_and_daemon_both_ways() {
     let port = free_port();
     let conf = format!(
         "use chroot = no\n{}[pub]\npath = {}\ncomment = c\n[up]\npath = {}\nread only = false\n",
-        if is_root() { "uid = root\ngid = root\n" } else { "" },
+        if is_root() {
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        },
         site.src.display(),
         up.display(),
     );
     let cfg = site.tmp.path().join("ferrsyncd.conf");
     fs::write(&cfg, conf).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .args([
+            "--daemon",
+            "--no-detach",
+            &format!("--config={}", cfg.display()),
+        ])
         .arg(format!("--port={port}"))
         .arg("--address=127.0.0.1")
         .stdout(Stdio::null())
@@ -484,7 +596,11 @@ fn binary_client_and_daemon_both_ways() {
     }
     let url = format!("rsync://127.0.0.1:{port}/");
     let out = rsync(&[&url]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pub"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pub"),
+        "{}",
+        text(&out)
+    );
     let dst = site.tmp.path().join("bin-pull");
     let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
         .args(["-a", &format!("{url}pub/"), &format!("{}/", dst.display())])
@@ -493,7 +609,11 @@ fn binary_client_and_daemon_both_ways() {
     assert!(out.status.success(), "{}", text(&out));
     same(&site.src, &dst, 32);
     let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["-a", &format!("{}/", site.src.display()), &format!("{url}up/")])
+        .args([
+            "-a",
+            &format!("{}/", site.src.display()),
+            &format!("{url}up/"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -510,8 +630,15 @@ fn binary_client_and_daemon_both_ways() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     same(&site.src, &back, 32);
-    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync")).arg(&url).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pub            \tc"), "{}", text(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pub            \tc"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -529,7 +656,11 @@ fn daemon_over_a_remote_shell() {
     let shim = site.tmp.path().join("shell-shim.sh");
     fs::write(&shim, "#!/bin/sh\nshift\nexec sh -c \"$*\"\n").unwrap();
     fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
-    let rp = format!("{} --config={}", env!("CARGO_BIN_EXE_ferrsync"), cfg.display());
+    let rp = format!(
+        "{} --config={}",
+        env!("CARGO_BIN_EXE_ferrsync"),
+        cfg.display()
+    );
     let dst = site.tmp.path().join("over-shell");
     let out = rsync(&[
         "-a",
@@ -545,7 +676,10 @@ fn daemon_over_a_remote_shell() {
     let real_cfg = site.tmp.path().join("real-shell.conf");
     fs::write(
         &real_cfg,
-        format!("use chroot = no\nuid = 0\ngid = 0\n[pub]\npath = {}\n", site.src.display()),
+        format!(
+            "use chroot = no\nuid = 0\ngid = 0\n[pub]\npath = {}\n",
+            site.src.display()
+        ),
     )
     .unwrap();
     let dst2 = site.tmp.path().join("over-shell-ours");
@@ -590,17 +724,42 @@ fn containment_through_symlinks_and_dotdot() {
         // The whole module: links arrive as links, never followed.
         let out = rsync(&["-a", &served.url("jail/"), &dst_s]);
         assert!(out.status.success(), "{}", text(&out));
-        assert!(fs::symlink_metadata(dst.join("esc")).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(dst.join("esc"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read(dst.join("inside")).unwrap(), b"ok");
         // Pushing through the link or with ../ writes nothing outside.
         let before = entries(&outside);
-        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/esc/")]);
-        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/../outside/")]);
-        let _ = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/esc/deeper/")]);
-        assert_eq!(entries(&outside), before, "chroot={chroot}: something was written outside");
+        let _ = rsync(&[
+            "-a",
+            &format!("{}/", site.src.display()),
+            &served.url("jail/esc/"),
+        ]);
+        let _ = rsync(&[
+            "-a",
+            &format!("{}/", site.src.display()),
+            &served.url("jail/../outside/"),
+        ]);
+        let _ = rsync(&[
+            "-a",
+            &format!("{}/", site.src.display()),
+            &served.url("jail/esc/deeper/"),
+        ]);
+        assert_eq!(
+            entries(&outside),
+            before,
+            "chroot={chroot}: something was written outside"
+        );
         assert_eq!(fs::read(outside.join("secret")).unwrap(), b"do not read");
         // A `../` push lands inside the module.
-        let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("jail/../x/")]);
+        let out = rsync(&[
+            "-a",
+            &format!("{}/", site.src.display()),
+            &served.url("jail/../x/"),
+        ]);
         if out.status.success() {
             assert!(modroot.join("x").exists() || !site.tmp.path().join("x").exists());
         }
@@ -611,7 +770,8 @@ fn containment_through_symlinks_and_dotdot() {
 fn hold_connection(port: u16, module: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"@RSYNCD: 32.0 sha512 sha256 sha1 md5 md4\n").unwrap();
+    s.write_all(b"@RSYNCD: 32.0 sha512 sha256 sha1 md5 md4\n")
+        .unwrap();
     let mut got = Vec::new();
     let mut b = [0u8; 1];
     while !got.ends_with(b"\n") {
@@ -644,18 +804,30 @@ fn max_connections_and_200_concurrent_clients() {
     let site = Site::new(32);
     let small = site.dir("small");
     for i in 0..20 {
-        fs::write(small.join(format!("f{i}")), format!("file {i}\n").repeat(i + 1)).unwrap();
+        fs::write(
+            small.join(format!("f{i}")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
     }
     let conf = format!(
         "use chroot = no\n{}[small]\npath = {p}\nmax connections = 50\n[free]\npath = {p}\n",
-        if is_root() { "uid = root\ngid = root\n" } else { "" },
+        if is_root() {
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        },
         p = small.display()
     );
     let daemon = binary_daemon(site.tmp.path(), &conf);
     let pid = daemon.child.id();
     let url = |m: &str| format!("rsync://127.0.0.1:{}/{m}/", daemon.port);
     // Settle: one connection so that lazily created resources exist.
-    let out = rsync(&["-a", &url("free"), &format!("{}/", site.tmp.path().join("warm").display())]);
+    let out = rsync(&[
+        "-a",
+        &url("free"),
+        &format!("{}/", site.tmp.path().join("warm").display()),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(100));
     let fds_before = proc_count(pid, "fd");
@@ -663,8 +835,14 @@ fn max_connections_and_200_concurrent_clients() {
 
     // 50 held connections fill the module; the 51st is turned away with
     // rsync's text, by real rsync.
-    let held: Vec<TcpStream> = (0..50).map(|_| hold_connection(daemon.port, "small")).collect();
-    let out = rsync(&["-a", &url("small"), &format!("{}/", site.tmp.path().join("x").display())]);
+    let held: Vec<TcpStream> = (0..50)
+        .map(|_| hold_connection(daemon.port, "small"))
+        .collect();
+    let out = rsync(&[
+        "-a",
+        &url("small"),
+        &format!("{}/", site.tmp.path().join("x").display()),
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -686,7 +864,9 @@ fn max_connections_and_200_concurrent_clients() {
                 let u = DaemonUrl::parse(&url(module)).unwrap();
                 let dst = site.tmp.path().join(format!("c-{module}-{i}"));
                 set.spawn(async move {
-                    let r = Transfer::new(Options::archive()).pull_daemon(&u, &dst).await;
+                    let r = Transfer::new(Options::archive())
+                        .pull_daemon(&u, &dst)
+                        .await;
                     (r, dst)
                 });
             }
@@ -731,7 +911,11 @@ fn max_connections_and_200_concurrent_clients() {
     assert!(fds <= fds_before, "descriptors: {fds} > {fds_before}");
     assert!(tasks <= tasks_before, "threads: {tasks} > {tasks_before}");
     // And the limit still admits new clients.
-    let out = rsync(&["-a", &url("small"), &format!("{}/", site.tmp.path().join("after").display())]);
+    let out = rsync(&[
+        "-a",
+        &url("small"),
+        &format!("{}/", site.tmp.path().join("after").display()),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -748,14 +932,20 @@ fn silent_clients_time_out_and_others_are_served() {
     garbage.write_all(b"GET / HTTP/1.0\n").unwrap();
     let mut buf = Vec::new();
     garbage.read_to_end(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf).contains("@ERROR: protocol startup error"), "{}", String::from_utf8_lossy(&buf));
+    assert!(
+        String::from_utf8_lossy(&buf).contains("@ERROR: protocol startup error"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
     // Others are served meanwhile.
     let dst = site.tmp.path().join("served");
     let out = rsync(&["-a", &served.url("pub/"), &format!("{}/", dst.display())]);
     assert!(out.status.success(), "{}", text(&out));
     same(&site.src, &dst, 32);
     // The silent one is cut off.
-    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut rest = Vec::new();
     let _ = silent.read_to_end(&mut rest);
     let greeting = String::from_utf8_lossy(&rest);
@@ -807,14 +997,20 @@ fn module_parameters_logging_chmod_ids_and_motd() {
     // MOTD before the listing.
     let out = rsync(&[&served.url("")]);
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(listing.starts_with("Welcome to ferrsync\nSecond line\n"), "{listing}");
+    assert!(
+        listing.starts_with("Welcome to ferrsync\nSecond line\n"),
+        "{listing}"
+    );
 
     // Outgoing chmod: modes as the module says; transfer log lines.
     let dst = site.tmp.path().join("chmodded");
     let out = rsync(&["-a", &served.url("logged/"), &format!("{}/", dst.display())]);
     assert!(out.status.success(), "{}", text(&out));
     let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&dst.join("f700")), mode(&site.src.join("f700")) & !0o007);
+    assert_eq!(
+        mode(&dst.join("f700")),
+        mode(&site.src.join("f700")) & !0o007
+    );
     assert_eq!(mode(&dst.join("a")), mode(&site.src.join("a")) & !0o007);
     let text_log = fs::read_to_string(&log).unwrap();
     let size = fs::metadata(site.src.join("f700")).unwrap().len();
@@ -824,24 +1020,49 @@ fn module_parameters_logging_chmod_ids_and_motd() {
     );
 
     // Incoming chmod applies to what a client pushes.
-    let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("in/")]);
+    let out = rsync(&[
+        "-a",
+        &format!("{}/", site.src.display()),
+        &served.url("in/"),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(mode(&incoming.join("f700")), mode(&site.src.join("f700")) | 0o020);
+    assert_eq!(
+        mode(&incoming.join("f700")),
+        mode(&site.src.join("f700")) | 0o020
+    );
     assert_ne!(mode(&incoming.join("a")) & 0o2000, 0);
-    assert!(fs::read_to_string(&log).unwrap().contains("recv UNKNOWN [127.0.0.1] in () f700"));
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("recv UNKNOWN [127.0.0.1] in () f700")
+    );
 
     // hosts allow by name (127.0.0.1 is localhost); numeric ids module.
-    let out = rsync(&["-a", &format!("{}/", site.src.display()), &served.url("named/")]);
+    let out = rsync(&[
+        "-a",
+        &format!("{}/", site.src.display()),
+        &served.url("named/"),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     same(&site.src, &named, 32);
 
     // strict modes: an other-readable secrets file is refused unless off.
-    let url = |m: &str| served.url(&format!("{m}/")).replace("rsync://", "rsync://alice@");
-    let out = rsync_pw(&["-a", &format!("{}/", site.src.display()), &url("strict")], PASSWORD);
+    let url = |m: &str| {
+        served
+            .url(&format!("{m}/"))
+            .replace("rsync://", "rsync://alice@")
+    };
+    let out = rsync_pw(
+        &["-a", &format!("{}/", site.src.display()), &url("strict")],
+        PASSWORD,
+    );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(entries(&strict) == 0);
     let lax_dst = site.tmp.path().join("lax");
-    let out = rsync_pw(&["-a", &url("lax"), &format!("{}/", lax_dst.display())], PASSWORD);
+    let out = rsync_pw(
+        &["-a", &url("lax"), &format!("{}/", lax_dst.display())],
+        PASSWORD,
+    );
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -854,7 +1075,12 @@ fn pushed_files_belong_to_the_module_user() {
     let site = Site::new(32);
     let dir = site.dir("nobodys");
     let nobody = 65534;
-    rustix::fs::chown(&dir, Some(rustix::fs::Uid::from_raw(nobody)), Some(rustix::fs::Gid::from_raw(nobody))).unwrap();
+    rustix::fs::chown(
+        &dir,
+        Some(rustix::fs::Uid::from_raw(nobody)),
+        Some(rustix::fs::Gid::from_raw(nobody)),
+    )
+    .unwrap();
     let mut cfg = DaemonConfig::default();
     let mut m = Module::new("drop", &dir);
     m.read_only = false;
@@ -866,7 +1092,11 @@ fn pushed_files_belong_to_the_module_user() {
     fs::write(plain.join("x"), b"payload").unwrap();
     fs::create_dir(plain.join("d")).unwrap();
     fs::write(plain.join("d/y"), b"more").unwrap();
-    let out = rsync(&["-rt", &format!("{}/", plain.display()), &served.url("drop/")]);
+    let out = rsync(&[
+        "-rt",
+        &format!("{}/", plain.display()),
+        &served.url("drop/"),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     for p in ["x", "d", "d/y"] {
         let md = fs::symlink_metadata(dir.join(p)).unwrap();
@@ -877,7 +1107,11 @@ fn pushed_files_belong_to_the_module_user() {
     // directory inside the module stays untouched.
     fs::create_dir(dir.join("rootonly")).unwrap();
     fs::set_permissions(dir.join("rootonly"), fs::Permissions::from_mode(0o755)).unwrap();
-    let out = rsync(&["-rt", &format!("{}/", plain.display()), &served.url("drop/rootonly/")]);
+    let out = rsync(&[
+        "-rt",
+        &format!("{}/", plain.display()),
+        &served.url("drop/rootonly/"),
+    ]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(entries(&dir.join("rootonly")), 0);
 }
@@ -943,12 +1177,14 @@ fn module_timeout_and_graceful_shutdown() {
     served.stop.shutdown();
     let out = client.join().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(fs::read(dst.join("blob")).unwrap(), fs::read(big.join("blob")).unwrap());
+    assert_eq!(
+        fs::read(dst.join("blob")).unwrap(),
+        fs::read(big.join("blob")).unwrap()
+    );
     // New connections are refused once the listener is closed.
     std::thread::sleep(Duration::from_millis(200));
     assert!(TcpStream::connect(("127.0.0.1", served.port)).is_err());
 }
-
 
 #[test]
 fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
@@ -974,7 +1210,11 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
          [grp]\npath = {t}\nauth users = @root\nsecrets file = {s}\n\
          [v6]\npath = {t}\nhosts allow = ::1\n",
         pid = pid_file.display(),
-        ids = if is_root() { "uid = root\ngid = root\n" } else { "" },
+        ids = if is_root() {
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        },
         t = text_dir.display(),
         s = secrets.display(),
     );
@@ -984,9 +1224,17 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     // IPv6 loopback is not on every machine; the IPv6 part needs it.
     let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
     let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .args([
+            "--daemon",
+            "--no-detach",
+            &format!("--config={}", cfg.display()),
+        ])
         .arg(format!("--port={port}"))
-        .arg(if ipv6 { "--address=::" } else { "--address=127.0.0.1" })
+        .arg(if ipv6 {
+            "--address=::"
+        } else {
+            "--address=127.0.0.1"
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -999,7 +1247,11 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The pid file names the daemon.
-    let pid: u32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(pid, daemon.child.id());
     let url = |m: &str| format!("rsync://127.0.0.1:{port}/{m}/");
 
@@ -1012,19 +1264,40 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     assert!(!got.join("cache").exists());
     // ... and a client cannot include them back.
     let got2 = site.tmp.path().join("filtered2");
-    let out = rsync(&["-a", "--include=*.tmp", &url("filtered"), &format!("{}/", got2.display())]);
+    let out = rsync(&[
+        "-a",
+        "--include=*.tmp",
+        &url("filtered"),
+        &format!("{}/", got2.display()),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!got2.join("skip.tmp").exists());
 
     // dont compress: the .txt file travels at level 0 with zlib.
     let received = |module: &str| -> u64 {
         let d = site.tmp.path().join(format!("z-{module}"));
-        let out = rsync(&["-a", "--zc=zlib", "--stats", &url(module), &format!("{}/", d.display())]);
+        let out = rsync(&[
+            "-a",
+            "--zc=zlib",
+            "--stats",
+            &url(module),
+            &format!("{}/", d.display()),
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(fs::read_to_string(d.join("notes.txt")).unwrap(), big_text);
         let s = String::from_utf8_lossy(&out.stdout).to_string();
-        let line = s.lines().find(|l| l.starts_with("Total bytes received:")).unwrap().to_string();
-        line.split(':').nth(1).unwrap().trim().replace(',', "").parse().unwrap()
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("Total bytes received:"))
+            .unwrap()
+            .to_string();
+        line.split(':')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .replace(',', "")
+            .parse()
+            .unwrap()
     };
     let plain = received("plain");
     let nocomp = received("nocomp");
@@ -1034,19 +1307,31 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
     // @group in auth users, password from RSYNC_PASSWORD, with our binary.
     let dst = site.tmp.path().join("grp");
     let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["-a", &url("grp").replace("rsync://", "rsync://root@"), &format!("{}/", dst.display())])
+        .args([
+            "-a",
+            &url("grp").replace("rsync://", "rsync://root@"),
+            &format!("{}/", dst.display()),
+        ])
         .env("RSYNC_PASSWORD", PASSWORD)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(dst.join("notes.txt").exists());
     let out = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["-a", &url("grp").replace("rsync://", "rsync://root@"), &format!("{}/", dst.display())])
+        .args([
+            "-a",
+            &url("grp").replace("rsync://", "rsync://root@"),
+            &format!("{}/", dst.display()),
+        ])
         .env("RSYNC_PASSWORD", "wrong")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module grp"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("@ERROR: auth failed on module grp"),
+        "{}",
+        text(&out)
+    );
 
     // IPv6: hosts allow = ::1 admits a client on ::1 and refuses 127.0.0.1.
     if !ipv6 {
@@ -1055,10 +1340,18 @@ fn module_filters_pid_file_ipv6_env_password_groups_and_dont_compress() {
         return;
     }
     let v6 = site.tmp.path().join("v6");
-    let out = rsync(&["-a", &format!("rsync://[::1]:{port}/v6/"), &format!("{}/", v6.display())]);
+    let out = rsync(&[
+        "-a",
+        &format!("rsync://[::1]:{port}/v6/"),
+        &format!("{}/", v6.display()),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(v6.join("notes.txt").exists());
-    let out = rsync(&["-a", &url("v6"), &format!("{}/", site.tmp.path().join("v4").display())]);
+    let out = rsync(&[
+        "-a",
+        &url("v6"),
+        &format!("{}/", site.tmp.path().join("v4").display()),
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     drop(daemon);
 }
@@ -1074,13 +1367,21 @@ fn config_file_port_address_and_wildcard_hosts() {
          [wild]\npath = {src}\nhosts allow = local*\n\
          [nobody]\npath = {src}\nhosts deny = *\n\
          [numeric]\npath = {src}\nhosts allow = 127.0.0.*\n",
-        ids = if is_root() { "uid = root\ngid = root\n" } else { "" },
+        ids = if is_root() {
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        },
         src = site.src.display(),
     );
     let cfg = site.tmp.path().join("portconf.conf");
     fs::write(&cfg, conf).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ferrsync"))
-        .args(["--daemon", "--no-detach", &format!("--config={}", cfg.display())])
+        .args([
+            "--daemon",
+            "--no-detach",
+            &format!("--config={}", cfg.display()),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1097,22 +1398,46 @@ fn config_file_port_address_and_wildcard_hosts() {
     let out = rsync(&["-a", &url("wild"), &format!("{}/", dst.display())]);
     assert!(out.status.success(), "{}", text(&out));
     same(&site.src, &dst, 32);
-    let out = rsync(&["-a", &url("nobody"), &format!("{}/", site.tmp.path().join("n").display())]);
+    let out = rsync(&[
+        "-a",
+        &url("nobody"),
+        &format!("{}/", site.tmp.path().join("n").display()),
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("@ERROR: access denied to nobody from"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("@ERROR: access denied to nobody from"),
+        "{}",
+        text(&out)
+    );
     // rsync matches wildcards against host names only: an address pattern
     // like 127.0.0.* does not admit 127.0.0.1 by address.
-    let out = rsync(&["-a", &url("numeric"), &format!("{}/", site.tmp.path().join("m").display())]);
+    let out = rsync(&[
+        "-a",
+        &url("numeric"),
+        &format!("{}/", site.tmp.path().join("m").display()),
+    ]);
     let theirs = {
         let rcfg = site.tmp.path().join("real-wild.conf");
         fs::write(
             &rcfg,
-            format!("use chroot = no\n[numeric]\npath = {}\nhosts allow = 127.0.0.*\n", site.src.display()),
+            format!(
+                "use chroot = no\n[numeric]\npath = {}\nhosts allow = 127.0.0.*\n",
+                site.src.display()
+            ),
         )
         .unwrap();
         let d = common::daemon::start("rsync", &rcfg, "127.0.0.1");
-        let o = rsync(&["-a", &format!("rsync://127.0.0.1:{}/numeric/", d.port), &format!("{}/", site.tmp.path().join("r").display())]);
+        let o = rsync(&[
+            "-a",
+            &format!("rsync://127.0.0.1:{}/numeric/", d.port),
+            &format!("{}/", site.tmp.path().join("r").display()),
+        ]);
         o.status.code()
     };
-    assert_eq!(out.status.code(), theirs, "ours vs real rsync daemon: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        theirs,
+        "ours vs real rsync daemon: {}",
+        text(&out)
+    );
 }

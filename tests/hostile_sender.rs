@@ -280,13 +280,20 @@ fn run_case(
         let role = ClientRole::Receiver { dest };
         let hooks = Hooks::default();
         let both = async {
-            tokio::join!(run_client(rd, wr, &o, role, &hooks), hostile(theirs, protocol, list, act))
+            tokio::join!(
+                run_client(rd, wr, &o, role, &hooks),
+                hostile(theirs, protocol, list, act)
+            )
         };
         tokio::time::timeout(Duration::from_secs(30), both).await
     });
     let (client, server) = result.unwrap_or_else(|_| panic!("{name} p{protocol}: hung"));
     if std::env::var("HOSTILE_DEBUG").is_ok() {
-        eprintln!("{name} p{protocol}: client {:?} / peer {:?}", client.as_ref().map(|r| &r.errors), server);
+        eprintln!(
+            "{name} p{protocol}: client {:?} / peer {:?}",
+            client.as_ref().map(|r| &r.errors),
+            server
+        );
     }
     assert_eq!(
         snapshot(&s.outside),
@@ -294,7 +301,11 @@ fn run_case(
         "{name} p{protocol}: something outside changed"
     );
     if !name.starts_with("delete") {
-        assert_eq!(fs::read(s.dest.join("old")).unwrap(), b"old file", "{name} p{protocol}");
+        assert_eq!(
+            fs::read(s.dest.join("old")).unwrap(),
+            b"old file",
+            "{name} p{protocol}"
+        );
     }
     // No temporary file is left anywhere in the destination.
     for (p, _) in snapshot(&s.dest) {
@@ -345,14 +356,26 @@ fn files_through_symlinks_never_leave_the_destination() {
         let s = site();
         let out = s.outside.display().to_string();
         let list = vec![dir("."), link("esc", &out), file("esc/secret", 7)];
-        let r = run_case("through-new-link", protocol, &s, list, Act::Serve(b"pwned!!".to_vec()));
+        let r = run_case(
+            "through-new-link",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"pwned!!".to_vec()),
+        );
         must_fail("through-new-link", &r);
         // A symlink already in the destination, then a directory and file
         // of the same name: the link is replaced, never followed.
         let s = site();
         std::os::unix::fs::symlink(&s.outside, s.dest.join("pre")).unwrap();
         let list = vec![dir("."), dir("pre"), file("pre/secret", 7)];
-        let r = run_case("through-old-link", protocol, &s, list, Act::Serve(b"pwned!!".to_vec()));
+        let r = run_case(
+            "through-old-link",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"pwned!!".to_vec()),
+        );
         if r.is_ok() {
             assert!(fs::symlink_metadata(s.dest.join("pre")).unwrap().is_dir());
             assert_eq!(fs::read(s.dest.join("pre/secret")).unwrap(), b"pwned!!");
@@ -362,19 +385,41 @@ fn files_through_symlinks_never_leave_the_destination() {
         let s = site();
         std::os::unix::fs::symlink(&s.outside, s.dest.join("deldir")).unwrap();
         let list = vec![dir("."), dir("deldir"), file("keep", 7)];
-        let r = run_case("delete-through-link", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        let r = run_case(
+            "delete-through-link",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"payload".to_vec()),
+        );
         assert!(r.is_ok(), "{r:?}");
-        assert!(fs::symlink_metadata(s.dest.join("deldir")).unwrap().is_dir());
+        assert!(
+            fs::symlink_metadata(s.dest.join("deldir"))
+                .unwrap()
+                .is_dir()
+        );
         assert!(s.outside.join("secret").exists());
         // A file whose parent is a file of the list.
         let s = site();
         let list = vec![dir("."), file("f", 7), file("f/g", 7)];
-        let r = run_case("file-under-file", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        let r = run_case(
+            "file-under-file",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"payload".to_vec()),
+        );
         must_fail("file-under-file", &r);
         // An entry whose parent is not in the list at all.
         let s = site();
         let list = vec![dir("."), file("nodir/g", 7)];
-        let r = run_case("orphan", protocol, &s, list, Act::Serve(b"payload".to_vec()));
+        let r = run_case(
+            "orphan",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"payload".to_vec()),
+        );
         must_fail("orphan", &r);
     }
 }
@@ -384,9 +429,33 @@ fn protocol_abuse_ends_with_a_clear_error() {
     let cases: Vec<(&str, Act)> = vec![
         ("wrong-index", Act::WrongIndex(5000)),
         ("negative-index", Act::WrongIndex(-77)),
-        ("huge-sum-count", Act::SumHead(SumHead { count: i32::MAX, blength: 700, s2length: 16, remainder: 0 })),
-        ("huge-block-len", Act::SumHead(SumHead { count: 1, blength: 1 << 30, s2length: 16, remainder: 0 })),
-        ("bad-strong-len", Act::SumHead(SumHead { count: 1, blength: 700, s2length: 99, remainder: 0 })),
+        (
+            "huge-sum-count",
+            Act::SumHead(SumHead {
+                count: i32::MAX,
+                blength: 700,
+                s2length: 16,
+                remainder: 0,
+            }),
+        ),
+        (
+            "huge-block-len",
+            Act::SumHead(SumHead {
+                count: 1,
+                blength: 1 << 30,
+                s2length: 16,
+                remainder: 0,
+            }),
+        ),
+        (
+            "bad-strong-len",
+            Act::SumHead(SumHead {
+                count: 1,
+                blength: 700,
+                s2length: 99,
+                remainder: 0,
+            }),
+        ),
         ("block-without-basis", Act::BlockWithoutBasis),
         ("basis-redirect", Act::BasisRedirect),
         ("endless-literal", Act::EndlessLiteral),
@@ -398,7 +467,10 @@ fn protocol_abuse_ends_with_a_clear_error() {
             let list = vec![dir("."), file("target", 7)];
             let r = run_case(name, protocol, &s, list, act.clone());
             must_fail(name, &r);
-            assert!(!s.dest.join("target").exists() || fs::read(s.dest.join("target")).unwrap() != b"outside secret");
+            assert!(
+                !s.dest.join("target").exists()
+                    || fs::read(s.dest.join("target")).unwrap() != b"outside secret"
+            );
         }
     }
 }

@@ -53,7 +53,11 @@ fn run_way(way: Way, opts: &Options, rsync_args: &[&str], src: &Path, dst: &Path
             let t = Transfer::new(opts.clone());
             let rt = rt();
             let r = if matches!(way, Way::OursPush) {
-                rt.block_on(t.push(&RemoteCommand::local("rsync"), &[slash(src).into()], &slash(dst)))
+                rt.block_on(t.push(
+                    &RemoteCommand::local("rsync"),
+                    &[slash(src).into()],
+                    &slash(dst),
+                ))
             } else {
                 rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(src)], dst))
             };
@@ -115,8 +119,15 @@ fn delay_updates_matches_rsync_alone_every_way() {
         let shim = common::tree::write_shim(tmp.path());
         run_way(way, &o, &args, &src, &dst, &shim);
         let d = compare_trees(&reference, &dst, Compare::all(true));
-        assert!(d.is_empty(), "{way:?}: differs from rsync alone:\n{}", d.join("\n"));
-        assert!(has_delay_dirs(&dst).is_empty(), "{way:?}: holding dirs left");
+        assert!(
+            d.is_empty(),
+            "{way:?}: differs from rsync alone:\n{}",
+            d.join("\n")
+        );
+        assert!(
+            has_delay_dirs(&dst).is_empty(),
+            "{way:?}: holding dirs left"
+        );
         assert!(leftover_temps(&dst).is_empty(), "{way:?}: temp files left");
     }
 }
@@ -131,8 +142,16 @@ fn delay_updates_interrupted_keeps_every_old_file_then_completes() {
     fs::create_dir_all(dst.join("sub")).unwrap();
     // Small files that change (transferred first) and a big new file last.
     for i in 0..10 {
-        fs::write(src.join(format!("a{i}")), format!("new version {i}\n").repeat(50)).unwrap();
-        fs::write(dst.join(format!("a{i}")), format!("old version {i}\n").repeat(40)).unwrap();
+        fs::write(
+            src.join(format!("a{i}")),
+            format!("new version {i}\n").repeat(50),
+        )
+        .unwrap();
+        fs::write(
+            dst.join(format!("a{i}")),
+            format!("old version {i}\n").repeat(40),
+        )
+        .unwrap();
         fs::write(src.join(format!("sub/b{i}")), format!("new file {i}\n")).unwrap();
         fs::write(dst.join(format!("sub/b{i}")), format!("old {i}\n")).unwrap();
     }
@@ -150,7 +169,11 @@ fn delay_updates_interrupted_keeps_every_old_file_then_completes() {
     let mut o = Options::archive();
     o.delay_updates = true;
     o.bwlimit = None;
-    let res = rt.block_on(Transfer::new(o.clone()).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst));
+    let res = rt.block_on(Transfer::new(o.clone()).pull(
+        &RemoteCommand::local("rsync"),
+        &[slash(&src)],
+        &dst,
+    ));
     assert!(killer.join().unwrap(), "the transfer ended before the kill");
     assert!(res.is_err());
     // Nothing was put into place: every old file is still there, whole.
@@ -158,7 +181,11 @@ fn delay_updates_interrupted_keeps_every_old_file_then_completes() {
         assert_eq!(&fs::read(dst.join(rel)).unwrap(), data, "{rel:?} changed");
     }
     assert!(!dst.join("zz-big").exists());
-    assert!(leftover_temps(&dst).is_empty(), "{:?}", leftover_temps(&dst));
+    assert!(
+        leftover_temps(&dst).is_empty(),
+        "{:?}",
+        leftover_temps(&dst)
+    );
     // The next run completes and cleans up the holding directories.
     let r = rt
         .block_on(Transfer::new(o).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst))
@@ -176,7 +203,14 @@ fn update_basis(src: &Path, dst: &Path) {
     // Items only the basis has keep their times: make them equal in every
     // copy (children first, so directory times stick).
     let fixed = filetime::FileTime::from_unix_time(1_650_000_000, 0);
-    for rel in ["extra-dir/sub/x", "extra-dir/sub", "extra-dir", "extra-file", "f65536", "a/extra-link"] {
+    for rel in [
+        "extra-dir/sub/x",
+        "extra-dir/sub",
+        "extra-dir",
+        "extra-file",
+        "f65536",
+        "a/extra-link",
+    ] {
         filetime::set_symlink_file_times(dst.join(rel), fixed, fixed).unwrap();
     }
     let newer = dst.join("f1");
@@ -187,7 +221,10 @@ fn update_basis(src: &Path, dst: &Path) {
     let len = fs::metadata(src.join("with space")).unwrap().len() as usize;
     fs::write(&off, vec![b'q'; len]).unwrap();
     let m = fs::metadata(src.join("with space")).unwrap();
-    let t = filetime::FileTime::from_unix_time(filetime::FileTime::from_last_modification_time(&m).unix_seconds() + 1, 0);
+    let t = filetime::FileTime::from_unix_time(
+        filetime::FileTime::from_last_modification_time(&m).unix_seconds() + 1,
+        0,
+    );
     filetime::set_file_mtime(&off, t).unwrap();
 }
 
@@ -243,7 +280,11 @@ fn update_rules_match_rsync_alone_every_way() {
                 .arg(slash(&reference))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let mut o = Options::archive();
             set(&mut o);
             let shim = common::tree::write_shim(tmp.path());
@@ -252,7 +293,9 @@ fn update_rules_match_rsync_alone_every_way() {
             // it set their times, so directory times are "now" in both
             // trees and cannot be compared.
             let mut cmp = Compare::all(true);
-            cmp.dir_times = !args.iter().any(|a| a.starts_with("-b") || a.starts_with("--backup"));
+            cmp.dir_times = !args
+                .iter()
+                .any(|a| a.starts_with("-b") || a.starts_with("--backup"));
             let d = compare_trees(&reference, &dst, cmp);
             assert!(
                 d.is_empty(),
@@ -299,7 +342,11 @@ fn partial_dir_interrupted_then_resumed_every_way() {
         o.partial_dir = Some(".rsync-partial".into());
         o.partial = true;
         o.whole_file = Some(false);
-        let res = rt.block_on(Transfer::new(o.clone()).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst));
+        let res = rt.block_on(Transfer::new(o.clone()).pull(
+            &RemoteCommand::local("rsync"),
+            &[slash(&src)],
+            &dst,
+        ));
         assert!(killer.join().unwrap(), "the transfer ended before the kill");
         assert!(res.is_err());
         assert_eq!(fs::read(dst.join("big")).unwrap(), b"the old version");
@@ -310,17 +357,31 @@ fn partial_dir_interrupted_then_resumed_every_way() {
         if resume_with_rsync {
             let shim = common::tree::write_shim(tmp.path());
             let out = Command::new("rsync")
-                .args(["-a", "--no-W", "--partial-dir=.rsync-partial", "--stats", "-e"])
+                .args([
+                    "-a",
+                    "--no-W",
+                    "--partial-dir=.rsync-partial",
+                    "--stats",
+                    "-e",
+                ])
                 .arg(&shim)
                 .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
                 .arg(slash(&src))
                 .arg(format!("localhost:{}", slash(&dst)))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         } else {
             let r = rt
-                .block_on(Transfer::new(o).pull(&RemoteCommand::local("rsync"), &[slash(&src)], &dst))
+                .block_on(Transfer::new(o).pull(
+                    &RemoteCommand::local("rsync"),
+                    &[slash(&src)],
+                    &dst,
+                ))
                 .unwrap();
             assert!(r.errors.is_empty(), "{:?}", r.errors);
             assert!(
@@ -389,9 +450,15 @@ fn max_delete_stops_deletions_like_rsync() {
             .arg(format!("localhost:{}", slash(&theirs)))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(25), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(25),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("Deletions stopped due to --max-delete limit"),
+            String::from_utf8_lossy(&out.stderr)
+                .contains("Deletions stopped due to --max-delete limit"),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -402,8 +469,13 @@ fn max_delete_stops_deletions_like_rsync() {
 /// Groups of paths sharing an inode (only groups of two or more), sorted.
 fn link_groups(root: &Path) -> Vec<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
-    let out = Command::new("find").arg(root).args(["-type", "f"]).output().unwrap();
-    let mut by_ino: std::collections::BTreeMap<u64, Vec<String>> = std::collections::BTreeMap::new();
+    let out = Command::new("find")
+        .arg(root)
+        .args(["-type", "f"])
+        .output()
+        .unwrap();
+    let mut by_ino: std::collections::BTreeMap<u64, Vec<String>> =
+        std::collections::BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let p = PathBuf::from(line);
         let ino = fs::metadata(&p).unwrap().ino();
@@ -439,7 +511,11 @@ fn hardlink_tree(src: &Path) {
 /// Fixed mtimes for every file (timestamps taken within one clock tick
 /// would otherwise decide the quick check by chance).
 fn set_all_mtimes(root: &Path, secs: i64) {
-    let out = Command::new("find").arg(root).args(["-type", "f"]).output().unwrap();
+    let out = Command::new("find")
+        .arg(root)
+        .args(["-type", "f"])
+        .output()
+        .unwrap();
     let t = filetime::FileTime::from_unix_time(secs, 0);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         filetime::set_file_mtime(line, t).unwrap();

@@ -547,8 +547,15 @@ fn a_silent_server_hits_the_connect_timeout() {
     o.connect_timeout = Some(std::time::Duration::from_secs(1));
     let started = std::time::Instant::now();
     let err = failing_pull(&rt, port, &o, tmp.path(), &tmp.path().join("x"));
-    assert!(started.elapsed() < std::time::Duration::from_secs(4), "{:?}", started.elapsed());
-    assert!(matches!(err, Error::Ssh(SshError::Timeout { .. })), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, Error::Ssh(SshError::Timeout { .. })),
+        "{err:?}"
+    );
     held.join().unwrap();
 }
 
@@ -562,16 +569,29 @@ fn a_stalled_remote_command_hits_the_io_timeout() {
     let sshd = Sshd::start(&keys);
     let sleeper = tmp.path().join("sleeper.sh");
     fs::write(&sleeper, "#!/bin/sh\nexec sleep 30\n").unwrap();
-    fs::set_permissions(&sleeper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let mut o = ssh_opts(&keys, &keys.user);
     o.rsync_path = sleeper.display().to_string();
     o.io_timeout = Some(std::time::Duration::from_secs(2));
     o.keepalive = None;
     let started = std::time::Instant::now();
     let dst = tmp.path().join("never");
-    let res = rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &o, &[slash(tmp.path())], &dst));
+    let res = rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &o,
+        &[slash(tmp.path())],
+        &dst,
+    ));
     assert!(res.is_err(), "{res:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!dst.exists());
 }
 
@@ -594,11 +614,19 @@ fn keepalives_flow_while_the_remote_side_is_quiet() {
     o.rsync_path = slow.display().to_string();
     o.keepalive = Some(std::time::Duration::from_secs(1));
     let dst = tmp.path().join("dst");
-    rt.block_on(Transfer::new(options(32, false)).pull_ssh(&target(sshd.port), &o, &[slash(&src)], &dst))
-        .unwrap();
+    rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &target(sshd.port),
+        &o,
+        &[slash(&src)],
+        &dst,
+    ))
+    .unwrap();
     assert_eq!(fs::read(dst.join("f")).unwrap(), b"after a quiet start");
     let log = fs::read_to_string(keys.dir.join(format!("sshd_{}.log", sshd.port))).unwrap();
-    assert!(log.contains("keepalive@openssh.com"), "no keep-alive in the sshd log");
+    assert!(
+        log.contains("keepalive@openssh.com"),
+        "no keep-alive in the sshd log"
+    );
 }
 
 #[test]
@@ -622,7 +650,11 @@ fn the_binary_finds_the_users_key_and_known_hosts_by_default() {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
             .env("HOME", home)
             .env_remove("SSH_AUTH_SOCK")
-            .args(["-a", &format!("ssh://root@127.0.0.1:{}{}/", sshd.port, src.display()), &slash(&dst)])
+            .args([
+                "-a",
+                &format!("ssh://root@127.0.0.1:{}{}/", sshd.port, src.display()),
+                &slash(&dst),
+            ])
             .output()
             .unwrap()
     };
@@ -634,6 +666,11 @@ fn the_binary_finds_the_users_key_and_known_hosts_by_default() {
     fs::create_dir_all(empty.join(".ssh")).unwrap();
     fs::remove_dir_all(&dst).unwrap();
     let o = run(&empty);
-    assert_eq!(o.status.code(), Some(255), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!dst.exists());
 }

@@ -87,27 +87,75 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "defaults", change: |_| {}, times: true },
-    Case { name: "recursive off", change: |t| t.recursive = false, times: true },
-    Case { name: "times off", change: |t| t.times = false, times: false },
-    Case { name: "compress off", change: |t| t.compress = false, times: true },
-    Case { name: "archive", change: |t| t.archive = true, times: true },
-    Case { name: "delete", change: |t| t.delete = true, times: true },
-    Case { name: "quiet", change: |t| t.quiet = true, times: true },
-    Case { name: "preserve_permissions", change: |t| t.preserve_permissions = true, times: true },
-    Case { name: "preserve_xattrs", change: |t| t.preserve_xattrs = true, times: true },
-    Case { name: "delay_updates off", change: |t| t.delay_updates = false, times: true },
+    Case {
+        name: "defaults",
+        change: |_| {},
+        times: true,
+    },
+    Case {
+        name: "recursive off",
+        change: |t| t.recursive = false,
+        times: true,
+    },
+    Case {
+        name: "times off",
+        change: |t| t.times = false,
+        times: false,
+    },
+    Case {
+        name: "compress off",
+        change: |t| t.compress = false,
+        times: true,
+    },
+    Case {
+        name: "archive",
+        change: |t| t.archive = true,
+        times: true,
+    },
+    Case {
+        name: "delete",
+        change: |t| t.delete = true,
+        times: true,
+    },
+    Case {
+        name: "quiet",
+        change: |t| t.quiet = true,
+        times: true,
+    },
+    Case {
+        name: "preserve_permissions",
+        change: |t| t.preserve_permissions = true,
+        times: true,
+    },
+    Case {
+        name: "preserve_xattrs",
+        change: |t| t.preserve_xattrs = true,
+        times: true,
+    },
+    Case {
+        name: "delay_updates off",
+        change: |t| t.delay_updates = false,
+        times: true,
+    },
     Case {
         name: "extra",
         change: |t| t.extra = vec!["--exclude='*.tmp'".into(), "--exclude=deep/".into()],
         times: true,
     },
-    Case { name: "description, enabled, schedule", change: |t| {
-        t.description = "nightly".into();
-        t.enabled = false;
-        t.schedule = "@daily".into();
-    }, times: true },
-    Case { name: "user (this process's)", change: |t| t.user = "root".into(), times: true },
+    Case {
+        name: "description, enabled, schedule",
+        change: |t| {
+            t.description = "nightly".into();
+            t.enabled = false;
+            t.schedule = "@daily".into();
+        },
+        times: true,
+    },
+    Case {
+        name: "user (this process's)",
+        change: |t| t.user = "root".into(),
+        times: true,
+    },
 ];
 
 fn compare(a: &Path, b: &Path, times: bool) -> Vec<String> {
@@ -120,7 +168,11 @@ fn compare(a: &Path, b: &Path, times: bool) -> Vec<String> {
     };
     let mut d = compare_trees(a, b, c);
     // Extended attributes of the regular files and directories.
-    let out = Command::new("find").arg(a).args(["-type", "f", "-o", "-type", "d"]).output().unwrap();
+    let out = Command::new("find")
+        .arg(a)
+        .args(["-type", "f", "-o", "-type", "d"])
+        .output()
+        .unwrap();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let pa = Path::new(line);
         let rel = pa.strip_prefix(a).unwrap();
@@ -147,11 +199,19 @@ fn compare(a: &Path, b: &Path, times: bool) -> Vec<String> {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn run_rsync(words: &[String], src: &str, dst: &str) -> i32 {
-    let out = Command::new("rsync").args(words).arg(src).arg(dst).output().unwrap();
+    let out = Command::new("rsync")
+        .args(words)
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
     out.status.code().unwrap_or(-1)
 }
 
@@ -182,12 +242,12 @@ fn every_field_both_directions_matches_rsync() {
                 );
                 let d = real_daemon(t, &conf);
                 let mut task = {
-        let mut k = Task::default();
-        k.remote_host = "127.0.0.1".into();
-        k.remote_port = Some(d.port);
-        k.direction = dir;
-        k
-    };
+                    let mut k = Task::default();
+                    k.remote_host = "127.0.0.1".into();
+                    k.remote_port = Some(d.port);
+                    k.direction = dir;
+                    k
+                };
                 (case.change)(&mut task);
                 let what = format!("{} / {dir:?} / slash {slash}", case.name);
                 let words = rsync_words(&task);
@@ -200,7 +260,11 @@ fn every_field_both_directions_matches_rsync() {
                         task.path = PathBuf::from(&p);
                         task.remote_module = "ours".into();
                         let url = format!("rsync://127.0.0.1:{}/theirs/", d.port);
-                        (t.join("ours"), t.join("theirs"), run_rsync(&words, &p, &url))
+                        (
+                            t.join("ours"),
+                            t.join("theirs"),
+                            run_rsync(&words, &p, &url),
+                        )
                     }
                     Direction::Pull => {
                         // The module's contents land in `path`.
@@ -209,10 +273,18 @@ fn every_field_both_directions_matches_rsync() {
                         task.remote_module = "src".into();
                         let url = format!("rsync://127.0.0.1:{}/src/", d.port);
                         let dst = t.join("theirs").join(sub);
-                        (t.join("ours"), t.join("theirs"), run_rsync(&words, &url, dst.to_str().unwrap()))
+                        (
+                            t.join("ours"),
+                            t.join("theirs"),
+                            run_rsync(&words, &url, dst.to_str().unwrap()),
+                        )
                     }
                 };
-                let report = rt.block_on(task.run_now().unwrap_or_else(|e| panic!("{what}: {e}")).wait());
+                let report = rt.block_on(
+                    task.run_now()
+                        .unwrap_or_else(|e| panic!("{what}: {e}"))
+                        .wait(),
+                );
                 assert_eq!(report.exit_code, code, "{what}: {report:?}");
                 assert_eq!(report.status, RunStatus::Success, "{what}: {report:?}");
                 let diffs = compare(&ours, &theirs, case.times);
@@ -258,14 +330,14 @@ fn password_from_value_env_and_file() {
         let dest = t.join(format!("got{i}"));
         fs::create_dir_all(&dest).unwrap();
         let mut task = {
-        let mut k = Task::default();
-        k.path = dest.clone();
-        k.direction = Direction::Pull;
-        k.remote_host = "alice@127.0.0.1".into();
-        k.remote_port = Some(d.port);
-        k.remote_module = "auth".into();
-        k
-    };
+            let mut k = Task::default();
+            k.path = dest.clone();
+            k.direction = Direction::Pull;
+            k.remote_host = "alice@127.0.0.1".into();
+            k.remote_port = Some(d.port);
+            k.remote_module = "auth".into();
+            k
+        };
         set(&mut task, &pwfile);
         let r = rt.block_on(task.run_now().unwrap().wait());
         assert!(r.is_success(), "{i}: {r:?}");
@@ -301,9 +373,14 @@ fn progress_stream_and_cancel() {
     let t = tmp.path();
     let src = t.join("src");
     fs::create_dir_all(&src).unwrap();
-    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(src.join("big.bin"), &big).unwrap();
-    let conf = format!("use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}\n", src.display());
+    let conf = format!(
+        "use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}\n",
+        src.display()
+    );
     let d = real_daemon(t, &conf);
     let rt = rt();
     // Progress: a pull at a limited rate shows bytes moving and a rate.
@@ -331,12 +408,18 @@ fn progress_stream_and_cancel() {
     });
     let report = rt.block_on(h.wait());
     assert!(report.is_success(), "{report:?}");
-    assert!(seen.iter().any(|p| p.current.as_deref() == Some("big.bin") && p.current_done > 0 && p.current_done < p.current_total));
+    assert!(seen.iter().any(|p| p.current.as_deref() == Some("big.bin")
+        && p.current_done > 0
+        && p.current_done < p.current_total));
     assert!(seen.iter().any(|p| p.rate > 0.0 && p.eta.is_some()));
     let last = seen.last().unwrap();
     assert_eq!(last.bytes, big.len() as u64);
     assert_eq!(report.stats.as_ref().unwrap().total_size, big.len() as u64);
-    assert!(report.itemized.iter().any(|l| l.ends_with(" big.bin")), "{:?}", report.itemized);
+    assert!(
+        report.itemized.iter().any(|l| l.ends_with(" big.bin")),
+        "{:?}",
+        report.itemized
+    );
     // Cancel: a slow pull stops, leaves no partial file, reports it.
     let dest2 = t.join("got2");
     fs::create_dir_all(&dest2).unwrap();
@@ -356,7 +439,10 @@ fn progress_stream_and_cancel() {
     let r = rt.block_on(h.wait());
     assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
     assert!(!dest2.join("big.bin").exists());
-    assert!(fs::read_dir(&dest2).unwrap().next().is_none(), "temporary files were removed");
+    assert!(
+        fs::read_dir(&dest2).unwrap().next().is_none(),
+        "temporary files were removed"
+    );
 }
 
 #[test]
@@ -382,7 +468,10 @@ fn recursive_off_pull_matches_rsync() {
     let t = tmp.path();
     source_tree(&t.join("src"));
     fs::create_dir_all(t.join("ours")).unwrap();
-    let conf = format!("use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}/src\n", t.display());
+    let conf = format!(
+        "use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}/src\n",
+        t.display()
+    );
     let d = real_daemon(t, &conf);
     let mut task = Task::default();
     task.path = t.join("ours");
@@ -409,10 +498,16 @@ fn user_field_runs_local_side_as_that_user() {
     let t = tmp.path();
     fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
     source_tree(&t.join("src"));
-    let conf = format!("use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}/src\n", t.display());
+    let conf = format!(
+        "use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {}/src\n",
+        t.display()
+    );
     let d = real_daemon(t, &conf);
     let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
-    let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     let mine = t.join("nobody-dest");
     fs::create_dir_all(&mine).unwrap();
     std::os::unix::fs::chown(&mine, Some(uid), None).unwrap();
@@ -431,6 +526,9 @@ fn user_field_runs_local_side_as_that_user() {
     assert_eq!(fs::metadata(mine.join("sub/c.dat")).unwrap().uid(), uid);
     task.path = theirs.clone();
     let r = rt.block_on(task.run_now().unwrap().wait());
-    assert!(!r.is_success(), "nobody can't write a root-owned 0755 directory: {r:?}");
+    assert!(
+        !r.is_success(),
+        "nobody can't write a root-owned 0755 directory: {r:?}"
+    );
     assert!(!theirs.join("a.txt").exists());
 }

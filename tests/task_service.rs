@@ -67,11 +67,17 @@ fn rendered_conf_is_served_as_configured_by_real_rsync() {
     let list = rsync(&[&url("")]);
     let listing = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success(), "{list:?}");
-    assert!(listing.contains("ro") && listing.contains("read = only [really]"), "{listing}");
+    assert!(
+        listing.contains("ro") && listing.contains("read = only [really]"),
+        "{listing}"
+    );
     for name in ["rw", "wo", "deny"] {
         assert!(listing.lines().any(|l| l.starts_with(name)), "{listing}");
     }
-    assert!(!listing.contains("hidden") && !listing.contains("off"), "{listing}");
+    assert!(
+        !listing.contains("hidden") && !listing.contains("off"),
+        "{listing}"
+    );
     let dst = t.join("got");
     fs::create_dir_all(&dst).unwrap();
     let dst_s = format!("{}/", dst.display());
@@ -89,7 +95,10 @@ fn rendered_conf_is_served_as_configured_by_real_rsync() {
     // hosts deny.
     let denied = rsync(&[&up, &url("deny/")]);
     assert!(!denied.status.success());
-    assert!(String::from_utf8_lossy(&denied.stderr).contains("access denied"), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("access denied"),
+        "{denied:?}"
+    );
     // disabled: not there at all.
     assert!(!rsync(&[&up, &url("off/")]).status.success());
     assert!(!t.join("off/up").exists());
@@ -101,7 +110,10 @@ fn rendered_conf_is_served_as_configured_by_real_rsync() {
     task.remote_host = "127.0.0.1".into();
     task.remote_port = Some(d.port);
     task.remote_module = "hidden".into();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let r = rt.block_on(task.run_now().unwrap().wait());
     assert!(r.is_success(), "{r:?}");
     assert!(task.path.join("file").exists());
@@ -111,9 +123,16 @@ fn rendered_conf_is_served_as_configured_by_real_rsync() {
 fn injection_attempts_never_reach_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let mut m = module("ok", tmp.path(), Access::ReadOnly);
-    for evil in ["x\n[root]\npath = /\nread only = no", "x\rread only = no", "x\\"] {
+    for evil in [
+        "x\n[root]\npath = /\nread only = no",
+        "x\rread only = no",
+        "x\\",
+    ] {
         m.comment = evil.into();
-        assert!(Service::default().to_conf_string(&[m.clone()]).is_err(), "{evil:?}");
+        assert!(
+            Service::default().to_conf_string(&[m.clone()]).is_err(),
+            "{evil:?}"
+        );
     }
     m.comment = "ok".into();
     m.name = "a]\n[root".into();
@@ -127,10 +146,16 @@ fn live_module_changes_keep_transfers_in_flight() {
     for d in ["a", "b"] {
         fs::create_dir_all(t.join(d)).unwrap();
     }
-    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let big: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     fs::write(t.join("a/big.bin"), &big).unwrap();
     fs::write(t.join("b/small"), b"b\n").unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut svc = Service::default();
         svc.port = 0;
@@ -162,7 +187,9 @@ fn live_module_changes_keep_transfers_in_flight() {
         }
         assert_eq!(running.active_connections(), 1);
         // ...while `b` is added and `a` removed.
-        running.put_module(module("b", &t.join("b"), Access::ReadOnly)).unwrap();
+        running
+            .put_module(module("b", &t.join("b"), Access::ReadOnly))
+            .unwrap();
         assert!(running.remove_module("a").unwrap());
         assert!(!running.remove_module("a").unwrap());
         let names: Vec<String> = running.modules().into_iter().map(|m| m.name).collect();

@@ -82,7 +82,10 @@ fn ssh_tasks_match_rsync_over_openssh() {
             t.compress = false;
         }),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for (name, change) in cases {
         for dir in [Direction::Push, Direction::Pull] {
             let tmp = tempfile::tempdir().unwrap();
@@ -109,25 +112,48 @@ fn ssh_tasks_match_rsync_over_openssh() {
                 Direction::Push => {
                     task.path = t.join("src/");
                     task.remote_path = format!("{}/", t.join("ours").display());
-                    (format!("{}/", t.join("src").display()), format!("127.0.0.1:{}/", t.join("theirs").display()))
+                    (
+                        format!("{}/", t.join("src").display()),
+                        format!("127.0.0.1:{}/", t.join("theirs").display()),
+                    )
                 }
                 Direction::Pull => {
                     task.path = t.join("ours");
                     task.remote_path = format!("{}/", t.join("src").display());
-                    (format!("127.0.0.1:{}/", t.join("src").display()), format!("{}/", t.join("theirs").display()))
+                    (
+                        format!("127.0.0.1:{}/", t.join("src").display()),
+                        format!("{}/", t.join("theirs").display()),
+                    )
                 }
             };
-            let out = Command::new("rsync").args(&w).arg(&src_arg).arg(&dst_arg).output().unwrap();
-            assert!(out.status.success(), "{name}: rsync: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("rsync")
+                .args(&w)
+                .arg(&src_arg)
+                .arg(&dst_arg)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: rsync: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let report = rt.block_on(task.run_now().unwrap().wait());
-            assert_eq!(report.status, RunStatus::Success, "{name} {dir:?}: {report:?}");
+            assert_eq!(
+                report.status,
+                RunStatus::Success,
+                "{name} {dir:?}: {report:?}"
+            );
             assert_eq!(report.exit_code, 0);
             let mut c = Compare::all(false);
             c.dir_times = false;
             let d = compare_trees(&t.join("ours"), &t.join("theirs"), c);
             assert!(d.is_empty(), "{name} {dir:?}: {}", d.join("\n"));
             let x = |p: &Path| xattr::get(p, "user.tag").ok().flatten();
-            assert_eq!(x(&t.join("ours/a.txt")), x(&t.join("theirs/a.txt")), "{name} {dir:?}");
+            assert_eq!(
+                x(&t.join("ours/a.txt")),
+                x(&t.join("theirs/a.txt")),
+                "{name} {dir:?}"
+            );
         }
     }
     // An in-memory key and known host key work the same.
@@ -144,7 +170,13 @@ fn ssh_tasks_match_rsync_over_openssh() {
     task.remote_user = "root".into();
     task.private_key = Some(Secret(fs::read_to_string(&keys.user).unwrap()));
     let host_pub = fs::read_to_string(keys.host.with_extension("pub")).unwrap();
-    task.known_host_keys = vec![host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ")];
+    task.known_host_keys = vec![
+        host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    ];
     fs::create_dir_all(t.join("mem")).unwrap();
     task.path = t.join("mem");
     task.remote_path = format!("{}/", t.join("src").display());

@@ -148,9 +148,12 @@ fn enter_chroot(path: &Path) -> std::io::Result<()> {
 /// # Errors
 /// A message for the client.
 pub fn check_inside(module_path: &Path, full: &Path, sender: bool) -> Result<(), String> {
-    let root = module_path
-        .canonicalize()
-        .map_err(|e| format!("ERROR: module path {} is not usable: {e}", module_path.display()))?;
+    let root = module_path.canonicalize().map_err(|e| {
+        format!(
+            "ERROR: module path {} is not usable: {e}",
+            module_path.display()
+        )
+    })?;
     let text = full.to_string_lossy();
     let trailing = text.ends_with('/');
     let mut probe = full.to_path_buf();

@@ -76,7 +76,9 @@ impl DaemonLog {
             module: module.name.clone(),
             format: module.log_format.clone(),
             host: peer.host.clone().unwrap_or_else(|| "UNKNOWN".into()),
-            addr: peer.addr.map_or_else(|| "0.0.0.0".into(), |a| a.to_string()),
+            addr: peer
+                .addr
+                .map_or_else(|| "0.0.0.0".into(), |a| a.to_string()),
             user: user.to_string(),
             sending,
         };

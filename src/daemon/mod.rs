@@ -7,12 +7,12 @@
 //! access.c and authenticate.c.
 
 pub mod config;
-pub mod hosts;
-pub mod secrets;
 pub mod confine;
 pub mod glob;
+pub mod hosts;
 pub mod log;
 pub mod refuse;
+pub mod secrets;
 pub mod serve;
 
 pub use serve::{Daemon, PeerInfo, ShutdownHandle};

@@ -117,7 +117,13 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let words = w(&["--server", "-vlogDtprce.LfxCvu", "--delete-after", ".", "m/"]);
+        let words = w(&[
+            "--server",
+            "-vlogDtprce.LfxCvu",
+            "--delete-after",
+            ".",
+            "m/",
+        ]);
         assert_eq!(
             first_refused(&w(&["checksum"]), &words).as_deref(),
             Some("--checksum (-c)")

@@ -140,7 +140,8 @@ pub struct PeerInfo {
 
 impl PeerInfo {
     fn addr_text(&self) -> String {
-        self.addr.map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string())
+        self.addr
+            .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string())
     }
 
     fn host_text(&self) -> String {
@@ -193,7 +194,9 @@ impl Daemon {
     /// The configuration in force.
     #[must_use]
     pub fn config(&self) -> Arc<DaemonConfig> {
-        self.cfg.read().map_or_else(|p| p.into_inner().clone(), |c| c.clone())
+        self.cfg
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |c| c.clone())
     }
 
     /// Replaces the configuration: connections from now on see `cfg`;
@@ -201,7 +204,10 @@ impl Daemon {
     /// The global `port`, `address` and `log file` only apply at the next
     /// [`Daemon::bind`] / [`Daemon::new`].
     pub fn reload(&self, cfg: DaemonConfig) {
-        let mut slot = self.cfg.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .cfg
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *slot = Arc::new(cfg);
     }
 
@@ -247,7 +253,8 @@ impl Daemon {
     /// # Errors
     /// Accepting failed in a way that is not about one connection.
     pub async fn serve(&self, listener: TcpListener) -> Result<()> {
-        self.serve_with_grace(listener, Duration::from_secs(30)).await
+        self.serve_with_grace(listener, Duration::from_secs(30))
+            .await
     }
 
     /// [`Daemon::serve`] with a chosen shutdown grace period.
@@ -329,7 +336,12 @@ impl Daemon {
     ///
     /// # Errors
     /// The session's error, after it was reported to the client.
-    pub async fn serve_connection<S>(&self, io: S, mut peer: PeerInfo, may_confine: bool) -> Result<()>
+    pub async fn serve_connection<S>(
+        &self,
+        io: S,
+        mut peer: PeerInfo,
+        may_confine: bool,
+    ) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -470,7 +482,8 @@ impl Daemon {
         }
         let name = line;
         let Some(module) = cfg.module(&name).cloned() else {
-            self.refuse(wr, &format!("Unknown module '{name}'"), peer).await?;
+            self.refuse(wr, &format!("Unknown module '{name}'"), peer)
+                .await?;
             return Ok(None);
         };
         let names = module.hosts_allow.needs_hostname() || module.hosts_deny.needs_hostname();
@@ -553,7 +566,11 @@ impl Daemon {
                             peer.addr_text()
                         ));
                     }
-                    send(wr, &format!("@ERROR: auth failed on module {}\n", module.name)).await?;
+                    send(
+                        wr,
+                        &format!("@ERROR: auth failed on module {}\n", module.name),
+                    )
+                    .await?;
                     return Ok(None);
                 }
             }
@@ -579,7 +596,11 @@ impl Daemon {
             "{} on {} from {}{} ({})",
             if sa.sender { "rsync to" } else { "rsync on" },
             module.name,
-            if user.is_empty() { String::new() } else { format!("{user}@") },
+            if user.is_empty() {
+                String::new()
+            } else {
+                format!("{user}@")
+            },
             peer.host_text(),
             peer.addr_text()
         ));
@@ -809,7 +830,8 @@ where
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    w.send_msg(crate::wire::MsgCode::Error, text.as_bytes()).await?;
+    w.send_msg(crate::wire::MsgCode::Error, text.as_bytes())
+        .await?;
     w.flush().await?;
     tokio::time::sleep(Duration::from_millis(400)).await;
     drop(rd);
@@ -850,7 +872,11 @@ fn map_paths(
                 let full = if expanded.is_empty() || expanded == "." {
                     format!("{}/", root.display().to_string().trim_end_matches('/'))
                 } else {
-                    format!("{}/{}", root.display().to_string().trim_end_matches('/'), expanded)
+                    format!(
+                        "{}/{}",
+                        root.display().to_string().trim_end_matches('/'),
+                        expanded
+                    )
                 };
                 if !confined.is_chrooted() {
                     super::confine::check_inside(&module.path, Path::new(&full), sa.sender)?;
@@ -860,7 +886,10 @@ fn map_paths(
         }
     }
     if out.is_empty() {
-        out.push(format!("{}/", root.display().to_string().trim_end_matches('/')));
+        out.push(format!(
+            "{}/",
+            root.display().to_string().trim_end_matches('/')
+        ));
     }
     if !sa.sender && out.len() > 1 {
         out.truncate(1);

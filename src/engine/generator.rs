@@ -1015,7 +1015,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             // The holding directory of --delay-updates is never deleted.
             .filter(|n| !(ctx.opts.delay_updates && n == local::DELAY_DIR.as_bytes()))
             // Nor a relative --partial-dir.
-            .filter(|n| ctx.opts.partial_dir.as_deref().is_none_or(|d| d.as_bytes() != n.as_slice()))
+            .filter(|n| {
+                ctx.opts
+                    .partial_dir
+                    .as_deref()
+                    .is_none_or(|d| d.as_bytes() != n.as_slice())
+            })
             .collect();
         doomed.sort();
         for name in doomed {

@@ -350,7 +350,10 @@ pub fn keep_partial(tmp: &Path, dest: &Path, dir: Option<&str>) {
             let p = partial_path(dest, d);
             if let Some(parent) = p.parent() {
                 use std::os::unix::fs::DirBuilderExt;
-                let _ = fs::DirBuilder::new().recursive(true).mode(0o700).create(parent);
+                let _ = fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent);
             }
             p
         }

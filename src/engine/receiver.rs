@@ -445,7 +445,10 @@ async fn receive<R: AsyncRead + Unpin>(
             .partial
             .then(|| (path.clone(), ctx.opts.partial_dir.clone()));
         let mut guard = TempGuard(
-            out.as_ref().ok().filter(|_| !inplace).map(|(_, p)| p.clone()),
+            out.as_ref()
+                .ok()
+                .filter(|_| !inplace)
+                .map(|(_, p)| p.clone()),
             keep,
         );
         let outcome = receive_data(
@@ -497,8 +500,8 @@ async fn receive<R: AsyncRead + Unpin>(
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                 }
-                let res = local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true)
-                    .and_then(|_| {
+                let res =
+                    local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true).and_then(|_| {
                         if ctx.opts.backup {
                             local::make_backup(path, &e.name, ctx.opts)?;
                         }
@@ -604,8 +607,12 @@ fn set_xattrs(
         .filter(|(_, v)| v.is_none())
         .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
         .collect();
-    let res = crate::fs::xattrs::apply(target, &wanted, &ctx.xattrs)
-        .map_err(|err| format!("rsync_xal_set: setxattr(\"{}\") failed: {err}", target.display()));
+    let res = crate::fs::xattrs::apply(target, &wanted, &ctx.xattrs).map_err(|err| {
+        format!(
+            "rsync_xal_set: setxattr(\"{}\") failed: {err}",
+            target.display()
+        )
+    });
     match missing.first() {
         Some(name) => Err(format!(
             "Missing abbreviated xattr value, {name}, for \"{}\"",
@@ -625,7 +632,9 @@ fn normalize_hardlinks(entries: &mut [FileEntry], protocol: u8) {
     }
     for (pos, e) in entries.iter_mut().enumerate() {
         if let Some(h) = e.hardlink.as_mut() {
-            let key = h.first.map_or(pos as u64, |f| u64::try_from(f).unwrap_or(0));
+            let key = h
+                .first
+                .map_or(pos as u64, |f| u64::try_from(f).unwrap_or(0));
             h.first = None;
             h.dev = u64::MAX;
             h.ino = key;

@@ -71,8 +71,10 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
 /// (protocol >= 31 without `CF_AVOID_XATTR_OPTIM`, for items with both
 /// `ITEM_XNAME_FOLLOWS` and `ITEM_LOCAL_CHANGE`).
 pub(crate) fn xattr_exchange(setup: &Setup, opts: &Options, iflags: u16) -> bool {
-    let optim =
-        setup.protocol >= 31 && !setup.compat.contains(crate::wire::CompatFlags::AVOID_XATTR_OPTIM);
+    let optim = setup.protocol >= 31
+        && !setup
+            .compat
+            .contains(crate::wire::CompatFlags::AVOID_XATTR_OPTIM);
     let both = item::XNAME_FOLLOWS | item::LOCAL_CHANGE;
     opts.xattrs > 0
         && iflags & item::REPORT_XATTR != 0
@@ -185,7 +187,8 @@ where
     let mut report = Report::default();
     for msg in std::mem::take(&mut list.errors) {
         if setup.is_server {
-            w.send_msg(MsgCode::Error, format!("{msg}\n").as_bytes()).await?;
+            w.send_msg(MsgCode::Error, format!("{msg}\n").as_bytes())
+                .await?;
         } else {
             report.errors.push(msg);
         }
@@ -392,7 +395,15 @@ where
         if let Some(c) = comp.as_mut() {
             c.begin_file(skip_list.matches(&entry.name));
         }
-        send_file_data(w, setup, (&sig, opts.inplace), file, comp.as_mut(), &mut report).await?;
+        send_file_data(
+            w,
+            setup,
+            (&sig, opts.inplace),
+            file,
+            comp.as_mut(),
+            &mut report,
+        )
+        .await?;
         report.stats.num_transferred += 1;
         report.stats.transferred_size += entry.size;
     }

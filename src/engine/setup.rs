@@ -275,8 +275,8 @@ where
         (k, true)
     } else if neg_csum {
         let theirs = r.read_vstring(255).await?;
-        let name = choose(csum_names, &theirs)
-            .ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
+        let name =
+            choose(csum_names, &theirs).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?;
         (
             StrongKind::from_name(name).ok_or_else(|| negotiation_failed(&csum_list, &theirs))?,
             true,
@@ -289,8 +289,8 @@ where
         Some(Some(name)) => Some(name),
         Some(None) if neg_comp => {
             let theirs = r.read_vstring(255).await?;
-            let name = choose(comp_names, &theirs)
-                .ok_or_else(|| compress_failed(&comp_list, &theirs))?;
+            let name =
+                choose(comp_names, &theirs).ok_or_else(|| compress_failed(&comp_list, &theirs))?;
             (name != "none").then_some(name)
         }
         Some(None) => Some("zlib"),
@@ -326,8 +326,8 @@ pub async fn send_filter_list<W: AsyncWrite + Unpin>(
     rules: &[Vec<u8>],
 ) -> Result<()> {
     for r in rules {
-        let len = i32::try_from(r.len())
-            .map_err(|_| Error::Protocol("filter rule too long".into()))?;
+        let len =
+            i32::try_from(r.len()).map_err(|_| Error::Protocol("filter rule too long".into()))?;
         wire::encode_i32(w.buf(), len);
         w.buf().extend_from_slice(r);
     }

@@ -32,9 +32,7 @@ pub(crate) fn lookup_user(name: &str) -> Option<Account> {
     let login = entry.first()?.clone();
     let mut groups = vec![gid];
     for g in file_lines("/etc/group") {
-        let member = g
-            .get(3)
-            .is_some_and(|m| m.split(',').any(|u| u == login));
+        let member = g.get(3).is_some_and(|m| m.split(',').any(|u| u == login));
         if member {
             if let Some(id) = g.get(2).and_then(|s| s.parse().ok()) {
                 if !groups.contains(&id) {

@@ -345,12 +345,14 @@ impl Service {
     /// As [`Service::to_conf_string`], and whatever the parser refuses.
     pub fn daemon_config(&self, modules: &[Module]) -> Result<DaemonConfig, Invalid> {
         let text = self.to_conf_string(modules)?;
-        DaemonConfig::parse(&text).map(|(cfg, _)| cfg).map_err(|e| Invalid {
-            problems: vec![super::Problem {
-                field: "auxiliary".into(),
-                message: e.to_string(),
-            }],
-        })
+        DaemonConfig::parse(&text)
+            .map(|(cfg, _)| cfg)
+            .map_err(|e| Invalid {
+                problems: vec![super::Problem {
+                    field: "auxiliary".into(),
+                    message: e.to_string(),
+                }],
+            })
     }
 
     /// Reads an `rsyncd.conf`: the global section becomes the service,
@@ -462,8 +464,14 @@ fn check_modules(p: &mut Problems, modules: &[Module]) {
     };
     for (i, m) in modules.iter().enumerate() {
         m.check(p, &format!("modules[{i}]."));
-        if modules[..i].iter().any(|o| squash(&o.name) == squash(&m.name)) {
-            p.add(format!("modules[{i}].name"), format!("\"{}\" is not unique", m.name));
+        if modules[..i]
+            .iter()
+            .any(|o| squash(&o.name) == squash(&m.name))
+        {
+            p.add(
+                format!("modules[{i}].name"),
+                format!("\"{}\" is not unique", m.name),
+            );
         }
     }
 }

@@ -320,7 +320,10 @@ impl Task {
         if self.path.as_os_str().is_empty() {
             p.add("path", "required");
         } else if !self.path.is_dir() {
-            p.add("path", format!("{} is not an existing directory", self.path.display()));
+            p.add(
+                "path",
+                format!("{} is not an existing directory", self.path.display()),
+            );
         }
         if !self.user.is_empty() {
             match account::lookup_user(&self.user) {
@@ -336,7 +339,10 @@ impl Task {
         }
         if self.remote_host.is_empty() {
             p.add("remote_host", "required");
-        } else if self.remote_host.contains(|c: char| c.is_whitespace() || c == '/') {
+        } else if self
+            .remote_host
+            .contains(|c: char| c.is_whitespace() || c == '/')
+        {
             p.add("remote_host", "no blanks or / in a host name");
         }
         if self.remote_port == Some(0) {
@@ -356,7 +362,10 @@ impl Task {
             ("known_hosts_file", self.known_hosts_file.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
             ("remote_path", !self.remote_path.is_empty()),
-            ("validate_remote_path", self.validate_remote_path || self.create_remote_path),
+            (
+                "validate_remote_path",
+                self.validate_remote_path || self.create_remote_path,
+            ),
         ];
         let (wrong, other) = match self.mode {
             Mode::Module => (ssh_only.as_slice(), "SSH"),
@@ -376,7 +385,10 @@ impl Task {
                 }
                 let sources = module_only[1..].iter().filter(|(_, s)| *s).count();
                 if sources > 1 {
-                    p.add("password", "give one of password, password_env, password_file");
+                    p.add(
+                        "password",
+                        "give one of password, password_env, password_file",
+                    );
                 }
                 if let Some(var) = &self.password_env {
                     if std::env::var(var).is_err() {
@@ -392,13 +404,19 @@ impl Task {
                     p.add("remote_path", "required in SSH mode");
                 }
                 if self.private_key.is_some() && self.private_key_file.is_some() {
-                    p.add("private_key", "give private_key or private_key_file, not both");
+                    p.add(
+                        "private_key",
+                        "give private_key or private_key_file, not both",
+                    );
                 }
                 if self.private_key.is_none() && self.private_key_file.is_none() {
                     p.add("private_key_file", "a private key is required in SSH mode");
                 }
                 if self.known_host_keys.is_empty() && self.known_hosts_file.is_none() {
-                    p.add("known_host_keys", "host keys (or known_hosts_file) are required");
+                    p.add(
+                        "known_host_keys",
+                        "host keys (or known_hosts_file) are required",
+                    );
                 }
                 if self.connect_timeout == Some(0) {
                     p.add("connect_timeout", "must be at least one second");
@@ -439,7 +457,10 @@ impl Task {
         };
         crate::transport::daemon::DaemonUrl {
             user,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port: self.port(),
             module: self.remote_module.clone(),
             path: String::new(),

@@ -19,8 +19,8 @@ mod schedule;
 mod service;
 mod ssh;
 
-pub use config::{Direction, Mode, Secret, Task};
 pub use conf::{Access, Module, Service};
+pub use config::{Direction, Mode, Secret, Task};
 pub use run::{Progress, RunHandle, RunReport, RunStatus};
 pub use schedule::{EntryStatus, HistoryEntry, Runner, Scheduler, SchedulerEvent, SchedulerHandle};
 pub use service::RunningService;

@@ -138,7 +138,10 @@ struct Tracker {
 
 impl Tracker {
     fn on_event(&self, ev: &Event) {
-        let mut p = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut p = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match ev {
             Event::Itemize {
                 name,
@@ -150,8 +153,15 @@ impl Tracker {
                 if !self.quiet {
                     if let Some(s) = ev.itemize_string() {
                         // As rsync prints it: directories end with `/`.
-                        let slash = if *kind == crate::engine::ItemKind::Dir { "/" } else { "" };
-                        let mut l = self.itemized.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let slash = if *kind == crate::engine::ItemKind::Dir {
+                            "/"
+                        } else {
+                            ""
+                        };
+                        let mut l = self
+                            .itemized
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         l.push(format!("{s} {}{slash}", String::from_utf8_lossy(name)));
                     }
                 }
@@ -174,7 +184,10 @@ impl Tracker {
                 p.current_total = *total;
             }
             Event::Message { error: true, text } => {
-                let mut m = self.messages.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut m = self
+                    .messages
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 m.push(text.clone());
             }
             _ => return,
@@ -183,9 +196,15 @@ impl Tracker {
         let secs = p.elapsed.as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
         {
-            p.rate = if secs > 0.0 { p.bytes as f64 / secs } else { 0.0 };
+            p.rate = if secs > 0.0 {
+                p.bytes as f64 / secs
+            } else {
+                0.0
+            };
             p.eta = (p.current.is_some() && p.rate > 0.0).then(|| {
-                Duration::from_secs_f64(p.current_total.saturating_sub(p.current_done) as f64 / p.rate)
+                Duration::from_secs_f64(
+                    p.current_total.saturating_sub(p.current_done) as f64 / p.rate,
+                )
             });
         }
         self.tx.send_replace(p.clone());
@@ -265,7 +284,10 @@ async fn transfer(
         .with_events(Arc::new(move |ev: &Event| tracker.on_event(ev)))
         .with_messages(Arc::new(move |code, text: &[u8]| {
             if code != crate::wire::MsgCode::Info {
-                let mut m = t2.messages.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut m = t2
+                    .messages
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 m.push(String::from_utf8_lossy(text).trim_end().to_string());
             }
         }));
@@ -274,8 +296,8 @@ async fn transfer(
             if let Some(p) = &task.password {
                 t = t.with_password(p.0.clone());
             } else if let Some(var) = &task.password_env {
-                let v = std::env::var(var)
-                    .map_err(|_| Error::Syntax(format!("${var} is not set")))?;
+                let v =
+                    std::env::var(var).map_err(|_| Error::Syntax(format!("${var} is not set")))?;
                 t = t.with_password(v);
             } else if let Some(f) = &task.password_file {
                 t = t.with_password_file(f);
@@ -296,10 +318,16 @@ fn finish(
     tracker: &Tracker,
 ) -> RunReport {
     let itemized = std::mem::take(
-        &mut *tracker.itemized.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        &mut *tracker
+            .itemized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     let messages = std::mem::take(
-        &mut *tracker.messages.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        &mut *tracker
+            .messages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     let (status, exit_code, stats, error) = match res {
         Ok(r) => {
@@ -313,8 +341,18 @@ fn finish(
             msgs.retain(|e| !e.is_empty());
             (status, code, Some(r.stats), msgs.first().cloned())
         }
-        Err(Error::Cancelled) => (RunStatus::Cancelled, Error::Cancelled.exit_code().code(), None, Some("cancelled".into())),
-        Err(e) => (RunStatus::Failed, e.exit_code().code(), None, Some(e.to_string())),
+        Err(Error::Cancelled) => (
+            RunStatus::Cancelled,
+            Error::Cancelled.exit_code().code(),
+            None,
+            Some("cancelled".into()),
+        ),
+        Err(e) => (
+            RunStatus::Failed,
+            e.exit_code().code(),
+            None,
+            Some(e.to_string()),
+        ),
     };
     RunReport {
         started,

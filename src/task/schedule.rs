@@ -237,7 +237,8 @@ struct Shared {
 impl Shared {
     fn now(&self) -> DateTime<Local> {
         let since = tokio::time::Instant::now() - self.base;
-        self.base_wall + chrono::Duration::from_std(since).unwrap_or_else(|_| chrono::Duration::zero())
+        self.base_wall
+            + chrono::Duration::from_std(since).unwrap_or_else(|_| chrono::Duration::zero())
     }
 
     fn instant_at(&self, t: DateTime<Local>) -> tokio::time::Instant {
@@ -246,7 +247,9 @@ impl Shared {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, i: usize, entry: HistoryEntry) {
@@ -287,8 +290,11 @@ impl Shared {
                 Some(_) = runs.join_next(), if !runs.is_empty() => continue,
             }
             let now = self.now();
-            let due: Vec<(usize, DateTime<Local>)> =
-                next.iter().filter(|(_, t)| **t <= now).map(|(i, t)| (*i, *t)).collect();
+            let due: Vec<(usize, DateTime<Local>)> = next
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(i, t)| (*i, *t))
+                .collect();
             for (i, at) in due {
                 next.remove(&i);
                 self.fire(i, at, &runner, &mut runs);
@@ -311,15 +317,20 @@ impl Shared {
             if e.running {
                 let name = e.name.clone();
                 drop(entries);
-                self.record(i, HistoryEntry {
-                    due,
-                    started: due,
-                    ended: due,
-                    status: EntryStatus::Skipped,
-                    exit_code: None,
-                    stats: None,
-                });
-                let _ = self.events.send(SchedulerEvent::Skipped { task: name, due });
+                self.record(
+                    i,
+                    HistoryEntry {
+                        due,
+                        started: due,
+                        ended: due,
+                        status: EntryStatus::Skipped,
+                        exit_code: None,
+                        stats: None,
+                    },
+                );
+                let _ = self
+                    .events
+                    .send(SchedulerEvent::Skipped { task: name, due });
                 return;
             }
             e.running = true;
@@ -350,7 +361,9 @@ impl Shared {
             if let Some(e) = me.lock().get_mut(i) {
                 e.running = false;
             }
-            let _ = me.events.send(SchedulerEvent::Finished { task: name, entry });
+            let _ = me
+                .events
+                .send(SchedulerEvent::Finished { task: name, entry });
         });
     }
 }
@@ -390,7 +403,10 @@ impl SchedulerHandle {
     /// Whether the task called `name` is running.
     #[must_use]
     pub fn is_running(&self, name: &str) -> bool {
-        self.shared.lock().iter().any(|e| e.name == name && e.running)
+        self.shared
+            .lock()
+            .iter()
+            .any(|e| e.name == name && e.running)
     }
 
     /// Stops scheduling and waits for the runs in flight to end.

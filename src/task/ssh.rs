@@ -81,7 +81,9 @@ fn split_host(task: &Task) -> (String, Option<String>) {
         None => (None, h),
     };
     (
-        host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         user,
     )
 }

@@ -79,7 +79,10 @@ impl DaemonUrl {
         let (module, path) = split_module(&s[i + 2..]);
         Some(DaemonUrl {
             user,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port: DEFAULT_PORT,
             module,
             path,
@@ -257,9 +260,7 @@ pub async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     digests: &[AuthDigest],
 ) -> Result<Greeted> {
     write_all(s, format_greeting(ours, digests).as_bytes()).await?;
-    let line = read_line(s)
-        .await?
-        .ok_or(Error::UnexpectedEof(0))?;
+    let line = read_line(s).await?.ok_or(Error::UnexpectedEof(0))?;
     let g = parse_greeting(&line, false).map_err(|e| Error::Start(e.to_string()))?;
     let protocol = negotiate_protocol(ours, &g).map_err(|e| Error::Version(e.to_string()))?;
     Ok(Greeted {
@@ -336,9 +337,7 @@ pub async fn open_module<S: AsyncRead + AsyncWrite + Unpin>(
     let g = greet(s, ours, &creds.digests).await?;
     write_all(s, format!("{module}\n").as_bytes()).await?;
     loop {
-        let line = read_line(s)
-            .await?
-            .ok_or(Error::UnexpectedEof(0))?;
+        let line = read_line(s).await?.ok_or(Error::UnexpectedEof(0))?;
         match classify_line(&line) {
             DaemonLine::Ok => break,
             DaemonLine::Exit => {
@@ -353,15 +352,11 @@ pub async fn open_module<S: AsyncRead + AsyncWrite + Unpin>(
                         "module {module} needs a password: set RSYNC_PASSWORD, use --password-file, or give one through the API"
                     )));
                 };
-                let digest = negotiate_auth_digest(
-                    &creds.digests,
-                    g.digests.as_deref(),
-                    g.protocol,
-                    false,
-                )
-                .ok_or_else(|| {
-                    Error::Start("no common daemon authentication digest".into())
-                })?;
+                let digest =
+                    negotiate_auth_digest(&creds.digests, g.digests.as_deref(), g.protocol, false)
+                        .ok_or_else(|| {
+                            Error::Start("no common daemon authentication digest".into())
+                        })?;
                 let resp = auth_response(digest, password.as_bytes(), challenge);
                 write_all(s, format!("{} {resp}\n", creds.user).as_bytes()).await?;
             }
@@ -387,13 +382,19 @@ mod tests {
         assert_eq!((u.module.as_str(), u.path.as_str()), ("pub", "src/"));
         assert_eq!(u.path_word(), "pub/src/");
         let u = DaemonUrl::parse("rsync://[::1]:99/m").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.module.as_str()), ("::1", 99, "m"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.module.as_str()),
+            ("::1", 99, "m")
+        );
         assert_eq!(u.path_word(), "m/");
         let u = DaemonUrl::parse("rsync://host").unwrap();
         assert_eq!((u.port, u.module.as_str()), (873, ""));
         let u = DaemonUrl::parse("bob@host::mod/a/b").unwrap();
         assert_eq!(u.user.as_deref(), Some("bob"));
-        assert_eq!((u.host.as_str(), u.module.as_str(), u.path.as_str()), ("host", "mod", "a/b"));
+        assert_eq!(
+            (u.host.as_str(), u.module.as_str(), u.path.as_str()),
+            ("host", "mod", "a/b")
+        );
         let u = DaemonUrl::parse("host::").unwrap();
         assert_eq!(u.module, "");
         assert!(DaemonUrl::parse("host:path").is_none());
@@ -405,7 +406,10 @@ mod tests {
     async fn read_line_stops_at_newline() {
         let data: &[u8] = b"@RSYNCD: OK\r\nrest";
         let mut r = data;
-        assert_eq!(read_line(&mut r).await.unwrap().as_deref(), Some("@RSYNCD: OK"));
+        assert_eq!(
+            read_line(&mut r).await.unwrap().as_deref(),
+            Some("@RSYNCD: OK")
+        );
         assert_eq!(r, b"rest");
         let mut long = vec![b'a'; MAX_LINE + 2];
         long.push(b'\n');

@@ -11,7 +11,10 @@ fn module(name: &str) -> Module {
 fn defaults() {
     let m = Module::default();
     assert_eq!((m.user.as_str(), m.group.as_str()), ("nobody", "nogroup"));
-    assert_eq!((m.access, m.max_connections, m.enabled), (Access::ReadOnly, 0, true));
+    assert_eq!(
+        (m.access, m.max_connections, m.enabled),
+        (Access::ReadOnly, 0, true)
+    );
     let s = Service::default();
     assert_eq!((s.port, s.start_automatically), (873, false));
 }
@@ -29,21 +32,79 @@ fn module_validation_rules() {
         ("no path", |m| m.path = PathBuf::new(), "path"),
         ("relative path", |m| m.path = "srv".into(), "path"),
         ("newline in path", |m| m.path = "/srv\n[x]".into(), "path"),
-        ("comment injects a section", |m| m.comment = "hi\n[evil]\npath = /".into(), "comment"),
-        ("comment injects a parameter", |m| m.comment = "hi\r\nread only = no".into(), "comment"),
-        ("comment continues", |m| m.comment = "hi\\".into(), "comment"),
+        (
+            "comment injects a section",
+            |m| m.comment = "hi\n[evil]\npath = /".into(),
+            "comment",
+        ),
+        (
+            "comment injects a parameter",
+            |m| m.comment = "hi\r\nread only = no".into(),
+            "comment",
+        ),
+        (
+            "comment continues",
+            |m| m.comment = "hi\\".into(),
+            "comment",
+        ),
         ("comment blanks", |m| m.comment = " hi".into(), "comment"),
         ("comment env", |m| m.comment = "%HOME%".into(), "comment"),
         ("no user", |m| m.user.clear(), "user"),
-        ("unknown user", |m| m.user = "no-such-user-here".into(), "user"),
-        ("unknown group", |m| m.group = "no-such-group-here".into(), "group"),
-        ("host with blank", |m| m.hosts_allow = vec!["a b".into()], "hosts_allow[0]"),
-        ("bad host", |m| m.hosts_deny = vec!["10.0.0.0/99".into()], "hosts_deny[0]"),
-        ("unknown aux", |m| { m.auxiliary.insert("bogus".into(), "1".into()); }, "auxiliary.bogus"),
-        ("global aux", |m| { m.auxiliary.insert("port".into(), "1".into()); }, "auxiliary.port"),
-        ("field aux", |m| { m.auxiliary.insert("read only".into(), "no".into()); }, "auxiliary.read only"),
-        ("aux injects", |m| { m.auxiliary.insert("timeout".into(), "5\n[x]".into()); }, "auxiliary.timeout"),
-        ("aux bad value", |m| { m.auxiliary.insert("timeout".into(), "soon".into()); }, "auxiliary"),
+        (
+            "unknown user",
+            |m| m.user = "no-such-user-here".into(),
+            "user",
+        ),
+        (
+            "unknown group",
+            |m| m.group = "no-such-group-here".into(),
+            "group",
+        ),
+        (
+            "host with blank",
+            |m| m.hosts_allow = vec!["a b".into()],
+            "hosts_allow[0]",
+        ),
+        (
+            "bad host",
+            |m| m.hosts_deny = vec!["10.0.0.0/99".into()],
+            "hosts_deny[0]",
+        ),
+        (
+            "unknown aux",
+            |m| {
+                m.auxiliary.insert("bogus".into(), "1".into());
+            },
+            "auxiliary.bogus",
+        ),
+        (
+            "global aux",
+            |m| {
+                m.auxiliary.insert("port".into(), "1".into());
+            },
+            "auxiliary.port",
+        ),
+        (
+            "field aux",
+            |m| {
+                m.auxiliary.insert("read only".into(), "no".into());
+            },
+            "auxiliary.read only",
+        ),
+        (
+            "aux injects",
+            |m| {
+                m.auxiliary.insert("timeout".into(), "5\n[x]".into());
+            },
+            "auxiliary.timeout",
+        ),
+        (
+            "aux bad value",
+            |m| {
+                m.auxiliary.insert("timeout".into(), "soon".into());
+            },
+            "auxiliary",
+        ),
     ];
     for (what, change, field) in rows {
         let mut m = module("data");
@@ -55,7 +116,8 @@ fn module_validation_rules() {
     ok.comment = "a = b [c] 50% full".into();
     ok.hosts_allow = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
     ok.auxiliary.insert("timeout".into(), "600".into());
-    ok.auxiliary.insert("refuse options".into(), "delete".into());
+    ok.auxiliary
+        .insert("refuse options".into(), "delete".into());
     ok.validate().unwrap();
 }
 
@@ -130,7 +192,8 @@ fn serde_toml_and_json() {
     assert_eq!(toml::from_str::<Module>(&t).unwrap(), m);
     let j = serde_json::to_string(&m).unwrap();
     assert_eq!(serde_json::from_str::<Module>(&j).unwrap(), m);
-    let s: Service = toml::from_str("port = 8873\n[auxiliary]\n\"motd file\" = \"/etc/motd\"\n").unwrap();
+    let s: Service =
+        toml::from_str("port = 8873\n[auxiliary]\n\"motd file\" = \"/etc/motd\"\n").unwrap();
     assert_eq!(s.port, 8873);
     s.validate().unwrap();
     assert!(toml::from_str::<Module>("nme = \"x\"").is_err());

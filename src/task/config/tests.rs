@@ -111,7 +111,11 @@ fn extra_refusals_name_the_entry() {
         (Mode::Module, "-"),
     ];
     for (mode, entry) in rows {
-        let mut t = if *mode == Mode::Module { module_task() } else { ssh_task() };
+        let mut t = if *mode == Mode::Module {
+            module_task()
+        } else {
+            ssh_task()
+        };
         t.extra = vec!["-v".into(), (*entry).into()];
         let err = t.validate().expect_err(entry);
         assert!(err.has("extra[1]"), "{entry}: {err}");
@@ -141,22 +145,62 @@ fn validation_rules() {
         (module_task, |t| t.path = PathBuf::new(), "path"),
         (module_task, |t| t.path = "/no/such/dir/here".into(), "path"),
         (module_task, |t| t.user = "no-such-user-here".into(), "user"),
-        (module_task, |t| t.schedule = "61 * * * *".into(), "schedule"),
+        (
+            module_task,
+            |t| t.schedule = "61 * * * *".into(),
+            "schedule",
+        ),
         (module_task, |t| t.schedule = "* * *".into(), "schedule"),
-        (module_task, |t| t.schedule = "@sometimes".into(), "schedule"),
+        (
+            module_task,
+            |t| t.schedule = "@sometimes".into(),
+            "schedule",
+        ),
         (module_task, |t| t.remote_host.clear(), "remote_host"),
         (module_task, |t| t.remote_port = Some(0), "remote_port"),
         (module_task, |t| t.remote_module.clear(), "remote_module"),
-        (module_task, |t| t.remote_module = "a/b".into(), "remote_module"),
+        (
+            module_task,
+            |t| t.remote_module = "a/b".into(),
+            "remote_module",
+        ),
         (module_task, |t| t.remote_user = "me".into(), "remote_user"),
         (module_task, |t| t.remote_path = "/x".into(), "remote_path"),
-        (module_task, |t| t.private_key_file = Some("/k".into()), "private_key_file"),
-        (module_task, |t| t.private_key = Some(Secret("k".into())), "private_key"),
-        (module_task, |t| t.known_host_keys = vec!["k".into()], "known_host_keys"),
-        (module_task, |t| t.known_hosts_file = Some("/k".into()), "known_hosts_file"),
-        (module_task, |t| t.connect_timeout = Some(5), "connect_timeout"),
-        (module_task, |t| t.validate_remote_path = true, "validate_remote_path"),
-        (module_task, |t| t.password_env = Some("NO_SUCH_VAR_FERRSYNC".into()), "password_env"),
+        (
+            module_task,
+            |t| t.private_key_file = Some("/k".into()),
+            "private_key_file",
+        ),
+        (
+            module_task,
+            |t| t.private_key = Some(Secret("k".into())),
+            "private_key",
+        ),
+        (
+            module_task,
+            |t| t.known_host_keys = vec!["k".into()],
+            "known_host_keys",
+        ),
+        (
+            module_task,
+            |t| t.known_hosts_file = Some("/k".into()),
+            "known_hosts_file",
+        ),
+        (
+            module_task,
+            |t| t.connect_timeout = Some(5),
+            "connect_timeout",
+        ),
+        (
+            module_task,
+            |t| t.validate_remote_path = true,
+            "validate_remote_path",
+        ),
+        (
+            module_task,
+            |t| t.password_env = Some("NO_SUCH_VAR_FERRSYNC".into()),
+            "password_env",
+        ),
         (
             module_task,
             |t| {
@@ -166,12 +210,24 @@ fn validation_rules() {
             "password",
         ),
         (ssh_task, |t| t.remote_module = "m".into(), "remote_module"),
-        (ssh_task, |t| t.password = Some(Secret("a".into())), "password"),
-        (ssh_task, |t| t.password_file = Some("/p".into()), "password_file"),
+        (
+            ssh_task,
+            |t| t.password = Some(Secret("a".into())),
+            "password",
+        ),
+        (
+            ssh_task,
+            |t| t.password_file = Some("/p".into()),
+            "password_file",
+        ),
         (ssh_task, |t| t.remote_user.clear(), "remote_user"),
         (ssh_task, |t| t.remote_path.clear(), "remote_path"),
         (ssh_task, |t| t.private_key_file = None, "private_key_file"),
-        (ssh_task, |t| t.private_key = Some(Secret("k".into())), "private_key"),
+        (
+            ssh_task,
+            |t| t.private_key = Some(Secret("k".into())),
+            "private_key",
+        ),
         (
             ssh_task,
             |t| {
@@ -199,14 +255,28 @@ fn all_problems_at_once() {
         ..Task::default()
     };
     let err = t.validate().unwrap_err();
-    for f in ["path", "schedule", "remote_host", "remote_module", "remote_user", "extra[0]"] {
+    for f in [
+        "path",
+        "schedule",
+        "remote_host",
+        "remote_module",
+        "remote_user",
+        "extra[0]",
+    ] {
         assert!(err.has(f), "{f}: {err}");
     }
 }
 
 #[test]
 fn schedules_and_shortcuts() {
-    for s in ["0 3 * * *", "*/15 * * * 1-5", "@daily", "@hourly", "@weekly", "0 0 1 jan *"] {
+    for s in [
+        "0 3 * * *",
+        "*/15 * * * 1-5",
+        "@daily",
+        "@hourly",
+        "@weekly",
+        "0 0 1 jan *",
+    ] {
         let t = Task {
             schedule: s.into(),
             ..module_task()
@@ -217,7 +287,10 @@ fn schedules_and_shortcuts() {
         schedule: "0 0 3 * * *".into(),
         ..module_task()
     };
-    assert!(t.validate().is_err(), "six fields (seconds) are not cron's five");
+    assert!(
+        t.validate().is_err(),
+        "six fields (seconds) are not cron's five"
+    );
 }
 
 #[test]
@@ -238,14 +311,20 @@ extra = ["--exclude=*.tmp"]
         std::env::temp_dir().display()
     );
     let t = Task::from_toml(&text).unwrap();
-    assert_eq!((t.mode, t.direction, t.remote_port), (Mode::Module, Direction::Push, Some(873)));
+    assert_eq!(
+        (t.mode, t.direction, t.remote_port),
+        (Mode::Module, Direction::Push, Some(873))
+    );
     let back = toml::to_string(&t).unwrap();
     assert_eq!(toml::from_str::<Task>(&back).unwrap(), t);
     let j = serde_json::to_string(&t).unwrap();
     assert_eq!(Task::from_json(&j).unwrap(), t);
     assert!(Task::from_toml("mode = \"Module\"").is_err(), "lower case");
     assert!(Task::from_toml("pth = \"/\"").is_err(), "unknown field");
-    assert!(Task::from_toml("path = \"/no/such\"").is_err(), "validated on load");
+    assert!(
+        Task::from_toml("path = \"/no/such\"").is_err(),
+        "validated on load"
+    );
 }
 
 #[test]
@@ -263,7 +342,10 @@ fn daemon_urls() {
     t.remote_host = "alice@[::1]".into();
     t.remote_port = Some(8873);
     let u = t.daemon_url();
-    assert_eq!((u.user.as_deref(), u.host.as_str(), u.port), (Some("alice"), "::1", 8873));
+    assert_eq!(
+        (u.user.as_deref(), u.host.as_str(), u.port),
+        (Some("alice"), "::1", 8873)
+    );
     assert_eq!(u.path_word(), "tank/");
     t.remote_host = "fe80::1".into();
     assert_eq!(t.daemon_url().host, "fe80::1");

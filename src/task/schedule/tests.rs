@@ -3,7 +3,10 @@ use chrono::TimeZone;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn start_time() -> DateTime<Local> {
-    Local.with_ymd_and_hms(2024, 1, 1, 0, 0, 30).single().unwrap()
+    Local
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 30)
+        .single()
+        .unwrap()
 }
 
 fn task(schedule: &str) -> Task {
@@ -46,10 +49,16 @@ async fn fires_on_schedule() {
     assert_eq!(count.load(Ordering::SeqCst), 10);
     let hist = h.history("every-15");
     assert_eq!(hist.len(), 8);
-    assert_eq!(hist[0].due, Local.with_ymd_and_hms(2024, 1, 1, 0, 15, 0).unwrap());
+    assert_eq!(
+        hist[0].due,
+        Local.with_ymd_and_hms(2024, 1, 1, 0, 15, 0).unwrap()
+    );
     assert_eq!(hist[0].started, hist[0].due);
     assert_eq!((hist[0].ended - hist[0].started).num_seconds(), 5);
-    assert!(hist.iter().all(|e| e.status == EntryStatus::Success && e.exit_code == Some(0)));
+    assert!(
+        hist.iter()
+            .all(|e| e.status == EntryStatus::Success && e.exit_code == Some(0))
+    );
     assert_eq!(h.history("hourly").len(), 2);
     assert!(h.history("off").is_empty());
     h.stop().await;
@@ -70,7 +79,14 @@ async fn overlapping_run_is_skipped_and_reported() {
     assert_eq!(count.load(Ordering::SeqCst), 2);
     let hist = h.history("slow");
     let st: Vec<_> = hist.iter().map(|e| e.status.clone()).collect();
-    assert_eq!(st, [EntryStatus::Skipped, EntryStatus::Skipped, EntryStatus::Failed]);
+    assert_eq!(
+        st,
+        [
+            EntryStatus::Skipped,
+            EntryStatus::Skipped,
+            EntryStatus::Failed
+        ]
+    );
     let mut skipped = 0;
     while let Ok(e) = ev.try_recv() {
         if matches!(e, SchedulerEvent::Skipped { .. }) {
@@ -95,7 +111,10 @@ async fn history_is_bounded() {
     assert_eq!(count.load(Ordering::SeqCst), 10);
     let hist = h.history("t");
     assert_eq!(hist.len(), 3);
-    assert_eq!(hist[2].due, Local.with_ymd_and_hms(2024, 1, 1, 0, 10, 0).unwrap());
+    assert_eq!(
+        hist[2].due,
+        Local.with_ymd_and_hms(2024, 1, 1, 0, 10, 0).unwrap()
+    );
     h.stop().await;
 }
 
