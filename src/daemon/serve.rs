@@ -59,6 +59,10 @@ pub struct Daemon {
     /// when it asks for a module, so a reload never touches one in flight.
     cfg: Arc<RwLock<Arc<DaemonConfig>>>,
     shared: Arc<Shared>,
+    /// Longest time from connect to the start of the transfer.
+    handshake_timeout: Duration,
+    /// Auth digests offered, strongest first.
+    digests: Arc<[AuthDigest]>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -77,9 +81,7 @@ struct Shared {
     active: AtomicUsize,
     idle: Notify,
     shutdown: watch::Sender<bool>,
-    handshake_timeout: Duration,
     log: DaemonLog,
-    digests: Vec<AuthDigest>,
 }
 
 /// Stops a running [`Daemon`]: no new connections, then waits (with a
@@ -162,23 +164,18 @@ impl Daemon {
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
                 shutdown: tx,
-                handshake_timeout: Duration::from_secs(60),
                 log,
-                digests: AuthDigest::OFFERED.to_vec(),
             }),
+            handshake_timeout: Duration::from_secs(60),
+            digests: AuthDigest::OFFERED.into(),
         }
-    }
-
-    fn shared_mut(&mut self) -> &mut Shared {
-        // Only called while building, before any clone is handed out.
-        Arc::get_mut(&mut self.shared).expect("configure the daemon before serving")
     }
 
     /// Offers only these auth digests (strongest first); the default is
     /// every digest rsync 3.5.0 offers.
     #[must_use]
     pub fn with_auth_digests(mut self, digests: &[AuthDigest]) -> Self {
-        self.shared_mut().digests = digests.to_vec();
+        self.digests = digests.into();
         self
     }
 
@@ -187,7 +184,7 @@ impl Daemon {
     /// by default.
     #[must_use]
     pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
-        self.shared_mut().handshake_timeout = t;
+        self.handshake_timeout = t;
         self
     }
 
@@ -346,7 +343,7 @@ impl Daemon {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (mut rd, mut wr) = tokio::io::split(io);
-        let t = self.shared.handshake_timeout;
+        let t = self.handshake_timeout;
         let dialogue =
             tokio::time::timeout(t, self.dialogue(&mut rd, &mut wr, &mut peer, may_confine)).await;
         let accepted = match dialogue {
@@ -425,7 +422,7 @@ impl Daemon {
     {
         let ours = ProtocolVersion::MAX.0;
         let cfg = self.config();
-        let mut hello = format_greeting(ours, &self.shared.digests);
+        let mut hello = format_greeting(ours, &self.digests);
         if let Some(motd) = &cfg.global.motd_file {
             if let Ok(text) = std::fs::read_to_string(motd) {
                 hello.push_str(&text);
@@ -524,12 +521,12 @@ impl Daemon {
         let mut user = String::new();
         if !module.auth_users.is_empty() {
             let Some(digest) = negotiate_auth_digest(
-                &self.shared.digests,
+                &self.digests,
                 greeting.digests.as_deref(),
                 protocol,
                 true,
             ) else {
-                let list: Vec<&str> = self.shared.digests.iter().map(|d| d.name()).collect();
+                let list: Vec<&str> = self.digests.iter().map(|d| d.name()).collect();
                 let msg = format!(
                     "your client does not support one of our daemon-auth checksums: {}",
                     list.join(" ")
