@@ -34,57 +34,12 @@ fn has_delay_dirs(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The four ways to run a transfer: our client pushing to or pulling from
-/// `rsync --server`, and real rsync pushing to or pulling from `ferrsync
-/// --server`.
-#[derive(Debug, Clone, Copy)]
-enum Way {
-    OursPush,
-    OursPull,
-    RsyncPush,
-    RsyncPull,
-}
+use common::ways::{WAYS, Way};
 
-const WAYS: [Way; 4] = [Way::OursPush, Way::OursPull, Way::RsyncPush, Way::RsyncPull];
-
+/// Runs one transfer and requires it to succeed cleanly.
 fn run_way(way: Way, opts: &Options, rsync_args: &[&str], src: &Path, dst: &Path, shim: &Path) {
-    match way {
-        Way::OursPush | Way::OursPull => {
-            let t = Transfer::new(opts.clone());
-            let rt = rt();
-            let r = if matches!(way, Way::OursPush) {
-                rt.block_on(t.push(
-                    &RemoteCommand::local("rsync"),
-                    &[slash(src).into()],
-                    &slash(dst),
-                ))
-            } else {
-                rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(src)], dst))
-            };
-            let r = r.unwrap();
-            assert!(r.errors.is_empty(), "{way:?}: {:?}", r.errors);
-        }
-        Way::RsyncPush | Way::RsyncPull => {
-            let (a, b) = if matches!(way, Way::RsyncPush) {
-                (slash(src), format!("localhost:{}", slash(dst)))
-            } else {
-                (format!("localhost:{}", slash(src)), slash(dst))
-            };
-            let out = Command::new("rsync")
-                .args(rsync_args)
-                .arg("-e")
-                .arg(shim)
-                .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
-                .arg(a)
-                .arg(b)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{way:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+    if let Err(e) = common::ways::run(way, opts, rsync_args, src, dst, shim) {
+        panic!("{way:?}: {e}");
     }
 }
 

@@ -28,20 +28,8 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The four ways to run a transfer: our client pushing to or pulling from
-/// `rsync --server`, and real rsync pushing to or pulling from `ferrsync
-/// --server` (as in `tests/metadata.rs`).
-#[derive(Debug, Clone, Copy)]
-enum Way {
-    OursPush,
-    OursPull,
-    RsyncPush,
-    RsyncPull,
-}
+use common::ways::{WAYS, Way};
 
-const WAYS: [Way; 4] = [Way::OursPush, Way::OursPull, Way::RsyncPush, Way::RsyncPull];
-
-/// Runs one transfer; `Err` carries the error text.
 fn run_way(
     way: Way,
     opts: &Options,
@@ -50,48 +38,7 @@ fn run_way(
     dst: &Path,
     shim: &Path,
 ) -> Result<(), String> {
-    match way {
-        Way::OursPush | Way::OursPull => {
-            let t = Transfer::new(opts.clone());
-            let rt = rt();
-            let r = if matches!(way, Way::OursPush) {
-                rt.block_on(t.push(
-                    &RemoteCommand::local("rsync"),
-                    &[slash(src).into()],
-                    &slash(dst),
-                ))
-            } else {
-                rt.block_on(t.pull(&RemoteCommand::local("rsync"), &[slash(src)], dst))
-            };
-            let r = r.map_err(|e| e.to_string())?;
-            if r.errors.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{:?}", r.errors))
-            }
-        }
-        Way::RsyncPush | Way::RsyncPull => {
-            let (a, b) = if matches!(way, Way::RsyncPush) {
-                (slash(src), format!("localhost:{}", slash(dst)))
-            } else {
-                (format!("localhost:{}", slash(src)), slash(dst))
-            };
-            let out = Command::new("rsync")
-                .args(rsync_args)
-                .arg("-e")
-                .arg(shim)
-                .arg(format!("--rsync-path={}", env!("CARGO_BIN_EXE_ferrsync")))
-                .arg(a)
-                .arg(b)
-                .output()
-                .unwrap();
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stderr).into_owned())
-            }
-        }
-    }
+    common::ways::run(way, opts, rsync_args, src, dst, shim)
 }
 
 fn set(p: &Path, name: &str, value: &[u8]) {

@@ -520,12 +520,9 @@ impl Daemon {
         let mut access = Access::Default;
         let mut user = String::new();
         if !module.auth_users.is_empty() {
-            let Some(digest) = negotiate_auth_digest(
-                &self.digests,
-                greeting.digests.as_deref(),
-                protocol,
-                true,
-            ) else {
+            let Some(digest) =
+                negotiate_auth_digest(&self.digests, greeting.digests.as_deref(), protocol, true)
+            else {
                 let list: Vec<&str> = self.digests.iter().map(|d| d.name()).collect();
                 let msg = format!(
                     "your client does not support one of our daemon-auth checksums: {}",

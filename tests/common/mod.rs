@@ -4,3 +4,4 @@
 pub mod daemon;
 pub mod tap;
 pub mod tree;
+pub mod ways;
