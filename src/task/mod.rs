@@ -24,6 +24,7 @@ pub use config::{Direction, Mode, Secret, Task};
 pub use run::{Progress, RunHandle, RunReport, RunStatus};
 pub use schedule::{EntryStatus, HistoryEntry, Runner, Scheduler, SchedulerEvent, SchedulerHandle};
 pub use service::RunningService;
+pub use ssh::RemotePath;
 
 use std::fmt;
 
