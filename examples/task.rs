@@ -5,36 +5,51 @@
 //! cargo run --example task -- task.toml        # until Ctrl-C
 //! ```
 //!
-//! The file holds one task with its fields at the top level:
+//! The file holds one task with its fields at the top level, enum values
+//! in lower case:
 //!
 //! ```toml
 //! path = "/mnt/tank/data"
-//! mode = "module"
-//! direction = "push"
+//! user = "root"
+//! mode = "module"          # or "ssh"
+//! direction = "push"       # or "pull"
 //! remote_host = "backup.example.net"
+//! remote_port = 873
 //! remote_module = "tank"
 //! schedule = "0 3 * * *"
 //! delete = true
 //! extra = ["--exclude=*.tmp"]
 //! ```
+//!
+//! An SSH task names `remote_user`, `private_key_file`,
+//! `known_hosts_file` (or `known_host_keys`) and `remote_path`; with
+//! `validate_remote_path = true` the remote directory is checked first
+//! (and created with `create_remote_path = true`).
 
 use std::io::Write;
 
-use ferrsync::task::{Progress, RunReport, Scheduler, SchedulerEvent, Task};
+use ferrsync::task::{Progress, RemotePath, RunReport, Scheduler, SchedulerEvent, Task};
 
+/// One line: the whole run's share done (once the file list is known),
+/// files, bytes, rate and the whole run's ETA.
 fn bar(p: &Progress) -> String {
     let width: usize = 30;
-    let filled = (p.current_done * 30)
-        .checked_div(p.current_total)
-        .map_or(0, |f| usize::try_from(f).unwrap_or(width));
+    let filled = p
+        .fraction()
+        .map_or(0, |f| (f * width as f64).round() as usize);
+    let pct = p
+        .fraction()
+        .map_or_else(String::new, |f| format!(" {:3.0}%", f * 100.0));
     let eta = p
         .eta
         .map_or_else(String::new, |e| format!(" eta {}s", e.as_secs()));
+    let total = p.total_files.map_or_else(String::new, |t| format!("/{t}"));
     format!(
-        "\r[{}{}] {} files {:.1} MiB {:.1} MiB/s {}{eta}\x1b[K",
+        "\r[{}{}]{pct} {} files{total} ({} up to date) {:.1} MiB {:.1} MiB/s{eta} {}\x1b[K",
         "#".repeat(filled.min(width)),
         " ".repeat(width.saturating_sub(filled)),
         p.files,
+        p.up_to_date,
         p.bytes as f64 / 1048576.0,
         p.rate / 1048576.0,
         p.current.as_deref().unwrap_or(""),
@@ -74,6 +89,14 @@ async fn main() {
         eprintln!("{file}: {e}");
         std::process::exit(2);
     });
+    match task.validate_remote().await {
+        Ok(RemotePath::Created) => println!("{}: created on the remote host", task.remote_path),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("{file}: {e}");
+            std::process::exit(2);
+        }
+    }
     if once {
         let handle = match task.run_now() {
             Ok(h) => h,

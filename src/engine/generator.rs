@@ -753,6 +753,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if flags != 0 || o.itemize > 1 {
                     ctx.itemize(e, flags);
                 }
+                ctx.emit(Event::UpToDate {
+                    name: e.name.clone(),
+                    size: e.size,
+                });
                 self.send_item(i, flags, &need);
                 return Ok(());
             }

@@ -172,6 +172,16 @@ where
         });
     }
     let flist_bytes = r.bytes_read();
+    if let Some(sink) = events {
+        sink(&Event::FileList {
+            files: list.len() as u64,
+            size: list
+                .iter()
+                .filter(|e| e.kind() == Some(crate::flist::FileKind::Regular))
+                .map(|e| e.size)
+                .sum(),
+        });
+    }
     if !crate::flist::sort::is_sorted_file_list(&list, setup.protocol) {
         sort_file_list(&mut list, setup.protocol);
     }

@@ -182,6 +182,25 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// The whole file list is known (sent or received): its entries and
+    /// the total size of its regular files. Emitted once, before any file
+    /// data moves.
+    FileList {
+        /// Entries in the list.
+        files: u64,
+        /// Total size of the regular files in it.
+        size: u64,
+    },
+    /// A regular file needs no data: the quick check (or `--checksum`)
+    /// found it up to date. Emitted on the side that decides it (the
+    /// generator) and on a sending side for each file its peer's generator
+    /// passed over.
+    UpToDate {
+        /// Its name relative to the transfer root.
+        name: Vec<u8>,
+        /// Its size.
+        size: u64,
+    },
 }
 
 impl Event {

@@ -268,6 +268,12 @@ where
         }
     }
     report.io_error |= list.io_error;
+    if let Some(ev) = events {
+        ev(&Event::FileList {
+            files: list.entries.len() as u64,
+            size: regular_size(&list.entries),
+        });
+    }
     if list.entries.is_empty() && setup.is_server {
         // Nothing to send: rsync's server sender exits here and its client
         // receiver stops after the empty list; so do ours.
@@ -286,9 +292,16 @@ where
         .and_then(Compression::from_name)
         .map(|k| TokenCompressor::new(k, opts.compress_level, protocol));
     let skip_list = crate::delta::SkipCompress::new(opts.skip_compress.as_deref());
+    // Phase 0 asks for files in list order: entries before the one asked
+    // for that were not asked for are up to date.
+    let mut decided = 0usize;
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
+            if phase == 0 {
+                up_to_date(events, list.entries.get(decided..).unwrap_or_default());
+                decided = list.entries.len();
+            }
             phase += 1;
             if phase > max_phase {
                 break;
@@ -320,6 +333,13 @@ where
         } else {
             None
         };
+        if phase == 0 && idx >= decided {
+            up_to_date(events, list.entries.get(decided..idx).unwrap_or_default());
+            decided = idx + 1;
+            if iflags & item::TRANSFER == 0 {
+                up_to_date(events, &list.entries[idx..=idx]);
+            }
+        }
         let entry = &list.entries[idx];
         let xattr_values = if xattr_exchange(setup, opts, iflags) {
             Some(answer_xattr_request(r, entry, &list.paths[idx], &limits, &mut report).await?)
@@ -679,5 +699,29 @@ fn emit(out: &mut Vec<u8>, t: Token<'_>) {
     match t {
         Token::Literal(d) => encode_literal(out, d),
         Token::Block(i) => encode_block(out, i),
+    }
+}
+
+/// Total size of the regular files among `entries`.
+fn regular_size(entries: &[FileEntry]) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.kind() == Some(FileKind::Regular))
+        .map(|e| e.size)
+        .sum()
+}
+
+/// [`Event::UpToDate`] for each regular file among `entries`.
+fn up_to_date(events: Option<&EventSink>, entries: &[FileEntry]) {
+    if let Some(ev) = events {
+        for e in entries
+            .iter()
+            .filter(|e| e.kind() == Some(FileKind::Regular))
+        {
+            ev(&Event::UpToDate {
+                name: e.name.clone(),
+                size: e.size,
+            });
+        }
     }
 }

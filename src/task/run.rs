@@ -19,13 +19,27 @@ use crate::error::Error;
 use crate::session::{CancelToken, Transfer};
 
 /// Where a run is.
+///
+/// Once the file list is known (it is complete before any file data
+/// moves), `total_files` and `total_bytes` are set, and `eta` is the
+/// estimate for the whole run: the bytes not yet accounted for (neither
+/// moved nor found up to date) at the average rate so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// Files finished (created, updated or found up to date and listed).
+    /// Items finished and itemized (created, updated, or changed in their
+    /// attributes only).
     pub files: u64,
     /// Bytes of file data done, the current file's included.
     pub bytes: u64,
+    /// Regular files found up to date (no data needed).
+    pub up_to_date: u64,
+    /// Their total size.
+    pub up_to_date_bytes: u64,
+    /// Entries in the file list, once it is known.
+    pub total_files: Option<u64>,
+    /// Total size of the regular files in the list, once it is known.
+    pub total_bytes: Option<u64>,
     /// The file being received, if any.
     pub current: Option<String>,
     /// Its bytes done and its size.
@@ -34,11 +48,30 @@ pub struct Progress {
     pub current_total: u64,
     /// Average bytes per second since the start.
     pub rate: f64,
-    /// Time left for the current file at that rate (rsync's `--progress`
-    /// estimate; the whole run's total is not known before it ends).
+    /// Time left for the whole run at that rate: `total_bytes` less
+    /// `bytes` and `up_to_date_bytes`, divided by `rate` (None before the
+    /// list is known or while nothing has moved).
     pub eta: Option<Duration>,
+    /// Time left for the current file at that rate (rsync's `--progress`
+    /// estimate).
+    pub file_eta: Option<Duration>,
     /// Time since the start.
     pub elapsed: Duration,
+}
+
+impl Progress {
+    /// The share of the whole run done, 0.0 to 1.0 (None before the file
+    /// list is known).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn fraction(&self) -> Option<f64> {
+        let total = self.total_bytes?;
+        if total == 0 {
+            return Some(1.0);
+        }
+        let done = (self.bytes + self.up_to_date_bytes).min(total);
+        Some(done as f64 / total as f64)
+    }
 }
 
 /// How a run ended.
@@ -148,6 +181,7 @@ impl Tracker {
                 size,
                 sending,
                 kind,
+                flags,
                 ..
             } => {
                 if !self.quiet {
@@ -167,8 +201,8 @@ impl Tracker {
                 }
                 p.files += 1;
                 // A receiving side counts bytes from its progress events;
-                // a sending side gets none and counts whole files.
-                if *sending {
+                // a sending side gets none and counts the files it sends.
+                if *sending && *flags & crate::engine::report::item::TRANSFER != 0 {
                     p.bytes += size;
                 }
             }
@@ -182,6 +216,14 @@ impl Tracker {
                 }
                 p.current_done = *done;
                 p.current_total = *total;
+            }
+            Event::FileList { files, size } => {
+                p.total_files = Some(*files);
+                p.total_bytes = Some(*size);
+            }
+            Event::UpToDate { size, .. } => {
+                p.up_to_date += 1;
+                p.up_to_date_bytes += size;
             }
             Event::Message { error: true, text } => {
                 let mut m = self
@@ -201,11 +243,15 @@ impl Tracker {
             } else {
                 0.0
             };
-            p.eta = (p.current.is_some() && p.rate > 0.0).then(|| {
-                Duration::from_secs_f64(
-                    p.current_total.saturating_sub(p.current_done) as f64 / p.rate,
-                )
-            });
+            let rate = p.rate;
+            let at_rate = move |left: u64| Duration::from_secs_f64(left as f64 / rate);
+            let moving = rate > 0.0;
+            p.file_eta = (p.current.is_some() && moving)
+                .then(|| at_rate(p.current_total.saturating_sub(p.current_done)));
+            p.eta = p
+                .total_bytes
+                .filter(|_| moving)
+                .map(|t| at_rate(t.saturating_sub(p.bytes + p.up_to_date_bytes)));
         }
         self.tx.send_replace(p.clone());
     }
