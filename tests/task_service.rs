@@ -210,3 +210,60 @@ fn live_module_changes_keep_transfers_in_flight() {
         running.stop().await.unwrap();
     });
 }
+
+/// `start_automatically`: `Service::autostart` (what a host calls at boot)
+/// starts the daemon when it is true, serving what real rsync then lists
+/// and pulls, and binds nothing when it is false; a broken configuration
+/// is reported either way.
+#[test]
+fn autostart_follows_start_automatically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    fs::create_dir_all(t.join("data")).unwrap();
+    fs::write(t.join("data/file"), b"served\n").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = common::daemon::free_port();
+    // The saved configuration, as a host keeps it.
+    let saved = format!(
+        "port = {port}\nstart_automatically = false\n\
+         [auxiliary]\naddress = \"127.0.0.1\"\n"
+    );
+    let off: Service = toml::from_str(&saved).unwrap();
+    let modules = vec![module("data", &t.join("data"), Access::ReadOnly)];
+    let r = rt.block_on(off.autostart(modules.clone())).unwrap();
+    assert!(r.is_none());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens when start_automatically is false"
+    );
+    let mut broken = modules.clone();
+    broken[0].comment = "x\n[y]".into();
+    assert!(rt.block_on(off.autostart(broken.clone())).is_err());
+
+    let on: Service = toml::from_str(&saved.replace("= false", "= true")).unwrap();
+    assert!(on.start_automatically);
+    assert!(rt.block_on(on.autostart(broken)).is_err());
+    let running = rt
+        .block_on(on.autostart(modules))
+        .unwrap()
+        .expect("started");
+    assert_eq!(running.local_addr().port(), port);
+    let url = format!("rsync://127.0.0.1:{port}/");
+    let list = rsync(&[&url]);
+    assert!(list.status.success(), "{list:?}");
+    assert!(
+        String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .any(|l| l.starts_with("data")),
+        "{list:?}"
+    );
+    let dst = t.join("got");
+    let got = rsync(&["-r", &format!("{url}data/"), dst.to_str().unwrap()]);
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(fs::read(dst.join("file")).unwrap(), b"served\n");
+    rt.block_on(running.stop()).unwrap();
+}

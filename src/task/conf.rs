@@ -108,8 +108,9 @@ pub struct Service {
     /// `motd file`, ...; module parameters here are defaults for every
     /// module, as in rsync).
     pub auxiliary: BTreeMap<String, String>,
-    /// Whether the host should start the service at boot (for the caller;
-    /// [`Service::start`] does not look at it).
+    /// Whether the service starts with the host: [`Service::autostart`]
+    /// starts it when true and does nothing when false ([`Service::start`]
+    /// starts it either way).
     pub start_automatically: bool,
 }
 

@@ -51,6 +51,26 @@ impl Service {
     }
 }
 
+impl Service {
+    /// What a host calls at boot, or a supervisor when it (re)loads the
+    /// saved configuration: starts the daemon as [`Service::start`] does
+    /// when `start_automatically` is true, and does nothing (binds no
+    /// port) when it is false. An administrator's explicit start is
+    /// [`Service::start`], whatever the flag says.
+    ///
+    /// # Errors
+    /// As [`Service::start`], when the flag is set; a configuration with
+    /// the flag off is still validated, so a broken one is reported at
+    /// boot rather than at the first manual start.
+    pub async fn autostart(&self, modules: Vec<Module>) -> Result<Option<RunningService>> {
+        if !self.start_automatically {
+            self.daemon_config(&modules).map_err(invalid)?;
+            return Ok(None);
+        }
+        self.start(modules).await.map(Some)
+    }
+}
+
 fn invalid(e: Invalid) -> Error {
     Error::Syntax(e.to_string())
 }
