@@ -3,200 +3,19 @@
 //! equivalent rsync command line produces from the same start.
 
 mod common;
+#[path = "common/task_cases.rs"]
+mod task_cases;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tree::{Compare, compare_trees, is_root};
+use common::tree::is_root;
 use ferrsync::task::{Direction, RunStatus, Secret, Task};
+use task_cases::{CASES, compare, dest_start, rsync_words, source_tree};
 
 use common::daemon::real_daemon;
-
-fn set_mtime(p: &Path, secs: i64) {
-    let t = filetime::FileTime::from_unix_time(secs, 0);
-    filetime::set_symlink_file_times(p, t, t).unwrap();
-}
-
-/// The source tree: nested directories, files of several kinds and
-/// modes, a symlink, fixed mtimes.
-fn source_tree(root: &Path) {
-    fs::create_dir_all(root.join("sub/deep")).unwrap();
-    let files: &[(&str, &[u8], u32)] = &[
-        ("a.txt", b"alpha\n", 0o644),
-        ("b.tmp", b"scratch\n", 0o600),
-        ("run.sh", b"#!/bin/sh\necho hi\n", 0o755),
-        ("sub/c.dat", &[7u8; 70_000], 0o640),
-        ("sub/deep/d.txt", b"deep text\n", 0o604),
-        ("sub/changed.txt", b"new version of the file\n", 0o644),
-    ];
-    for (i, (name, data, mode)) in files.iter().enumerate() {
-        let p = root.join(name);
-        fs::write(&p, data).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
-        set_mtime(&p, 1_600_000_000 + i64::try_from(i).unwrap() * 1000);
-    }
-    std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
-    xattr::set(root.join("a.txt"), "user.note", b"kept by preserve_xattrs").unwrap();
-    xattr::set(root.join("sub"), "user.long", &[b'L'; 100]).unwrap();
-    fs::set_permissions(root.join("sub/deep"), fs::Permissions::from_mode(0o750)).unwrap();
-    for (d, t) in [("sub/deep", 1_600_100_000), ("sub", 1_600_200_000)] {
-        set_mtime(&root.join(d), t);
-    }
-}
-
-/// What the destination holds before: an extraneous file and an old
-/// version of one file (same size and mtime would hide it: not here).
-fn dest_start(root: &Path, under: &str) {
-    let base = root.join(under);
-    fs::create_dir_all(base.join("sub")).unwrap();
-    fs::write(base.join("extraneous.txt"), b"delete me?\n").unwrap();
-    fs::write(base.join("sub/changed.txt"), b"old\n").unwrap();
-    set_mtime(&base.join("sub/changed.txt"), 1_500_000_000);
-}
-
-/// The rsync command-line words for a task's fields (the mapping the
-/// task layer documents, restated here on its own).
-fn rsync_words(t: &Task) -> Vec<String> {
-    let mut w = Vec::new();
-    for (on, word) in [
-        (t.recursive, "-r"),
-        (t.times, "-t"),
-        (t.compress, "-z"),
-        (t.archive, "-a"),
-        (t.delete, "--delete-delay"),
-        (t.quiet, "-q"),
-        (t.preserve_permissions, "-p"),
-        (t.delay_updates, "--delay-updates"),
-        (t.preserve_xattrs, "-X"),
-    ] {
-        if on {
-            w.push(word.to_string());
-        }
-    }
-    w.extend(t.extra.iter().map(|e| e.replace('\'', "")));
-    w
-}
-
-struct Case {
-    name: &'static str,
-    change: fn(&mut Task),
-    /// Whether mtimes are comparable (not when times are not kept).
-    times: bool,
-}
-
-const CASES: &[Case] = &[
-    Case {
-        name: "defaults",
-        change: |_| {},
-        times: true,
-    },
-    Case {
-        name: "recursive off",
-        change: |t| t.recursive = false,
-        times: true,
-    },
-    Case {
-        name: "times off",
-        change: |t| t.times = false,
-        times: false,
-    },
-    Case {
-        name: "compress off",
-        change: |t| t.compress = false,
-        times: true,
-    },
-    Case {
-        name: "archive",
-        change: |t| t.archive = true,
-        times: true,
-    },
-    Case {
-        name: "delete",
-        change: |t| t.delete = true,
-        times: true,
-    },
-    Case {
-        name: "quiet",
-        change: |t| t.quiet = true,
-        times: true,
-    },
-    Case {
-        name: "preserve_permissions",
-        change: |t| t.preserve_permissions = true,
-        times: true,
-    },
-    Case {
-        name: "preserve_xattrs",
-        change: |t| t.preserve_xattrs = true,
-        times: true,
-    },
-    Case {
-        name: "delay_updates off",
-        change: |t| t.delay_updates = false,
-        times: true,
-    },
-    Case {
-        name: "extra",
-        change: |t| t.extra = vec!["--exclude='*.tmp'".into(), "--exclude=deep/".into()],
-        times: true,
-    },
-    Case {
-        name: "description, enabled, schedule",
-        change: |t| {
-            t.description = "nightly".into();
-            t.enabled = false;
-            t.schedule = "@daily".into();
-        },
-        times: true,
-    },
-    Case {
-        name: "user (this process's)",
-        change: |t| t.user = "root".into(),
-        times: true,
-    },
-];
-
-fn compare(a: &Path, b: &Path, times: bool) -> Vec<String> {
-    let c = Compare {
-        nsec: false,
-        owners: is_root(),
-        symlink_times: false,
-        file_times: times,
-        dir_times: false,
-    };
-    let mut d = compare_trees(a, b, c);
-    // Extended attributes of the regular files and directories.
-    let out = Command::new("find")
-        .arg(a)
-        .args(["-type", "f", "-o", "-type", "d"])
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let pa = Path::new(line);
-        let rel = pa.strip_prefix(a).unwrap();
-        let pb = b.join(rel);
-        let get = |p: &Path| -> Vec<(String, Vec<u8>)> {
-            let mut v: Vec<(String, Vec<u8>)> = xattr::list(p)
-                .map(|names| {
-                    names
-                        .filter_map(|n| {
-                            let n = n.to_string_lossy().into_owned();
-                            xattr::get(p, &n).ok().flatten().map(|val| (n, val))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            v.sort();
-            v
-        };
-        if pb.exists() && get(pa) != get(&pb) {
-            d.push(format!("{}: xattrs differ", rel.display()));
-        }
-    }
-    d
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -531,4 +350,122 @@ fn user_field_runs_local_side_as_that_user() {
         "nobody can't write a root-owned 0755 directory: {r:?}"
     );
     assert!(!theirs.join("a.txt").exists());
+}
+
+/// The whole run's ETA: once the file list is known, `total_bytes` is the
+/// size of every regular file in it, files found up to date count as done
+/// (on a pull our generator finds them, on a push our sender learns it
+/// from the files the daemon's generator passes over), and the ETA is
+/// what is left of the total at the average rate.
+#[test]
+fn progress_totals_and_whole_run_eta() {
+    const PART: usize = 512 << 10;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let noise = |seed: u32, len: usize| -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    };
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Four files the destinations already hold (same size and mtime),
+    // listed before the one that moves.
+    for d in ["src", "pulled", "pushed"] {
+        fs::create_dir_all(t.join(d)).unwrap();
+        for i in 0..4u32 {
+            let p = t.join(d).join(format!("a{i}.bin"));
+            fs::write(&p, noise(i, PART)).unwrap();
+            task_cases::set_mtime(&p, 1_600_000_000);
+        }
+    }
+    fs::write(src.join("z.bin"), noise(99, 8 * PART)).unwrap();
+    task_cases::set_mtime(&src.join("z.bin"), 1_600_000_000);
+    let total = 12 * PART as u64;
+    let conf = format!(
+        "use chroot = no\nuid = 0\ngid = 0\n[src]\npath = {t}/src\n\
+         [pushed]\npath = {t}/pushed\nread only = no\n",
+        t = t.display()
+    );
+    let d = real_daemon(t, &conf);
+    let rt = rt();
+    for dir in [Direction::Pull, Direction::Push] {
+        let mut task = Task::default();
+        task.direction = dir;
+        task.remote_host = "127.0.0.1".into();
+        task.remote_port = Some(d.port);
+        task.compress = false;
+        // About two seconds for the file that moves.
+        task.extra = vec!["--bwlimit=2048".into()];
+        match dir {
+            Direction::Pull => {
+                task.path = t.join("pulled");
+                task.remote_module = "src".into();
+            }
+            Direction::Push => {
+                task.path = t.join("src/");
+                task.remote_module = "pushed".into();
+            }
+        }
+        let h = task.run_now().unwrap();
+        let mut rx = h.progress();
+        let seen = rt.block_on(async {
+            let mut seen = Vec::new();
+            while rx.changed().await.is_ok() {
+                seen.push(rx.borrow().clone());
+            }
+            seen
+        });
+        let report = rt.block_on(h.wait());
+        assert!(report.is_success(), "{dir:?}: {report:?}");
+        let last = seen.last().unwrap();
+        assert_eq!(last.total_bytes, Some(total), "{dir:?}: {last:?}");
+        assert_eq!(
+            last.total_files,
+            Some(report.stats.as_ref().unwrap().num_files),
+            "{dir:?}: {last:?}"
+        );
+        assert_eq!(
+            (last.up_to_date, last.up_to_date_bytes),
+            (4, 4 * PART as u64),
+            "{dir:?}: {last:?}"
+        );
+        assert_eq!(last.bytes, 8 * PART as u64, "{dir:?}: {last:?}");
+        assert_eq!(last.eta, Some(std::time::Duration::ZERO), "{dir:?}");
+        assert_eq!(last.fraction(), Some(1.0), "{dir:?}");
+        // The total is known before any data moves.
+        let first_data = seen.iter().position(|p| p.bytes > 0).unwrap();
+        assert!(
+            seen[..=first_data]
+                .iter()
+                .any(|p| p.total_bytes == Some(total)),
+            "{dir:?}"
+        );
+        if dir == Direction::Pull {
+            // While z.bin moves, all that is left is the rest of z.bin: the
+            // whole run's ETA is the file's, not counting the up-to-date
+            // files as work still to do.
+            let mid: Vec<_> = seen
+                .iter()
+                .filter(|p| p.current_done > 0 && p.current_done < p.current_total)
+                .collect();
+            assert!(mid.len() >= 2, "{seen:?}");
+            for p in &mid {
+                assert_eq!(p.up_to_date, 4, "{p:?}");
+                assert!(p.eta.is_some() && p.eta == p.file_eta, "{p:?}");
+                assert!(p.fraction().unwrap() > 0.3 && p.fraction().unwrap() < 1.0);
+            }
+            // And it goes down.
+            assert!(mid.first().unwrap().eta > mid.last().unwrap().eta, "{mid:#?}");
+        }
+        let dest = match dir {
+            Direction::Pull => t.join("pulled"),
+            Direction::Push => t.join("pushed"),
+        };
+        assert_eq!(
+            fs::read(dest.join("z.bin")).unwrap(),
+            fs::read(src.join("z.bin")).unwrap(),
+            "{dir:?}"
+        );
+    }
 }
