@@ -456,7 +456,10 @@ fn progress_totals_and_whole_run_eta() {
                 assert!(p.fraction().unwrap() > 0.3 && p.fraction().unwrap() < 1.0);
             }
             // And it goes down.
-            assert!(mid.first().unwrap().eta > mid.last().unwrap().eta, "{mid:#?}");
+            assert!(
+                mid.first().unwrap().eta > mid.last().unwrap().eta,
+                "{mid:#?}"
+            );
         }
         let dest = match dir {
             Direction::Pull => t.join("pulled"),
