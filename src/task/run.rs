@@ -30,7 +30,9 @@ pub struct Progress {
     /// Items finished and itemized (created, updated, or changed in their
     /// attributes only).
     pub files: u64,
-    /// Bytes of file data done, the current file's included.
+    /// Bytes of file data done, the current file's included. On a pull
+    /// they move as the data arrives; on a push a file's bytes count when
+    /// its transfer starts (the sending side gets no per-file progress).
     pub bytes: u64,
     /// Regular files found up to date (no data needed).
     pub up_to_date: u64,
