@@ -394,7 +394,8 @@ fn progress_totals_and_whole_run_eta() {
         task.direction = dir;
         task.remote_host = "127.0.0.1".into();
         task.remote_port = Some(d.port);
-        task.compress = false;
+        // Compressed (the default): progress steps come from the
+        // compressed token stream too.
         // About two seconds for the file that moves.
         task.extra = vec!["--bwlimit=2048".into()];
         match dir {

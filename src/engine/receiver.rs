@@ -753,6 +753,14 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
         if patcher.written() > cap {
             return Err(too_much(patcher.written()));
         }
+        if ctx.opts.progress && patcher.written() >= next_progress {
+            next_progress = patcher.written() + PROGRESS_STEP;
+            ctx.emit(Event::Progress {
+                name: entry.name.clone(),
+                done: patcher.written(),
+                total: entry.size,
+            });
+        }
         // Compressed tokens: literals arrive decompressed; a block's bytes
         // are read from the basis, written, and given back to the
         // decompressor (zlib keeps them in its history).
