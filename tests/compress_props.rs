@@ -73,7 +73,7 @@ fn basis_of(f: &File, salt: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            if (i / 64) % 2 == 0 {
+            if (i / 64).is_multiple_of(2) {
                 (x >> 24) as u8
             } else {
                 b'a' + (i % 7) as u8

@@ -12,6 +12,8 @@
 )]
 
 mod rolling;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod strong;
 
 pub use rolling::{Rolling, checksum1};

@@ -22,13 +22,34 @@ const LANES: usize = 16;
 
 /// Returns `(s1, s2)` of `data` (both modulo 2^32, signed bytes).
 ///
+/// On x86_64 with AVX2 (detected at run time) the bulk goes through the
+/// vector kernel in `simd.rs` and the tail (under 64 bytes) continues here
+/// with the prefix-sum rule; elsewhere [`sums_scalar`] does it all.
+#[inline]
+fn sums(data: &[u8]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= super::simd::STEP {
+        if let Some((mut s1, mut s2, used)) = super::simd::sums_prefix(data) {
+            for &b in data.get(used..).unwrap_or_default() {
+                s1 = s1.wrapping_add(sx(b));
+                s2 = s2.wrapping_add(s1);
+            }
+            return (s1, s2);
+        }
+    }
+    sums_scalar(data)
+}
+
+/// Returns `(s1, s2)` of `data` (both modulo 2^32, signed bytes), in
+/// portable code.
+///
 /// The fast path is the Adler-32 vectorisation: per lane, `v1 += x` and
 /// `v2 += v1` each step, with no multiplication and no horizontal sum in
 /// the loop. For `C` steps of 16 bytes, byte `(c, j)` has weight
 /// `16·(C − c) − j` in `s2`, which is `16·Σv2 − Σ j·v1`. The tail continues
 /// with the scalar prefix-sum rule. All arithmetic wraps, as in C.
 #[inline]
-fn sums(data: &[u8]) -> (u32, u32) {
+fn sums_scalar(data: &[u8]) -> (u32, u32) {
     let mut v1 = [0u32; LANES];
     let mut v2 = [0u32; LANES];
     let mut chunks = data.chunks_exact(LANES);
@@ -205,6 +226,56 @@ mod tests {
         for n in [0, 1, 15, 16, 17, 31, 32, 33, 700, 4099] {
             let d = pseudo(n, n as u32 + 7);
             assert_eq!(checksum1(&d), reference(&d), "n={n}");
+        }
+    }
+
+    #[test]
+    fn extreme_bytes_match_scalar() {
+        // The most negative and positive signed bytes, long enough for the
+        // sums to wrap: the vector kernel must neither saturate nor lose
+        // the sign.
+        for byte in [0x80u8, 0xff, 0x7f, 0x01, 0x00] {
+            for n in [63, 64, 65, 127, 128, 129, 4096 + 17, (1 << 20) + 3] {
+                let d = vec![byte; n];
+                assert_eq!(sums(&d), sums_scalar(&d), "byte {byte:#x} n={n}");
+                assert_eq!(checksum1(&d), reference(&d), "byte {byte:#x} n={n}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_path_is_taken_where_avx2_exists() {
+        let d = pseudo(1000, 5);
+        let got = crate::checksum::simd::sums_prefix(&d);
+        assert_eq!(got.is_some(), std::is_x86_feature_detected!("avx2"));
+        if let Some((_, _, used)) = got {
+            assert_eq!(used, 960);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The dispatched sums (vector kernel plus scalar tail) equal the
+        /// portable ones and the definition, at any length and start
+        /// offset (unaligned loads), with signed bytes throughout.
+        #[test]
+        fn dispatch_matches_scalar(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4200),
+            start in 0usize..64,
+            cut in 0usize..64,
+        ) {
+            let start = start.min(data.len());
+            let end = data.len().saturating_sub(cut).max(start);
+            let d = &data[start..end];
+            proptest::prop_assert_eq!(sums(d), sums_scalar(d));
+            proptest::prop_assert_eq!(checksum1(d), reference(d));
+            if d.len() > 1 {
+                let w = d.len() / 2;
+                let mut r = Rolling::new(&d[..w]);
+                r.roll(d[0], d[w]);
+                proptest::prop_assert_eq!(r.value(), checksum1(&d[1..=w]));
+            }
         }
     }
 

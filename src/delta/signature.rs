@@ -109,12 +109,33 @@ impl Signature {
     }
 }
 
+/// The sums of one block.
+#[inline]
+fn block_sum(cfg: &ChecksumConfig, s2: usize, block: &[u8]) -> BlockSum {
+    BlockSum {
+        sum1: checksum1(block),
+        sum2: cfg.block_sum(block).truncated(s2),
+    }
+}
+
+/// Whether a second thread can run at the same time (asked once).
+fn has_two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2))
+}
+
 /// Computes a [`Signature`] from basis data fed in pieces of any size, so
 /// files larger than memory stream through.
 ///
 /// Make it with the header the basis was sized with
 /// ([`SumHead::for_file`]), [`feed`](Self::feed) the basis in order, then
 /// [`finish`](Self::finish).
+///
+/// A piece that holds at least [`PARALLEL_MIN`](Self::PARALLEL_MIN) bytes
+/// of whole blocks is summed on two threads (its first and second half of
+/// blocks at once); the result is the same as in one thread. Feeding
+/// pieces of [`PARALLEL_FEED`](Self::PARALLEL_FEED) bytes lets large
+/// bases use both; smaller pieces are summed on the caller's thread.
 #[derive(Debug)]
 pub struct SignatureBuilder {
     head: SumHead,
@@ -126,6 +147,15 @@ pub struct SignatureBuilder {
 }
 
 impl SignatureBuilder {
+    /// Whole blocks in one [`feed`](Self::feed) call, in bytes, from which
+    /// a second thread sums half of them.
+    pub const PARALLEL_MIN: usize = 4 << 20;
+
+    /// The piece size to feed large bases in so that both halves of most
+    /// pieces are summed at once (twice [`PARALLEL_MIN`](Self::PARALLEL_MIN),
+    /// so a block left over between pieces does not drop a piece below it).
+    pub const PARALLEL_FEED: usize = 8 << 20;
+
     /// Starts a signature of a basis described by `head`.
     #[must_use]
     pub fn new(head: SumHead, cfg: ChecksumConfig) -> Self {
@@ -145,10 +175,50 @@ impl SignatureBuilder {
     }
 
     fn push(&mut self, block: &[u8]) {
-        let sum1 = checksum1(block);
-        let sum2 = self.cfg.block_sum(block).truncated(self.s2);
-        self.blocks.push(BlockSum { sum1, sum2 });
+        self.blocks.push(block_sum(&self.cfg, self.s2, block));
         self.last_len = block.len();
+    }
+
+    /// Sums the full-length blocks at the start of `data` (nothing is
+    /// pending) on two threads, and returns the rest; `None` (nothing
+    /// done) when they are fewer than [`Self::PARALLEL_MIN`] bytes or
+    /// there is one core. The last block of the basis, which may be short,
+    /// is left to [`push`](Self::push).
+    fn feed_parallel<'a>(&mut self, data: &'a [u8]) -> Option<&'a [u8]> {
+        let bl = usize::try_from(self.head.blength).ok().filter(|&b| b > 0)?;
+        let count = usize::try_from(self.head.count).ok()?;
+        let mut n = count.saturating_sub(self.blocks.len()).min(data.len() / bl);
+        if n > 0 && self.blocks.len() + n == count && self.head.remainder != 0 {
+            n -= 1;
+        }
+        let span = n.checked_mul(bl)?;
+        if n < 2 || span < Self::PARALLEL_MIN || !has_two_cores() {
+            return None;
+        }
+        let (blocks, rest) = data.split_at_checked(span)?;
+        let (first, second) = blocks.split_at_checked((n / 2) * bl)?;
+        let (cfg, s2) = (self.cfg, self.s2);
+        let sum_all = move |part: &[u8]| -> Vec<BlockSum> {
+            part.chunks_exact(bl)
+                .map(|b| block_sum(&cfg, s2, b))
+                .collect()
+        };
+        let out = &mut self.blocks;
+        out.reserve(n);
+        std::thread::scope(|scope| {
+            // A thread that cannot be started (or that failed) leaves its
+            // half to this one: the result is the same, only slower.
+            let other = std::thread::Builder::new()
+                .name("ferrsync-sums".into())
+                .spawn_scoped(scope, move || sum_all(second));
+            out.extend(first.chunks_exact(bl).map(|b| block_sum(&cfg, s2, b)));
+            match other.ok().map(std::thread::ScopedJoinHandle::join) {
+                Some(Ok(v)) => out.extend(v),
+                _ => out.extend(sum_all(second)),
+            }
+        });
+        self.last_len = bl;
+        Some(rest)
     }
 
     /// Hashes the next piece of the basis. Data past the length the
@@ -157,6 +227,12 @@ impl SignatureBuilder {
         while !data.is_empty() {
             let Some(want) = self.next_len() else { return };
             if self.pending.is_empty() && data.len() >= want {
+                if data.len() >= Self::PARALLEL_MIN {
+                    if let Some(rest) = self.feed_parallel(data) {
+                        data = rest;
+                        continue;
+                    }
+                }
                 let (block, rest) = data.split_at(want);
                 self.push(block);
                 data = rest;
@@ -235,6 +311,58 @@ mod tests {
             whole.blocks[1].sum2,
             cfg().block_sum(&d[64..128]).truncated(2)
         );
+    }
+
+    /// Pieces big enough for two threads give the same signature as small
+    /// pieces on one, block for block and in order, whether the last block
+    /// is short or not, and also when the basis is shorter or longer than
+    /// the header says.
+    #[test]
+    fn two_threads_equal_one() {
+        let big = SignatureBuilder::PARALLEL_FEED;
+        for (len, bl, kind) in [
+            (2 * big + 12_345, 1000, StrongKind::Xxh128),
+            (3 * big, 16_384, StrongKind::Md5),
+            (SignatureBuilder::PARALLEL_MIN + 4096, 8, StrongKind::Xxh3),
+        ] {
+            let d = data(len);
+            let cfg = ChecksumConfig::for_session(kind, 0x55aa, 31, true, true);
+            let head = SumHead::for_file(len as u64, 31, 16, Some(bl), false);
+            // The two-thread path is the one taken here.
+            let mut probe = SignatureBuilder::new(head, cfg);
+            assert_eq!(probe.feed_parallel(&d).is_some(), has_two_cores());
+            let mut one = SignatureBuilder::new(head, cfg);
+            for c in d.chunks(SignatureBuilder::PARALLEL_MIN / 2) {
+                one.feed(c);
+            }
+            let one = one.finish();
+            assert_eq!(one.blocks.len(), len.div_ceil(bl as usize));
+            let by_block: Vec<BlockSum> = d
+                .chunks(bl as usize)
+                .map(|b| block_sum(&cfg, head.s2length as usize, b))
+                .collect();
+            assert_eq!(one.blocks, by_block, "len {len}");
+            for step in [big, big + 1, len] {
+                let mut two = SignatureBuilder::new(head, cfg);
+                for c in d.chunks(step) {
+                    two.feed(c);
+                }
+                assert_eq!(two.finish(), one, "len {len} step {step}");
+            }
+            // Basis shorter and longer than announced.
+            let cut = len - len / 3;
+            let mut short = SignatureBuilder::new(head, cfg);
+            short.feed(&d[..cut]);
+            let mut short1 = SignatureBuilder::new(head, cfg);
+            for c in d[..cut].chunks(1 << 20) {
+                short1.feed(c);
+            }
+            assert_eq!(short.finish(), short1.finish(), "len {len} cut");
+            let mut long = SignatureBuilder::new(head, cfg);
+            long.feed(&d);
+            long.feed(&d);
+            assert_eq!(long.finish(), one, "len {len} long");
+        }
     }
 
     #[test]

@@ -846,7 +846,14 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         };
         let head = SumHead::for_file(len, protocol, digest_len, ctx.opts.block_size, redo);
         let mut sb = SignatureBuilder::new(head, ctx.setup.checksum);
-        let mut buf = vec![0u8; 256 * 1024];
+        // A large basis is read in pieces big enough for the builder to
+        // sum each on two threads.
+        let piece = if len >= SignatureBuilder::PARALLEL_FEED as u64 {
+            SignatureBuilder::PARALLEL_FEED
+        } else {
+            256 * 1024
+        };
+        let mut buf = vec![0u8; piece];
         let mut total = 0u64;
         while total < len {
             let want = usize::try_from((len - total).min(buf.len() as u64)).unwrap_or(buf.len());

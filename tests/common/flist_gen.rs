@@ -43,7 +43,7 @@ const KINDS: [FileKind; 7] = [
 ];
 
 fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<Vec<u8>> {
-    (o.inc_recurse && on && !o.numeric_ids && id % 3 != 0)
+    (o.inc_recurse && on && !o.numeric_ids && !id.is_multiple_of(3))
         .then(|| format!("{prefix}{id}").into_bytes())
 }
 
