@@ -265,6 +265,7 @@ impl Transfer {
                 dclient::list_modules(&mut io, ours, &mut sink).await
             }
         };
+        let fut = within_idle_timeout(&self.opts, fut);
         self.guarded(fut).await
     }
 
@@ -367,9 +368,8 @@ impl Transfer {
             o.server_args(server_sends)
         };
         let paths = vec![url.path_word()];
-        let protocol =
-            dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths)
-                .await?;
+        let open = dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths);
+        let protocol = within_idle_timeout(&self.opts, open).await?;
         let mut opts = self.opts.clone();
         opts.protocol = Some(protocol);
         let (rd, wr) = tokio::io::split(io);
@@ -495,4 +495,26 @@ fn spawn_daemon_shell(cmd: &RemoteCommand) -> Result<(ShellIo, crate::transport:
         return Err(Error::Start("peer has no pipes".into()));
     };
     Ok((tokio::io::join(rd, wr), peer))
+}
+
+/// Runs a daemon's text dialogue (greeting, module, authentication) under
+/// the session's idle timeout (`--timeout`, else
+/// `Options::limits.idle_timeout_secs`): a daemon that accepts the
+/// connection and then says nothing ends the session with rsync's timeout
+/// error instead of hanging.
+async fn within_idle_timeout<T>(
+    opts: &crate::engine::Options,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let secs = if opts.timeout > 0 {
+        opts.timeout
+    } else {
+        opts.limits.idle_timeout_secs
+    };
+    if secs == 0 {
+        return fut.await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(u64::from(secs)), fut)
+        .await
+        .map_err(|_| Error::Timeout)?
 }

@@ -1,5 +1,8 @@
 //! A scripted hostile sender against our receiving client, at protocols 29
-//! to 32: traversal names, symlink escapes, a file sent "through" a
+//! to 32, over the pipe transport (`run_client` on a byte stream) and over
+//! the daemon transport (the fake peer also speaks the daemon greeting,
+//! module acknowledgement and argument words, and our daemon client pulls
+//! from it with `Transfer::pull_daemon`): traversal names, symlink escapes, a file sent "through" a
 //! symlink the same transfer created, pre-existing symlinks in the
 //! destination, out-of-range indexes, sum-header and token abuse, a basis
 //! redirect, message floods and oversized lists. Every case must end in a
@@ -73,9 +76,66 @@ fn opts(protocol: u8) -> Options {
     o
 }
 
-async fn hostile(
-    io: tokio::io::DuplexStream,
+/// The two transports the suite runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Pipe,
+    Daemon,
+}
+
+const TRANSPORTS: [Transport; 2] = [Transport::Pipe, Transport::Daemon];
+
+/// The daemon half of the fake peer: greeting at `protocol`, the client's
+/// greeting and module line, `@RSYNCD: OK`, the argument words; then the
+/// same hostile session as over a pipe, without the version ints.
+async fn hostile_daemon(
+    listener: tokio::net::TcpListener,
     protocol: u8,
+    list: Vec<FileEntry>,
+    act: Act,
+) -> Result<(), ferrsync::Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut sock, _) = listener.accept().await.map_err(ferrsync::Error::Connection)?;
+    let hello = ferrsync::handshake::daemon::format_greeting(
+        protocol,
+        &ferrsync::handshake::daemon::AuthDigest::OFFERED,
+    );
+    sock.write_all(hello.as_bytes())
+        .await
+        .map_err(ferrsync::Error::Connection)?;
+    // Two lines (greeting, module), then the words up to the empty one.
+    let term = if protocol >= 30 { 0u8 } else { b'\n' };
+    let mut lines = 0;
+    let mut prev = 0u8;
+    let mut b = [0u8; 1];
+    loop {
+        if sock.read(&mut b).await.map_err(ferrsync::Error::Connection)? == 0 {
+            return Err(ferrsync::Error::UnexpectedEof(0));
+        }
+        if lines < 2 {
+            if b[0] == b'\n' {
+                lines += 1;
+                if lines == 2 {
+                    sock.write_all(b"@RSYNCD: OK\n")
+                        .await
+                        .map_err(ferrsync::Error::Connection)?;
+                    prev = term;
+                }
+            }
+            continue;
+        }
+        if b[0] == term && prev == term {
+            break;
+        }
+        prev = b[0];
+    }
+    hostile(sock, protocol, Some(protocol), list, act).await
+}
+
+async fn hostile<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
+    io: S,
+    protocol: u8,
+    known_protocol: Option<u8>,
     list: Vec<FileEntry>,
     act: Act,
 ) -> Result<(), ferrsync::Error> {
@@ -88,7 +148,7 @@ async fn hostile(
         options: opts(protocol),
         ..ServerArgs::default()
     };
-    let s = setup::server_setup(&mut r, &mut w, &sa, None).await?;
+    let s = setup::server_setup(&mut r, &mut w, &sa, known_protocol).await?;
     w.set_muxed(true);
     r.set_muxed(s.protocol >= 30);
     setup::recv_filter_list(&mut r, 8192).await?;
@@ -258,9 +318,49 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// Runs one case; returns the client's result. Checks the invariants that
-/// hold for every case.
+/// Runs one case over both transports; returns the client's result over
+/// the last one. Checks the invariants that hold for every case.
 fn run_case(
+    name: &str,
+    protocol: u8,
+    s: &Site,
+    list: Vec<FileEntry>,
+    act: Act,
+) -> Result<ferrsync::Report, ferrsync::Error> {
+    let links: Vec<(PathBuf, PathBuf)> = fs::read_dir(&s.dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| fs::read_link(&p).ok().map(|t| (p, t)))
+        .collect();
+    let mut last = None;
+    for t in TRANSPORTS {
+        // Each transport starts from the same destination.
+        reset(s, &links);
+        last = Some(run_case_over(t, name, protocol, s, list.clone(), act.clone()));
+    }
+    last.unwrap()
+}
+
+/// Puts the destination back as [`site`] made it (keeping a symlink or
+/// directory the case added before the run).
+fn reset(s: &Site, links: &[(PathBuf, PathBuf)]) {
+    for e in fs::read_dir(&s.dest).unwrap() {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            fs::remove_dir_all(&p).unwrap();
+        } else {
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    fs::write(s.dest.join("old"), b"old file").unwrap();
+    for (p, t) in links {
+        std::os::unix::fs::symlink(t, p).unwrap();
+    }
+}
+
+fn run_case_over(
+    transport: Transport,
     name: &str,
     protocol: u8,
     s: &Site,
@@ -269,21 +369,37 @@ fn run_case(
 ) -> Result<ferrsync::Report, ferrsync::Error> {
     let outside_before = snapshot(&s.outside);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
     let dest = s.dest.clone();
+    let name = format!("{name} over {transport:?}");
+    let name = name.as_str();
     let result = rt.block_on(async {
-        let (rd, wr) = tokio::io::split(ours);
         let mut o = opts(protocol);
         if name.starts_with("delete") {
             o.delete = Some(ferrsync::DeleteTiming::Auto);
         }
-        let role = ClientRole::Receiver { dest };
-        let hooks = Hooks::default();
         let both = async {
-            tokio::join!(
-                run_client(rd, wr, &o, role, &hooks),
-                hostile(theirs, protocol, list, act)
-            )
+            match transport {
+                Transport::Pipe => {
+                    let (ours, theirs) = tokio::io::duplex(1 << 16);
+                    let (rd, wr) = tokio::io::split(ours);
+                    let role = ClientRole::Receiver { dest };
+                    let hooks = Hooks::default();
+                    tokio::join!(
+                        run_client(rd, wr, &o, role, &hooks),
+                        hostile(theirs, protocol, None, list, act)
+                    )
+                }
+                Transport::Daemon => {
+                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let url = format!("rsync://127.0.0.1:{}/m/", l.local_addr().unwrap().port());
+                    let url = ferrsync::transport::daemon::DaemonUrl::parse(&url).unwrap();
+                    let t = ferrsync::Transfer::new(o.clone());
+                    tokio::join!(
+                        t.pull_daemon(&url, &dest),
+                        hostile_daemon(l, protocol, list, act)
+                    )
+                }
+            }
         };
         tokio::time::timeout(Duration::from_secs(30), both).await
     });

@@ -61,6 +61,8 @@ pub struct Daemon {
     shared: Arc<Shared>,
     /// Longest time from connect to the start of the transfer.
     handshake_timeout: Duration,
+    /// Idle timeout (seconds) of a transfer whose module sets no `timeout`.
+    idle_timeout: u32,
     /// Auth digests offered, strongest first.
     digests: Arc<[AuthDigest]>,
 }
@@ -166,7 +168,10 @@ impl Daemon {
                 shutdown: tx,
                 log,
             }),
-            handshake_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(u64::from(
+                crate::wire::Limits::default().handshake_timeout_secs,
+            )),
+            idle_timeout: crate::wire::Limits::default().idle_timeout_secs,
             digests: AuthDigest::OFFERED.into(),
         }
     }
@@ -185,6 +190,18 @@ impl Daemon {
     #[must_use]
     pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
+        self
+    }
+
+    /// The idle I/O timeout of a transfer whose module sets no `timeout`
+    /// (`Limits::idle_timeout_secs`, 600 seconds, by default; rounded up
+    /// to whole seconds; zero turns it off, as rsync has it). Like a
+    /// module's `timeout`, it also caps a longer `--timeout` asked for by
+    /// the client.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, t: Duration) -> Self {
+        let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+        self.idle_timeout = u32::try_from(secs).unwrap_or(u32::MAX);
         self
     }
 
@@ -351,6 +368,10 @@ impl Daemon {
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(e)) => {
                 let _ = wr.flush().await;
+                self.shared.log.line(&format!(
+                    "connection from {} ended before the transfer: {e}",
+                    peer.addr_text()
+                ));
                 return Err(e);
             }
             Err(_) => {
@@ -672,9 +693,17 @@ impl Daemon {
         if module.numeric_ids {
             o.local_numeric_ids = true;
         }
-        if module.timeout > 0 && (o.timeout == 0 || module.timeout < o.timeout) {
-            o.timeout = module.timeout;
+        // The module's `timeout`, else the daemon's default idle timeout,
+        // caps what the client asked for (the client is untrusted).
+        let cap = if module.timeout > 0 {
+            module.timeout
+        } else {
+            self.idle_timeout
+        };
+        if cap > 0 && (o.timeout == 0 || cap < o.timeout) {
+            o.timeout = cap;
         }
+        o.limits.idle_timeout_secs = self.idle_timeout;
         if !module.dont_compress.is_empty() && o.skip_compress.is_none() {
             o.skip_compress = Some(module.dont_compress.join("/"));
         }
@@ -889,6 +918,28 @@ fn map_paths(
         out.truncate(1);
     }
     sa.paths = out;
+    // Directories the client names in options (rsync's `sanitize_paths`):
+    // relative to the destination, never above the module, and never
+    // through a symlink that leads out of it.
+    let dest = sa.paths.first().cloned().unwrap_or_default();
+    let o = &mut sa.options;
+    for (opt, dir) in [
+        ("--backup-dir", &mut o.backup_dir),
+        ("--partial-dir", &mut o.partial_dir),
+    ] {
+        let Some(d) = dir.as_mut() else { continue };
+        let clean = sanitize(d);
+        let clean = clean.trim_end_matches('/');
+        if clean.is_empty() {
+            return Err(format!("ERROR: {opt} {d} leads outside the module"));
+        }
+        if !confined.is_chrooted() {
+            let full = format!("{}/{clean}", dest.trim_end_matches('/'));
+            super::confine::check_inside(&module.path, Path::new(&full), false)
+                .map_err(|_| format!("ERROR: {opt} {d} leads outside the module"))?;
+        }
+        *d = clean.to_string();
+    }
     Ok(())
 }
 

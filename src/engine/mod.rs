@@ -183,8 +183,16 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     w: &mut MuxWriter<W>,
     opts: &Options,
 ) {
-    if opts.timeout > 0 {
-        let t = Some(Duration::from_secs(u64::from(opts.timeout)));
+    // The peer is untrusted: without `--timeout` a default idle timeout
+    // still applies (`Limits::idle_timeout_secs`), so a silent peer cannot
+    // hold the session forever.
+    let secs = if opts.timeout > 0 {
+        opts.timeout
+    } else {
+        opts.limits.idle_timeout_secs
+    };
+    if secs > 0 {
+        let t = Some(Duration::from_secs(u64::from(secs)));
         r.set_timeout(t);
         w.set_timeout(t);
     }
@@ -253,7 +261,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut r = MuxReader::new(reader, Limits::default());
+    let mut r = MuxReader::new(reader, opts.limits);
     r.set_sink(hooks.messages.clone());
     let mut w = MuxWriter::new(writer);
     set_timeouts(&mut r, &mut w, opts);
@@ -367,10 +375,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut r = MuxReader::new(reader, Limits::default());
+    let opts = &sa.options;
+    let mut r = MuxReader::new(reader, opts.limits);
     r.set_sink(hooks.messages.clone());
     let mut w = MuxWriter::new(writer);
-    let opts = &sa.options;
     set_timeouts(&mut r, &mut w, opts);
     let mut setup = setup::server_setup(&mut r, &mut w, sa, ctx.protocol).await?;
     settle(&mut setup, &sa.options)?;

@@ -75,7 +75,8 @@ pub struct Options {
     pub protocol: Option<u8>,
     /// `--rsync-path`
     pub rsync_path: String,
-    /// `--timeout=SECONDS` (0 = none)
+    /// `--timeout=SECONDS`; 0: the default idle timeout,
+    /// `limits.idle_timeout_secs` (600 s; rsync has none).
     pub timeout: u32,
     /// `-v` count
     pub verbose: u8,
@@ -174,6 +175,9 @@ pub struct Options {
     /// A daemon module's rules, applied on top of the client's and never
     /// sent (the `filter`, `exclude` and `include` parameters).
     pub daemon_filters: Vec<crate::filter::FilterArg>,
+    /// Bounds on what the peer may send, and the idle timeout used when
+    /// `timeout` is 0 (see [`crate::wire::Limits`]); never sent.
+    pub limits: crate::wire::Limits,
 }
 
 impl Default for Options {
@@ -240,6 +244,7 @@ impl Default for Options {
             cvs_exclude: false,
             delete_excluded: false,
             daemon_filters: Vec::new(),
+            limits: crate::wire::Limits::default(),
         }
     }
 }

@@ -134,8 +134,43 @@ pub enum DecodeError {
 }
 
 /// Upper bounds on every length read off the wire, so that memory stays
-/// bounded whatever the peer sends. The defaults follow rsync 3.5.0 where it
-/// has a limit, and are generous but finite where it has none.
+/// bounded whatever the peer sends, and the deadlines that keep a silent
+/// peer from holding a session forever. The defaults follow rsync 3.5.0
+/// where it has a limit, and are generous but finite where it has none.
+///
+/// This is the one place where the defaults are written down:
+///
+/// | Limit | Default | rsync 3.5.0 |
+/// |---|---|---|
+/// | [`max_name_len`](Self::max_name_len) | 4095 bytes | `MAXPATHLEN` |
+/// | [`max_link_len`](Self::max_link_len) | 4095 bytes | `MAXPATHLEN` |
+/// | [`max_flist_entries`](Self::max_flist_entries) | 64 Mi entries | none |
+/// | [`max_id_name_len`](Self::max_id_name_len) | 255 bytes | one length byte |
+/// | [`max_msg_len`](Self::max_msg_len) | 5119 bytes | "multiplexing overflow" at 5120 |
+/// | [`max_sum_count`](Self::max_sum_count) | 16 Mi blocks | none |
+/// | [`max_token_len`](Self::max_token_len) | 16 MiB | none |
+/// | [`max_filter_len`](Self::max_filter_len) | 8192 bytes | `MAXPATHLEN` per rule |
+/// | [`max_vstring_len`](Self::max_vstring_len) | 255 bytes | 256-byte buffer |
+/// | [`max_xattr_count`](Self::max_xattr_count) | 65536 | none |
+/// | [`max_xattr_value_len`](Self::max_xattr_value_len) | 128 MiB | `MAX_XATTR_VALUE_BYTES` |
+/// | [`max_alloc`](Self::max_alloc) | 1 GiB | none |
+/// | decompressed output of one file | twice the listed size + 64 MiB | none |
+/// | daemon argument words | 10,000 words, 256 KiB in all | none |
+/// | daemon text lines (greeting, module, auth) | 4096 bytes | `BIGPATHBUFLEN` |
+/// | [`handshake_timeout_secs`](Self::handshake_timeout_secs) | 60 s (daemon side) | none |
+/// | [`idle_timeout_secs`](Self::idle_timeout_secs) | 600 s (every session) | none |
+///
+/// A peer past a length limit gets a decode error ("error in rsync
+/// protocol data stream", exit 12); past the idle timeout, "timeout in
+/// data send/receive" (exit 30); past the handshake deadline the daemon
+/// logs it and closes the connection.
+///
+/// The idle timeout is on by default because the peer is untrusted: a
+/// server that stops talking, or a client that connects to a daemon and
+/// goes quiet after the handshake, would otherwise hold the session (and a
+/// daemon thread) forever. `--timeout=N` (or a daemon module's `timeout`)
+/// replaces it; a library caller may set [`Limits::idle_timeout_secs`] on
+/// `Options::limits` (0 turns it off, which is rsync's default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
@@ -163,6 +198,13 @@ pub struct Limits {
     pub max_xattr_value_len: usize,
     /// Largest single allocation made on behalf of the peer.
     pub max_alloc: usize,
+    /// Seconds without any byte read or written after which a session
+    /// ends with "timeout in data send/receive" (exit 30), when no
+    /// `--timeout` is given; 0: none.
+    pub idle_timeout_secs: u32,
+    /// Seconds a daemon client may take from connecting to the start of
+    /// the transfer (greeting, module, authentication, argument words).
+    pub handshake_timeout_secs: u32,
 }
 
 impl Default for Limits {
@@ -180,6 +222,8 @@ impl Default for Limits {
             max_xattr_count: 65536,
             max_xattr_value_len: 128 * 1024 * 1024,
             max_alloc: 1 << 30,
+            idle_timeout_secs: 600,
+            handshake_timeout_secs: 60,
         }
     }
 }
