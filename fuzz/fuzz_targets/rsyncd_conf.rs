@@ -1,0 +1,22 @@
+//! The `rsyncd.conf` parser: any text. `DaemonConfig::parse` must never
+//! panic; a config it accepts renders (`to_conf_string`) to text that
+//! parses again to the same modules and global section.
+#![no_main]
+
+use ferrsync::daemon::config::DaemonConfig;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let Ok((cfg, _warnings)) = DaemonConfig::parse(&text) else {
+        return;
+    };
+    let again = cfg.to_conf_string();
+    let (back, _) = DaemonConfig::parse(&again)
+        .unwrap_or_else(|e| panic!("rendered config does not parse: {e}\n{again}"));
+    assert_eq!(back.modules.len(), cfg.modules.len(), "{again}");
+    for (a, b) in cfg.modules.iter().zip(&back.modules) {
+        assert_eq!(a.name, b.name, "{again}");
+        assert_eq!(a.path, b.path, "{again}");
+    }
+});
