@@ -557,6 +557,19 @@ async fn receive<R: AsyncRead + Unpin>(
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                 }
             }
+            Outcome::LocalError(msg) if msg.starts_with("write failed") => {
+                // rsync's receiver stops at a failed write (a full disk):
+                // RERR_FILEIO, exit 11. The temporary file goes with the
+                // guard; the destination file stays the old one.
+                let why = msg.trim_start_matches("write failed: ");
+                let text = format!("write failed on \"{}\": {why}", path.display());
+                let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, text));
+                return Err(Error::local(
+                    "write failed on",
+                    path.clone(),
+                    std::io::Error::other(why.to_string()),
+                ));
+            }
             Outcome::LocalError(msg) => {
                 report.errors.push(msg.clone());
                 report.io_error |= 1;
