@@ -368,7 +368,8 @@ impl Transfer {
             o.server_args(server_sends)
         };
         let paths = vec![url.path_word()];
-        let open = dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths);
+        let open =
+            dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths);
         let protocol = within_idle_timeout(&self.opts, open).await?;
         let mut opts = self.opts.clone();
         opts.protocol = Some(protocol);

@@ -185,10 +185,7 @@ fn opts(protocol: u8) -> Options {
 
 /// Greeting and module line; returns the stream after `@RSYNCD: OK`, or
 /// the daemon's `@ERROR` line.
-async fn open(
-    port: u16,
-    protocol: u8,
-) -> Result<tokio::net::TcpStream, String> {
+async fn open(port: u16, protocol: u8) -> Result<tokio::net::TcpStream, String> {
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -236,7 +233,9 @@ fn push_words(
         let mut words = o.server_args(false);
         words.push(".".into());
         words.extend(paths.iter().map(|p| (*p).to_string()));
-        sock.write_all(&encode_args(&words, protocol)).await.unwrap();
+        sock.write_all(&encode_args(&words, protocol))
+            .await
+            .unwrap();
         let (rd, wr) = tokio::io::split(sock);
         let role = ClientRole::Sender {
             sources: sources.to_vec(),
@@ -260,7 +259,9 @@ fn pull_words(
         let mut words = o.server_args(true);
         words.push(".".into());
         words.extend(paths.iter().map(|p| (*p).to_string()));
-        sock.write_all(&encode_args(&words, protocol)).await.unwrap();
+        sock.write_all(&encode_args(&words, protocol))
+            .await
+            .unwrap();
         let (rd, wr) = tokio::io::split(sock);
         let role = ClientRole::Receiver {
             dest: dest.to_path_buf(),
@@ -398,10 +399,14 @@ fn oversized_and_endless_file_lists() {
             let t0 = Instant::now();
             let r: Result<(), ferrsync::Error> = rt().block_on(async {
                 let o = opts(protocol);
-                let mut sock = open(served.port, protocol).await.map_err(ferrsync::Error::Syntax)?;
+                let mut sock = open(served.port, protocol)
+                    .await
+                    .map_err(ferrsync::Error::Syntax)?;
                 let mut words = o.server_args(false);
                 words.extend([".".to_string(), "m/".to_string()]);
-                sock.write_all(&encode_args(&words, protocol)).await.unwrap();
+                sock.write_all(&encode_args(&words, protocol))
+                    .await
+                    .unwrap();
                 let (rd, wr) = tokio::io::split(sock);
                 let mut r = MuxReader::new(rd, Limits::default());
                 let mut w = MuxWriter::new(wr);
@@ -530,10 +535,14 @@ fn oversized_and_endless_file_lists() {
 #[test]
 fn slow_drip_and_argument_limits() {
     let s = site();
-    let served = Served::start(s.daemon(false).with_handshake_timeout(Duration::from_secs(1)));
+    let served = Served::start(
+        s.daemon(false)
+            .with_handshake_timeout(Duration::from_secs(1)),
+    );
     let t0 = Instant::now();
     let mut drip = TcpStream::connect(("127.0.0.1", served.port)).unwrap();
-    drip.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    drip.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let mut closed = false;
     let mut buf = [0u8; 256];
     for b in b"@RSYNCD: 32.0 md5\nm\n".iter().cycle().take(200) {
@@ -611,10 +620,13 @@ fn a_client_silent_after_the_handshake_times_out() {
             o.timeout = 0;
             let mut words = o.server_args(sender);
             words.extend([".".to_string(), "m/".to_string()]);
-            sock.write_all(&encode_args(&words, protocol)).await.unwrap();
+            sock.write_all(&encode_args(&words, protocol))
+                .await
+                .unwrap();
             // Say nothing more; the daemon must close within its timeout.
             let mut rest = Vec::new();
-            let r = tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut rest)).await;
+            let r =
+                tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut rest)).await;
             assert!(r.is_ok(), "the daemon kept a silent client");
         });
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
@@ -665,7 +677,9 @@ fn a_silent_server_times_out_by_default() {
             let silent = async move {
                 let (mut sock, _) = l.accept().await.unwrap();
                 if after_ok {
-                    sock.write_all(b"@RSYNCD: 32.0 md5\n@RSYNCD: OK\n").await.unwrap();
+                    sock.write_all(b"@RSYNCD: 32.0 md5\n@RSYNCD: OK\n")
+                        .await
+                        .unwrap();
                 }
                 let mut sink = Vec::new();
                 let _ = sock.read_to_end(&mut sink).await;

@@ -95,7 +95,10 @@ async fn hostile_daemon(
     act: Act,
 ) -> Result<(), ferrsync::Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut sock, _) = listener.accept().await.map_err(ferrsync::Error::Connection)?;
+    let (mut sock, _) = listener
+        .accept()
+        .await
+        .map_err(ferrsync::Error::Connection)?;
     let hello = ferrsync::handshake::daemon::format_greeting(
         protocol,
         &ferrsync::handshake::daemon::AuthDigest::OFFERED,
@@ -109,7 +112,12 @@ async fn hostile_daemon(
     let mut prev = 0u8;
     let mut b = [0u8; 1];
     loop {
-        if sock.read(&mut b).await.map_err(ferrsync::Error::Connection)? == 0 {
+        if sock
+            .read(&mut b)
+            .await
+            .map_err(ferrsync::Error::Connection)?
+            == 0
+        {
             return Err(ferrsync::Error::UnexpectedEof(0));
         }
         if lines < 2 {
@@ -336,7 +344,14 @@ fn run_case(
     for t in TRANSPORTS {
         // Each transport starts from the same destination.
         reset(s, &links);
-        last = Some(run_case_over(t, name, protocol, s, list.clone(), act.clone()));
+        last = Some(run_case_over(
+            t,
+            name,
+            protocol,
+            s,
+            list.clone(),
+            act.clone(),
+        ));
     }
     last.unwrap()
 }
