@@ -304,7 +304,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         if ctx.opts.remove_source_files && !ctx.opts.dry_run && self.w.is_muxed() {
             let ndx = i32::try_from(i).unwrap_or(i32::MAX);
-            self.w.send_msg(MsgCode::Success, &ndx.to_le_bytes()).await?;
+            self.w
+                .send_msg(MsgCode::Success, &ndx.to_le_bytes())
+                .await?;
         }
         Ok(())
     }
@@ -674,6 +676,17 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 self.message(MsgCode::Info, &text).await?;
             }
             self.ctx.emit(Event::Message { error: false, text });
+            let desc = match e.kind() {
+                Some(FileKind::Symlink) => "symlink",
+                Some(FileKind::CharDev | FileKind::BlockDev) => "device file",
+                Some(FileKind::Fifo | FileKind::Socket) => "special file",
+                _ => "regular file",
+            };
+            self.fail(format!(
+                "could not make way for new {desc}: {}",
+                String::from_utf8_lossy(&e.name)
+            ))
+            .await?;
             return Ok(false);
         }
         Ok(true)
@@ -709,7 +722,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         } else {
             item::LOCAL_CHANGE | item::REPORT_CHANGE
         };
-        if !same && st.as_ref().is_some_and(fs::Metadata::is_dir) && !self.dir_gives_way(e, path).await? {
+        if !same
+            && st.as_ref().is_some_and(fs::Metadata::is_dir)
+            && !self.dir_gives_way(e, path).await?
+        {
             return Ok(());
         }
         if !dry {
@@ -757,7 +773,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let o = ctx.opts;
         if st.as_ref().is_some_and(|m| !m.is_file()) {
-            if st.as_ref().is_some_and(fs::Metadata::is_dir) && !self.dir_gives_way(e, path).await? {
+            if st.as_ref().is_some_and(fs::Metadata::is_dir) && !self.dir_gives_way(e, path).await?
+            {
                 return Ok(());
             }
             if !o.dry_run {

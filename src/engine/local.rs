@@ -823,7 +823,11 @@ impl IdMap {
     /// Applies `--usermap` (`users`) or `--groupmap` rules to the sender's
     /// ids, each given with its name if the sender sent one.
     pub fn apply(&mut self, map: &NameMap, users: bool, ids: &[(u32, Vec<u8>)]) {
-        let table = if users { &mut self.uids } else { &mut self.gids };
+        let table = if users {
+            &mut self.uids
+        } else {
+            &mut self.gids
+        };
         for (id, name) in ids {
             if let Some(local) = map.lookup(*id, name) {
                 table.insert(*id, local);

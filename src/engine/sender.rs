@@ -423,10 +423,7 @@ where
             }
         };
         if append_now && file.metadata().is_ok_and(|m| m.len() < entry.size) {
-            let msg = format!(
-                "skipped diminished file: {}\n",
-                list.paths[idx].display()
-            );
+            let msg = format!("skipped diminished file: {}\n", list.paths[idx].display());
             w.send_msg(MsgCode::Warning, msg.as_bytes()).await?;
             if protocol >= 30 {
                 w.send_msg(MsgCode::NoSend, &ndx.to_le_bytes()).await?;
@@ -632,7 +629,10 @@ pub(crate) fn append_mode(opts: &Options, protocol: u8) -> u8 {
 /// the sender follow symlinks (`-L`, `--copy-unsafe-links`, `-k`, where
 /// the list holds the target's kind); with `--open-noatime`, `O_NOATIME`
 /// (dropped when the kernel refuses it, as for a file we do not own).
-pub(crate) fn open_source(path: &std::path::Path, opts: &Options) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_source(
+    path: &std::path::Path,
+    opts: &Options,
+) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let follow = opts.copy_links || opts.copy_unsafe_links || opts.copy_dirlinks;
     let mut flags = rustix::fs::OFlags::NONBLOCK;

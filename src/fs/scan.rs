@@ -390,10 +390,9 @@ impl Scanner {
             Err(_) if must => {
                 self.out.io_error |= IOERR_GENERAL;
                 if self.out.errors.len() < MAX_SCAN_ERRORS {
-                    self.out.errors.push(format!(
-                        "symlink has no referent: \"{}\"",
-                        path.display()
-                    ));
+                    self.out
+                        .errors
+                        .push(format!("symlink has no referent: \"{}\"", path.display()));
                 }
                 None
             }
