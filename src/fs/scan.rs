@@ -34,6 +34,9 @@ pub const IOERR_VANISHED: i32 = 2;
 /// Computes a `--checksum` sum for a regular file.
 pub type ChecksumFn = fn(&Path) -> io::Result<Vec<u8>>;
 
+/// Says whether a symlink (target, listed name) points outside the tree.
+pub type UnsafeLinkFn = fn(&[u8], &[u8]) -> bool;
+
 /// What to include while scanning.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanOptions {
@@ -67,7 +70,7 @@ pub struct ScanOptions {
     pub copy_dirlinks: bool,
     /// `--copy-unsafe-links`: symlinks this predicate (target, listed
     /// name) calls unsafe are replaced by what they point to.
-    pub copy_unsafe_links: Option<fn(&[u8], &[u8]) -> bool>,
+    pub copy_unsafe_links: Option<UnsafeLinkFn>,
 }
 
 /// The scanned list.
