@@ -205,6 +205,12 @@ impl Patcher {
         Ok(())
     }
 
+    /// Adds bytes already in place to the whole-file checksum without
+    /// writing them (`--append-verify`: the kept start of the file).
+    pub fn hash_only(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+
     /// Bytes written so far.
     #[must_use]
     pub fn written(&self) -> u64 {

@@ -235,7 +235,43 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
-                "force" => {}
+                "force" => o.force = true,
+                "no-force" => o.force = false,
+                "append" => {
+                    o.append = 1;
+                    o.inplace = true;
+                }
+                "append-verify" => {
+                    o.append = 2;
+                    o.inplace = true;
+                }
+                "no-append" => o.append = 0,
+                "sparse" => o.sparse = true,
+                "no-sparse" => o.sparse = false,
+                "preallocate" => o.preallocate = true,
+                "remove-source-files" => o.remove_source_files = true,
+                "copy-links" => o.copy_links = true,
+                "copy-unsafe-links" => o.copy_unsafe_links = true,
+                "copy-dirlinks" => o.copy_dirlinks = true,
+                "keep-dirlinks" => o.keep_dirlinks = true,
+                "usermap" => {
+                    o.usermap = Some(value()?);
+                    o.owner = true;
+                }
+                "groupmap" => {
+                    o.groupmap = Some(value()?);
+                    o.group = true;
+                }
+                "chown" => super::options::set_chown(&mut o, &value()?)?,
+                "atimes" => {
+                    o.atimes = o.atimes.saturating_add(1);
+                    if o.atimes > 1 {
+                        o.open_noatime = true;
+                    }
+                }
+                "no-atimes" => o.atimes = 0,
+                "open-noatime" => o.open_noatime = true,
+                "no-open-noatime" => o.open_noatime = false,
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(value()?);
@@ -342,6 +378,16 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 'u' => o.update = true,
                 'H' => o.hard_links = true,
                 'X' => o.xattrs = o.xattrs.saturating_add(1),
+                'S' => o.sparse = true,
+                'L' => o.copy_links = true,
+                'k' => o.copy_dirlinks = true,
+                'K' => o.keep_dirlinks = true,
+                'U' => {
+                    o.atimes = o.atimes.saturating_add(1);
+                    if o.atimes > 1 {
+                        o.open_noatime = true;
+                    }
+                }
                 'P' => {
                     o.partial = true;
                     o.progress = true;

@@ -37,6 +37,8 @@ pub(crate) enum ToGen {
     Phase(u32),
     /// A message for the peer (server) or the user (client).
     Msg(MsgCode, String),
+    /// `--remove-source-files`: the receiving side has this item.
+    Success(usize),
     /// The receiver is finished.
     Done,
 }
@@ -148,6 +150,9 @@ fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
     let is_link = e.kind() == Some(FileKind::Symlink);
     if o.times && (!is_dir || !o.omit_dir_times) && !is_link && !same_mtime(ctx, e, st) {
         f |= item::REPORT_TIME;
+    }
+    if o.atimes > 0 && !is_dir && st.atime() != e.atime {
+        f |= item::REPORT_ATIME;
     }
     if o.perms && !is_link && st.mode() & 0o7777 != e.mode & 0o7777 {
         f |= item::REPORT_PERMS;
@@ -287,9 +292,23 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             ToGen::Redo(i) => self.redo.push(i),
             ToGen::Phase(p) => return Ok(Some(p)),
             ToGen::Msg(code, text) => self.message(code, &text).await?,
+            ToGen::Success(i) => self.success(i).await?,
             ToGen::Done => return Ok(Some(u32::MAX)),
         }
         Ok(None)
+    }
+
+    /// `--remove-source-files`: tells the sender that item `i` is here
+    /// (MSG_SUCCESS; only where our stream to it is multiplexed).
+    async fn success(&mut self, i: usize) -> Result<()> {
+        let ctx = self.ctx;
+        if ctx.opts.remove_source_files && !ctx.opts.dry_run && self.w.is_muxed() {
+            let ndx = i32::try_from(i).unwrap_or(i32::MAX);
+            self.w
+                .send_msg(MsgCode::Success, &ndx.to_le_bytes())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn message(&mut self, code: MsgCode, text: &str) -> Result<()> {
@@ -472,6 +491,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                         wire::encode_u16(self.w.buf(), flags);
                         wire::encode_vstring(self.w.buf(), &ctx.list[l].name)?;
                     }
+                    self.success(f).await?;
                 }
                 Err(err) => {
                     self.fail(format!(
@@ -540,6 +560,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         match e.kind() {
             Some(FileKind::Dir) => {
+                if o.keep_dirlinks && st.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+                    // -K: a symlink to a directory stands for it.
+                    if let Some(m) = fs::metadata(path).ok().filter(fs::Metadata::is_dir) {
+                        st = Some(m);
+                    }
+                }
                 if st.as_ref().is_some_and(|m| !m.is_dir()) {
                     if !dry {
                         if let Err(err) = local::remove_any(path) {
@@ -635,6 +661,37 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(())
     }
 
+    /// A directory in the way of a non-directory: without `--delete` or
+    /// `--force` a non-empty one stays (rsync says so and skips the item);
+    /// false then.
+    async fn dir_gives_way(&mut self, e: &FileEntry, path: &Path) -> Result<bool> {
+        let o = self.ctx.opts;
+        let non_empty = fs::read_dir(path).is_ok_and(|mut d| d.next().is_some());
+        if non_empty && o.delete.is_none() && !o.force {
+            let text = format!(
+                "cannot delete non-empty directory: {}",
+                String::from_utf8_lossy(&e.name)
+            );
+            if self.ctx.setup.is_server {
+                self.message(MsgCode::Info, &text).await?;
+            }
+            self.ctx.emit(Event::Message { error: false, text });
+            let desc = match e.kind() {
+                Some(FileKind::Symlink) => "symlink",
+                Some(FileKind::CharDev | FileKind::BlockDev) => "device file",
+                Some(FileKind::Fifo | FileKind::Socket) => "special file",
+                _ => "regular file",
+            };
+            self.fail(format!(
+                "could not make way for new {desc}: {}",
+                String::from_utf8_lossy(&e.name)
+            ))
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     async fn skip_non_regular(&mut self, e: &FileEntry) -> Result<()> {
         let text = format!(
             "skipping non-regular file \"{}\"",
@@ -665,6 +722,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         } else {
             item::LOCAL_CHANGE | item::REPORT_CHANGE
         };
+        if !same
+            && st.as_ref().is_some_and(fs::Metadata::is_dir)
+            && !self.dir_gives_way(e, path).await?
+        {
+            return Ok(());
+        }
         if !dry {
             if !same {
                 if let Err(err) = local::make_special(path, e) {
@@ -696,6 +759,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             ctx.itemize(e, flags);
         }
         self.send_item(i, flags, &need);
+        self.success(i).await?;
         Ok(())
     }
 
@@ -709,6 +773,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let o = ctx.opts;
         if st.as_ref().is_some_and(|m| !m.is_file()) {
+            if st.as_ref().is_some_and(fs::Metadata::is_dir) && !self.dir_gives_way(e, path).await?
+            {
+                return Ok(());
+            }
             if !o.dry_run {
                 if let Err(err) = local::remove_any(path) {
                     return self
@@ -758,6 +826,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     size: e.size,
                 });
                 self.send_item(i, flags, &need);
+                self.success(i).await?;
+                return Ok(());
+            }
+            if super::sender::append_mode(o, ctx.setup.protocol) > 0 && m.len() >= e.size {
+                // --append: a file that is not shorter is left alone
+                // (upstream recv_generator).
                 return Ok(());
             }
         }
@@ -818,6 +892,18 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             return Ok(());
         }
         let digest_len = ctx.setup.checksum.kind.digest_len();
+        if !redo && super::sender::append_mode(ctx.opts, protocol) > 0 {
+            // --append: the header of the existing file's length, without
+            // block sums (upstream generate_and_send_sums).
+            let len = st.as_ref().map_or(0, fs::Metadata::len);
+            let head = if len > 0 {
+                SumHead::for_file(len, protocol, digest_len, ctx.opts.block_size, false)
+            } else {
+                SumHead::empty()
+            };
+            head.encode(self.w.buf(), protocol);
+            return Ok(());
+        }
         // --partial-dir: a partial file from an interrupted run is the
         // better basis (rsync's FNAMECMP_PARTIAL_DIR).
         let partial = ctx

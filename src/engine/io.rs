@@ -48,6 +48,9 @@ pub struct Inbox {
     pub no_send: Vec<i32>,
     /// Names the peer's generator deleted (MSG_DELETED).
     pub deleted: Vec<Vec<u8>>,
+    /// Indexes the receiving side has (MSG_SUCCESS, for
+    /// `--remove-source-files`), not yet handled.
+    pub success: Vec<i32>,
 }
 
 /// Callback for text messages from the peer (info, warnings, errors).
@@ -267,7 +270,9 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
                     return Err(Error::Remote { code, message });
                 }
             }
-            MsgCode::IoTimeout | MsgCode::Noop | MsgCode::Success => {}
+            // 4 bytes, or 20 with a device and inode from a local rsync.
+            MsgCode::Success => inbox.success.push(le_i32(&payload)?),
+            MsgCode::IoTimeout | MsgCode::Noop => {}
             other => {
                 return Err(Error::Protocol(format!(
                     "invalid multi-message {}",

@@ -32,6 +32,8 @@ pub struct Preserve {
     pub am_root: bool,
     /// Nanoseconds travel (protocol >= 31), so they count when comparing.
     pub nsec: bool,
+    /// `-U`: access times of non-directories.
+    pub atimes: bool,
 }
 
 /// The final mode for a new item when `-p` is off: the sender's bits masked
@@ -92,18 +94,28 @@ pub fn set_attrs(
             flags |= item::REPORT_GROUP;
         }
     }
-    if p.times && !(is_dir && p.omit_dir_times) {
-        let differs = match st {
-            None => true,
-            Some(m) => {
-                m.mtime() != e.mtime || (p.nsec && m.mtime_nsec() != i64::from(e.mtime_nsec))
-            }
-        };
-        if differs {
-            set_mtime(path, e.mtime, e.mtime_nsec, is_link)?;
-            if !is_new {
+    let want_mtime = p.times && !(is_dir && p.omit_dir_times);
+    let want_atime = p.atimes && !is_dir;
+    let mtime_differs = want_mtime
+        && st.is_none_or(|m| {
+            m.mtime() != e.mtime || (p.nsec && m.mtime_nsec() != i64::from(e.mtime_nsec))
+        });
+    let atime_differs = want_atime && st.is_none_or(|m| m.atime() != e.atime);
+    if want_atime && (mtime_differs || atime_differs) {
+        let mtime = want_mtime.then_some((e.mtime, e.mtime_nsec));
+        set_times(path, mtime, Some(e.atime), is_link)?;
+        if !is_new {
+            if mtime_differs {
                 flags |= item::REPORT_TIME;
             }
+            if atime_differs {
+                flags |= item::REPORT_ATIME;
+            }
+        }
+    } else if mtime_differs {
+        set_mtime(path, e.mtime, e.mtime_nsec, is_link)?;
+        if !is_new {
+            flags |= item::REPORT_TIME;
         }
     }
     if !is_link {
@@ -165,6 +177,133 @@ pub fn open_inplace(path: &Path) -> io::Result<fs::File> {
     Ok(f)
 }
 
+/// The smallest run of zeros inside written data that `--sparse` turns
+/// into a hole (rsync's `SPARSE_WRITE_SIZE`); runs at the edges of a write
+/// always are.
+const SPARSE_RUN: usize = 1024;
+
+/// The receiver's output file: positioned writes from a start offset
+/// (`--append` continues after the kept part), with `--sparse` runs of
+/// zeros skipped (or punched out of a preallocated file) instead of
+/// written. Upstream fileio.c `write_sparse`.
+#[derive(Debug)]
+pub struct OutFile {
+    file: fs::File,
+    pos: u64,
+    sparse: bool,
+    punch: bool,
+}
+
+impl OutFile {
+    /// Writes into `file` from offset `start`.
+    #[must_use]
+    pub fn new(file: fs::File, start: u64, sparse: bool) -> Self {
+        OutFile {
+            file,
+            pos: start,
+            sparse,
+            punch: false,
+        }
+    }
+
+    /// `--preallocate`: reserves `len` bytes. Without `--sparse` the file
+    /// keeps its size until written; with it, the space is allocated at
+    /// full size and runs of zeros are punched out again (rsync's choice).
+    /// Failures are ignored (a file system without fallocate).
+    pub fn preallocate(&mut self, len: u64) {
+        use rustix::fs::{FallocateFlags, fallocate};
+        if len == 0 {
+            return;
+        }
+        let flags = if self.sparse {
+            FallocateFlags::empty()
+        } else {
+            FallocateFlags::KEEP_SIZE
+        };
+        if fallocate(&self.file, flags, 0, len).is_ok() && self.sparse {
+            self.punch = true;
+        }
+    }
+
+    /// The offset after the last byte written or skipped.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Ends the file at the current position when runs of zeros were
+    /// skipped (a trailing hole) or space was preallocated past it.
+    ///
+    /// # Errors
+    /// The truncation failed.
+    pub fn finish(&self) -> io::Result<()> {
+        if self.sparse || self.punch {
+            self.file.set_len(self.pos)?;
+        }
+        Ok(())
+    }
+
+    fn hole(&self, at: u64, len: usize) -> io::Result<()> {
+        if self.punch && len > 0 {
+            use rustix::fs::{FallocateFlags, fallocate};
+            fallocate(
+                &self.file,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                at,
+                len as u64,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn span(&self, at: u64, data: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, at)
+    }
+}
+
+impl io::Write for OutFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let base = self.pos;
+        if !self.sparse {
+            self.span(base, buf)?;
+            self.pos += buf.len() as u64;
+            return Ok(buf.len());
+        }
+        let lead = buf.iter().position(|b| *b != 0).unwrap_or(buf.len());
+        if lead == buf.len() {
+            self.hole(base, lead)?;
+            self.pos += buf.len() as u64;
+            return Ok(buf.len());
+        }
+        let trail = buf.iter().rev().position(|b| *b != 0).unwrap_or(0);
+        let end = buf.len() - trail;
+        self.hole(base, lead)?;
+        let mut start = lead;
+        let mut i = lead;
+        while i < end {
+            if buf[i] != 0 {
+                i += 1;
+                continue;
+            }
+            let z = buf[i..end].iter().position(|b| *b != 0).unwrap_or(end - i);
+            if z >= SPARSE_RUN {
+                self.span(base + start as u64, &buf[start..i])?;
+                self.hole(base + i as u64, z)?;
+                start = i + z;
+            }
+            i += z;
+        }
+        self.span(base + start as u64, &buf[start..end])?;
+        self.hole(base + end as u64, trail)?;
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Sets atime and mtime of `path` without opening it (a fifo must never be
 /// opened) and, for symlinks, without following it.
 ///
@@ -179,6 +318,40 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: u32, no_follow: bool) -> io::Resul
     let ts = Timestamps {
         last_access: t,
         last_modification: t,
+    };
+    let flags = if no_follow {
+        AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::empty()
+    };
+    utimensat(CWD, path, &ts, flags).map_err(io::Error::from)
+}
+
+/// `-U`: sets the access time (whole seconds, as rsync sends it) and,
+/// when given, the modification time; an absent one is left as it is.
+///
+/// # Errors
+/// The system call failed.
+pub fn set_times(
+    path: &Path,
+    mtime: Option<(i64, u32)>,
+    atime: Option<i64>,
+    no_follow: bool,
+) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let omit = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_OMIT,
+    };
+    let ts = Timestamps {
+        last_access: atime.map_or(omit, |a| Timespec {
+            tv_sec: a,
+            tv_nsec: 0,
+        }),
+        last_modification: mtime.map_or(omit, |(sec, nsec)| Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec.into(),
+        }),
     };
     let flags = if no_follow {
         AtFlags::SYMLINK_NOFOLLOW
@@ -565,6 +738,101 @@ impl IdMap {
     #[must_use]
     pub fn gid(&self, id: u32) -> u32 {
         self.gids.get(&id).copied().unwrap_or(id)
+    }
+}
+
+/// Where a `--usermap` / `--groupmap` rule applies.
+#[derive(Debug, Clone)]
+enum MapFrom {
+    /// The sender's name, exactly.
+    Name(Vec<u8>),
+    /// The sender's name against a wildcard pattern (`*`, `?`, `[`).
+    Wild(Vec<u8>),
+    /// The sender's id, in an inclusive range (one id: both ends equal).
+    Ids(u32, u32),
+}
+
+/// `--usermap` / `--groupmap` rules (`FROM:TO,...`; the first that
+/// matches wins), as rsync's receiver applies them (upstream uidlist.c
+/// `parse_name_map`, `recv_add_id`).
+#[derive(Debug, Clone, Default)]
+pub struct NameMap(Vec<(MapFrom, u32)>);
+
+impl NameMap {
+    /// Parses a map; `users` selects the user database for the names on
+    /// the right (else the group database). A right-hand name this system
+    /// does not know drops its rule, as rsync does (after saying so).
+    ///
+    /// # Errors
+    /// rsync's texts for a rule without a colon, without a name after it,
+    /// or with a malformed number.
+    pub fn parse(spec: &str, users: bool) -> std::result::Result<(Self, Vec<String>), String> {
+        let which = if users { "user" } else { "group" };
+        let db = read_db(if users { "/etc/passwd" } else { "/etc/group" });
+        let mut rules = Vec::new();
+        let mut unknown = Vec::new();
+        for item in spec.split(',') {
+            let Some((from, to)) = item.split_once(':') else {
+                return Err(format!("No colon found in --{which}map: {item}"));
+            };
+            if to.is_empty() {
+                return Err(format!("No name found after colon --{which}map: {item}"));
+            }
+            let from = if from.starts_with(|c: char| c.is_ascii_digit()) {
+                let bad = || format!("Invalid number in --{which}map: {from}");
+                let (lo, hi) = match from.split_once('-') {
+                    Some((l, h)) => (l, h),
+                    None => (from, from),
+                };
+                let lo: u32 = lo.parse().map_err(|_| bad())?;
+                let hi: u32 = hi.parse().map_err(|_| bad())?;
+                MapFrom::Ids(lo, hi)
+            } else if from.contains(['*', '[', '?']) {
+                MapFrom::Wild(from.as_bytes().to_vec())
+            } else {
+                MapFrom::Name(from.as_bytes().to_vec())
+            };
+            let local = match to.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => db.get(to.as_bytes()).copied(),
+            };
+            match local {
+                Some(id) => rules.push((from, id)),
+                None => unknown.push(format!("Unknown --{which}map name on receiver: {to}")),
+            }
+        }
+        Ok((NameMap(rules), unknown))
+    }
+
+    /// The local id for the sender's `id` with its `name` (empty when the
+    /// sender sent none), when a rule matches.
+    #[must_use]
+    pub fn lookup(&self, id: u32, name: &[u8]) -> Option<u32> {
+        self.0.iter().find_map(|(from, to)| {
+            let hit = match from {
+                MapFrom::Name(n) => n.as_slice() == name,
+                MapFrom::Wild(p) => crate::filter::wildmatch::wildmatch(p, name),
+                MapFrom::Ids(lo, hi) => (*lo..=*hi).contains(&id),
+            };
+            hit.then_some(*to)
+        })
+    }
+}
+
+impl IdMap {
+    /// Applies `--usermap` (`users`) or `--groupmap` rules to the sender's
+    /// ids, each given with its name if the sender sent one.
+    pub fn apply(&mut self, map: &NameMap, users: bool, ids: &[(u32, Vec<u8>)]) {
+        let table = if users {
+            &mut self.uids
+        } else {
+            &mut self.gids
+        };
+        for (id, name) in ids {
+            if let Some(local) = map.lookup(*id, name) {
+                table.insert(*id, local);
+            }
+        }
     }
 }
 

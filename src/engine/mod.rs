@@ -101,6 +101,11 @@ pub fn build_send_list_filtered(
         one_file_system: opts.one_file_system,
         hard_links: opts.hard_links,
         xattrs: opts.xattrs,
+        copy_links: opts.copy_links,
+        copy_dirlinks: opts.copy_dirlinks,
+        copy_unsafe_links: opts
+            .copy_unsafe_links
+            .then_some(options::unsafe_symlink as fn(&[u8], &[u8]) -> bool),
         ..crate::fs::ScanOptions::default()
     };
     let mut res = crate::fs::scan_sources_filtered(sources, &so, filters)
@@ -502,7 +507,7 @@ pub async fn run_local(
     let mut server_opts = opts.clone();
     // The sending side applies --chmod in a local copy; not twice.
     server_opts.chmod = None;
-    if server_opts.whole_file.is_none() {
+    if server_opts.whole_file.is_none() && opts.append == 0 {
         server_opts.whole_file = Some(true);
     }
     let sa = ServerArgs {

@@ -178,6 +178,42 @@ pub struct Options {
     /// Bounds on what the peer may send, and the idle timeout used when
     /// `timeout` is 0 (see [`crate::wire::Limits`]); never sent.
     pub limits: crate::wire::Limits,
+    /// `--append` (1) / `--append-verify` (2): a shorter destination file
+    /// is extended in place with the sender's tail; 2 also checks the
+    /// whole file's checksum (and redoes the file when it differs).
+    pub append: u8,
+    /// `-S` / `--sparse`: runs of zeros become holes in new files.
+    pub sparse: bool,
+    /// `--preallocate`: reserve each new file's final size before writing.
+    pub preallocate: bool,
+    /// `--remove-source-files`: the sender deletes each non-directory it
+    /// listed once the receiver has it (transferred or up to date).
+    pub remove_source_files: bool,
+    /// `-L` / `--copy-links`: the sender follows every symlink.
+    pub copy_links: bool,
+    /// `--copy-unsafe-links`: the sender follows symlinks that point
+    /// outside the transferred tree.
+    pub copy_unsafe_links: bool,
+    /// `-k` / `--copy-dirlinks`: the sender follows symlinks to
+    /// directories.
+    pub copy_dirlinks: bool,
+    /// `-K` / `--keep-dirlinks`: the receiver treats a symlink to a
+    /// directory as that directory.
+    pub keep_dirlinks: bool,
+    /// `--usermap` (and the user part of `--chown`), applied by the
+    /// receiver.
+    pub usermap: Option<String>,
+    /// `--groupmap` (and the group part of `--chown`), applied by the
+    /// receiver.
+    pub groupmap: Option<String>,
+    /// `--force`: a non-empty directory in the way of a non-directory is
+    /// removed (with its contents).
+    pub force: bool,
+    /// `-U` count: preserve access times of non-directories (protocol >=
+    /// 30); 2 (`-UU`) also implies `--open-noatime`.
+    pub atimes: u8,
+    /// `--open-noatime`: open source files with `O_NOATIME`.
+    pub open_noatime: bool,
 }
 
 impl Default for Options {
@@ -245,6 +281,19 @@ impl Default for Options {
             delete_excluded: false,
             daemon_filters: Vec::new(),
             limits: crate::wire::Limits::default(),
+            append: 0,
+            sparse: false,
+            preallocate: false,
+            remove_source_files: false,
+            copy_links: false,
+            copy_unsafe_links: false,
+            copy_dirlinks: false,
+            keep_dirlinks: false,
+            usermap: None,
+            groupmap: None,
+            force: false,
+            atimes: 0,
+            open_noatime: false,
         }
     }
 }
@@ -299,8 +348,17 @@ impl Options {
         if self.dirs || (self.delete.is_some() && !self.recursive && client_sends) {
             c.push('d');
         }
+        if client_sends && self.keep_dirlinks {
+            c.push('K');
+        }
         if client_sends && self.omit_dir_times {
             c.push('O');
+        }
+        if server_sends && self.copy_links {
+            c.push('L');
+        }
+        if server_sends && self.copy_dirlinks {
+            c.push('k');
         }
         if self.whole_file == Some(true) {
             c.push('W');
@@ -316,6 +374,9 @@ impl Options {
         }
         if self.times {
             c.push('t');
+        }
+        for _ in 0..self.atimes.min(2) {
+            c.push('U');
         }
         if self.perms {
             c.push('p');
@@ -346,6 +407,9 @@ impl Options {
         }
         if self.ignore_times {
             c.push('I');
+        }
+        if self.sparse {
+            c.push('S');
         }
         let choice = self.compress_choice.as_deref().map(str::to_ascii_lowercase);
         if self.compress && matches!(choice.as_deref(), None | Some("zlib")) {
@@ -402,6 +466,9 @@ impl Options {
             if self.delete_excluded {
                 args.push("--delete-excluded".into());
             }
+            if self.force {
+                args.push("--force".into());
+            }
             if self.size_only {
                 args.push("--size-only".into());
             }
@@ -419,16 +486,30 @@ impl Options {
         if self.delay_updates {
             args.push("--delay-updates".into());
         }
+        if self.copy_unsafe_links {
+            args.push("--copy-unsafe-links".into());
+        }
         if self.safe_links {
             args.push("--safe-links".into());
         }
         if self.munge_links && client_sends {
             args.push("--munge-links".into());
         }
-        if self.inplace {
+        if self.append > 0 {
+            if self.append > 1 {
+                args.push("--append".into());
+            }
+            args.push("--append".into());
+        } else if self.inplace {
             args.push("--inplace".into());
         }
         if client_sends {
+            if let Some(m) = &self.usermap {
+                args.push(format!("--usermap={m}"));
+            }
+            if let Some(m) = &self.groupmap {
+                args.push(format!("--groupmap={m}"));
+            }
             if self.existing {
                 args.push("--existing".into());
             }
@@ -462,8 +543,58 @@ impl Options {
         if self.numeric_ids {
             args.push("--numeric-ids".into());
         }
+        if self.remove_source_files {
+            args.push("--remove-source-files".into());
+        }
+        if self.preallocate && client_sends {
+            args.push("--preallocate".into());
+        }
+        if self.open_noatime && self.atimes <= 1 {
+            args.push("--open-noatime".into());
+        }
         args
     }
+}
+
+/// `--chown=USER:GROUP`: rsync turns it into `--usermap=*:USER` and
+/// `--groupmap=*:GROUP` (each part only when given), implying `-o` / `-g`.
+///
+/// # Errors
+/// A part that a `--usermap` / `--groupmap` already set.
+///
+/// ```
+/// use ferrsync::Options;
+/// use ferrsync::engine::options::set_chown;
+/// let mut o = Options::default();
+/// set_chown(&mut o, "nobody:").unwrap();
+/// assert_eq!(o.usermap.as_deref(), Some("*:nobody"));
+/// assert_eq!(o.groupmap, None);
+/// assert!(o.owner && !o.group);
+/// ```
+pub fn set_chown(o: &mut Options, spec: &str) -> Result<()> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if !user.is_empty() {
+        if o.usermap.is_some() {
+            return Err(Error::Syntax(
+                "--chown conflicts with prior --usermap.".into(),
+            ));
+        }
+        o.usermap = Some(format!("*:{user}"));
+        o.owner = true;
+    }
+    if let Some(g) = group.filter(|g| !g.is_empty()) {
+        if o.groupmap.is_some() {
+            return Err(Error::Syntax(
+                "--chown conflicts with prior --groupmap.".into(),
+            ));
+        }
+        o.groupmap = Some(format!("*:{g}"));
+        o.group = true;
+    }
+    Ok(())
 }
 
 /// rsync's `unsafe_symlink`: whether the symlink `name` (relative to the
@@ -628,7 +759,6 @@ const LONG: &[(&str, bool)] = &[
     ("safe-links", false),
     ("munge-links", false),
     ("xattrs", false),
-    ("force", false),
     ("partial-dir", true),
     ("daemon", false),
     ("delete", false),
@@ -677,6 +807,22 @@ const LONG: &[(&str, bool)] = &[
     ("new-compress", false),
     ("old-compress", false),
     ("skip-compress", true),
+    ("append", false),
+    ("append-verify", false),
+    ("no-append", false),
+    ("sparse", false),
+    ("preallocate", false),
+    ("remove-source-files", false),
+    ("remove-sent-files", false),
+    ("copy-links", false),
+    ("copy-unsafe-links", false),
+    ("copy-dirlinks", false),
+    ("keep-dirlinks", false),
+    ("usermap", true),
+    ("groupmap", true),
+    ("chown", true),
+    ("atimes", false),
+    ("no-force", false),
 ];
 
 /// Options that are harmless for us to accept without acting on them.
@@ -684,7 +830,6 @@ const IGNORABLE: &[&str] = &[
     "log-format",
     "out-format",
     "stats",
-    "force",
     "msgs2stderr",
     "no-msgs2stderr",
     "info",
@@ -693,7 +838,6 @@ const IGNORABLE: &[&str] = &[
     "no-relative",
     "no-implied-dirs",
     "max-alloc",
-    "open-noatime",
     "super",
     "config",
     "modify-window",
@@ -782,8 +926,36 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
                 "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
-                // Non-empty directories in the way are always removed.
-                "force" => {}
+                "force" => o.force = true,
+                "no-force" => o.force = false,
+                // A server counts: `--append --append` is --append-verify.
+                "append" => {
+                    o.append = o.append.saturating_add(1).min(2);
+                    o.inplace = true;
+                }
+                "append-verify" => {
+                    o.append = 2;
+                    o.inplace = true;
+                }
+                "no-append" => o.append = 0,
+                "sparse" => o.sparse = true,
+                "preallocate" => o.preallocate = true,
+                "remove-source-files" | "remove-sent-files" => o.remove_source_files = true,
+                "copy-links" => o.copy_links = true,
+                "copy-unsafe-links" => o.copy_unsafe_links = true,
+                "copy-dirlinks" => o.copy_dirlinks = true,
+                "keep-dirlinks" => o.keep_dirlinks = true,
+                "usermap" => {
+                    o.usermap = Some(val);
+                    o.owner = true;
+                }
+                "groupmap" => {
+                    o.groupmap = Some(val);
+                    o.group = true;
+                }
+                "chown" => set_chown(o, &val)?,
+                "atimes" => o.atimes = o.atimes.saturating_add(1),
+                "open-noatime" => o.open_noatime = true,
                 "partial-dir" => {
                     o.partial = true;
                     o.partial_dir = Some(val);
@@ -851,6 +1023,16 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'u' => o.update = true,
                     'H' => o.hard_links = true,
                     'X' => o.xattrs = o.xattrs.saturating_add(1),
+                    'S' => o.sparse = true,
+                    'L' => o.copy_links = true,
+                    'k' => o.copy_dirlinks = true,
+                    'K' => o.keep_dirlinks = true,
+                    'U' => {
+                        o.atimes = o.atimes.saturating_add(1);
+                        if o.atimes > 1 {
+                            o.open_noatime = true;
+                        }
+                    }
                     'b' => o.backup = true,
                     'x' => o.one_file_system = true,
                     'e' | 'B' | '@' => {

@@ -79,11 +79,37 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     if setup.protocol < 30 {
         io_error |= r.read_i32().await?;
     }
-    let ids = if opts.numeric_ids || opts.local_numeric_ids {
+    let mut ids = if opts.numeric_ids || opts.local_numeric_ids {
         IdMap::default()
     } else {
         IdMap::new(&users, &groups)
     };
+    for (spec, is_user) in [(&opts.usermap, true), (&opts.groupmap, false)] {
+        let Some(spec) = spec.as_deref() else {
+            continue;
+        };
+        let (map, unknown) = local::NameMap::parse(spec, is_user).map_err(Error::Syntax)?;
+        if let Some(first) = unknown.into_iter().next() {
+            return Err(Error::Syntax(first));
+        }
+        let names = if is_user { &users } else { &groups };
+        let mut seen: Vec<(u32, Vec<u8>)> = Vec::new();
+        for e in &entries {
+            let id = if is_user { e.uid } else { e.gid };
+            if seen.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            // The sender's name for the id; root is "root" unless named.
+            let name = names
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, n)| n.clone())
+                .or_else(|| (id == 0 && !opts.numeric_ids).then(|| b"root".to_vec()))
+                .unwrap_or_default();
+            seen.push((id, name));
+        }
+        ids.apply(&map, is_user, &seen);
+    }
     Ok((entries, ids, io_error))
 }
 
@@ -217,6 +243,7 @@ where
         omit_dir_times: opts.omit_dir_times,
         am_root: local::am_root(),
         nsec: setup.protocol >= 31,
+        atimes: opts.atimes > 0,
     };
     let ctx = RecvCtx {
         setup,
@@ -461,6 +488,19 @@ async fn receive<R: AsyncRead + Unpin>(
                 .map(|(_, p)| p.clone()),
             keep,
         );
+        // --append: the first pass continues after the receiver's part
+        // (the redo after a failed --append-verify is a normal update).
+        let append = super::sender::append_mode(ctx.opts, protocol);
+        let mode = WriteMode {
+            start: if append > 0 && !redone.contains(&idx) {
+                head.basis_len()
+            } else {
+                0
+            },
+            verify_prefix: append == 2 && !redone.contains(&idx),
+            sparse: ctx.opts.sparse && !inplace,
+            preallocate: ctx.opts.preallocate.then_some(e.size),
+        };
         let outcome = receive_data(
             ctx,
             e,
@@ -468,6 +508,7 @@ async fn receive<R: AsyncRead + Unpin>(
             head,
             basis,
             out,
+            mode,
             (&limits, digest_len),
             dec.as_mut(),
             &mut report,
@@ -493,6 +534,7 @@ async fn receive<R: AsyncRead + Unpin>(
                     Ok(()) => {
                         report.stats.num_transferred += 1;
                         report.stats.transferred_size += e.size;
+                        let _ = tx.send(ToGen::Success(idx));
                     }
                     Err(err) => {
                         let msg = format!("update of \"{}\" failed: {err}", path.display());
@@ -539,6 +581,9 @@ async fn receive<R: AsyncRead + Unpin>(
                 } else {
                     report.stats.num_transferred += 1;
                     report.stats.transferred_size += e.size;
+                    if !ctx.opts.delay_updates {
+                        let _ = tx.send(ToGen::Success(idx));
+                    }
                 }
             }
             Outcome::Mismatch => {
@@ -547,11 +592,17 @@ async fn receive<R: AsyncRead + Unpin>(
                 if redone.insert(idx) {
                     let _ = tx.send(ToGen::Msg(
                         MsgCode::Warning,
-                        format!("WARNING: {name} failed verification -- update discarded (will try again)."),
+                        format!(
+                            "WARNING: {name} failed verification -- update {} (will try again).",
+                            if inplace { "retained" } else { "discarded" }
+                        ),
                     ));
                     let _ = tx.send(ToGen::Redo(idx));
                 } else {
-                    let msg = format!("ERROR: {name} failed verification -- update discarded.");
+                    let msg = format!(
+                        "ERROR: {name} failed verification -- update {}.",
+                        if inplace { "retained" } else { "discarded" }
+                    );
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
@@ -674,7 +725,7 @@ fn finish_delayed(
 ) {
     delayed.sort_by_key(|d| d.0);
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for (_, held, path) in delayed.drain(..) {
+    for (idx, held, path) in delayed.drain(..) {
         if let Err(err) = fs::rename(&held, &path) {
             let msg = format!(
                 "rename \"{}\" -> \"{}\": {err}",
@@ -684,6 +735,8 @@ fn finish_delayed(
             report.errors.push(msg.clone());
             report.io_error |= 1;
             let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
+        } else {
+            let _ = tx.send(ToGen::Success(idx));
         }
         if let Some(d) = held.parent() {
             if !dirs.iter().any(|x| x == d) {
@@ -694,6 +747,19 @@ fn finish_delayed(
     for d in dirs {
         let _ = fs::remove_dir(d);
     }
+}
+
+/// How the received data is written.
+#[derive(Debug, Clone, Copy)]
+struct WriteMode {
+    /// The offset of the first byte (`--append`: the kept length).
+    start: u64,
+    /// `--append-verify`: the kept bytes count in the whole-file checksum.
+    verify_prefix: bool,
+    /// `--sparse`.
+    sparse: bool,
+    /// `--preallocate`: the size to reserve.
+    preallocate: Option<u64>,
 }
 
 enum Outcome {
@@ -710,12 +776,23 @@ async fn receive_data<R: AsyncRead + Unpin>(
     head: SumHead,
     basis: Basis,
     out: std::io::Result<(fs::File, PathBuf)>,
+    mode: WriteMode,
     (limits, digest_len): (&Limits, usize),
     dec: Option<&mut TokenDecompressor>,
     report: &mut Report,
 ) -> Result<Outcome> {
     let (writer, tmp, local_err) = match out {
-        Ok((f, p)) => (Some(BufWriter::with_capacity(256 * 1024, f)), Some(p), None),
+        Ok((f, p)) => {
+            let mut of = local::OutFile::new(f, mode.start, mode.sparse);
+            if let Some(len) = mode.preallocate {
+                of.preallocate(len);
+            }
+            (
+                Some(BufWriter::with_capacity(256 * 1024, of)),
+                Some(p),
+                None,
+            )
+        }
         Err(e) => (None, None, Some(format!("mkstemp failed: {e}"))),
     };
     let res = receive_tokens(
@@ -723,7 +800,7 @@ async fn receive_data<R: AsyncRead + Unpin>(
         entry,
         r,
         head,
-        basis,
+        (basis, mode),
         writer,
         tmp.clone(),
         local_err,
@@ -743,8 +820,8 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     entry: &FileEntry,
     r: &mut MuxReader<R>,
     head: SumHead,
-    mut basis: Basis,
-    mut writer: Option<BufWriter<fs::File>>,
+    (mut basis, mode): (Basis, WriteMode),
+    mut writer: Option<BufWriter<local::OutFile>>,
     tmp: Option<PathBuf>,
     mut local_err: Option<String>,
     (limits, digest_len): (&Limits, usize),
@@ -753,6 +830,24 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
 ) -> Result<Outcome> {
     let mut sink = std::io::sink();
     let mut patcher = Patcher::new(head, ctx.setup.checksum);
+    if mode.verify_prefix && mode.start > 0 {
+        // --append-verify: the kept part counts in the checksum.
+        let mut off = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        while off < mode.start {
+            let n = usize::try_from((mode.start - off).min(buf.len() as u64)).unwrap_or(0);
+            let read = match &mut basis {
+                Basis::File(f) => f.read_block(off, &mut buf[..n]),
+                Basis::None(b) => b.read_block(off, &mut buf[..n]),
+            };
+            if let Err(e) = read {
+                local_err.get_or_insert(format!("reading the kept part failed: {e}"));
+                break;
+            }
+            patcher.hash_only(&buf[..n]);
+            off += n as u64;
+        }
+    }
     let mut next_progress = PROGRESS_STEP;
     let cap = output_cap(entry.size);
     let too_much = |written: u64| {
@@ -881,7 +976,10 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     }
     let ours = patcher.finish();
     let flushed = match writer.take() {
-        Some(mut w) => w.flush().map_err(|e| e.to_string()),
+        Some(mut w) => w
+            .flush()
+            .and_then(|()| w.get_ref().finish())
+            .map_err(|e| e.to_string()),
         None => Err(String::new()),
     };
     let result = if let Some(msg) = local_err {

@@ -54,7 +54,7 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
         preserve_devices: opts.devices,
         preserve_specials: opts.specials,
         preserve_hard_links: opts.hard_links,
-        preserve_atimes: false,
+        preserve_atimes: opts.atimes > 0,
         numeric_ids: opts.numeric_ids,
         checksum_len: if opts.checksum {
             setup.file_sum.kind.digest_len()
@@ -138,13 +138,13 @@ pub(crate) fn item_kind(e: &FileEntry) -> ItemKind {
 }
 
 /// Computes `--checksum` file sums for the regular files of a list.
-pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup) {
+pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup, opts: &Options) {
     for (e, p) in list.entries.iter_mut().zip(&list.paths) {
         if e.kind() != Some(FileKind::Regular) {
             continue;
         }
         let mut h = setup.file_sum.file_hasher();
-        let ok = super::local::open_nofollow(p).and_then(|mut f| {
+        let ok = open_source(p, opts).and_then(|mut f| {
             let mut buf = vec![0u8; READ_STEP];
             loop {
                 let n = f.read(&mut buf)?;
@@ -194,7 +194,7 @@ where
         }
     }
     if opts.checksum {
-        fill_file_sums(&mut list, setup);
+        fill_file_sums(&mut list, setup, opts);
     }
     if opts.hard_links && protocol >= 30 {
         // Followers name their group's first entry by its sending index.
@@ -295,8 +295,13 @@ where
     // Phase 0 asks for files in list order: entries before the one asked
     // for that were not asked for are up to date.
     let mut decided = 0usize;
+    let append = append_mode(opts, protocol);
+    // Files already sent once: a second request is a redo (full sums, no
+    // append shortcut), as rsync's FLAG_FILE_SENT.
+    let mut sent: std::collections::HashSet<usize> = std::collections::HashSet::new();
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
+        remove_sent(r, w, setup, opts, &list, &mut report).await?;
         if ndx == NDX_DONE {
             if phase == 0 {
                 up_to_date(events, list.entries.get(decided..).unwrap_or_default());
@@ -387,14 +392,21 @@ where
         let head = r
             .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
             .await?;
-        let blocks = r.decode(|b| Signature::decode_blocks(b, &head)).await?;
+        // --append: the header describes the receiver's length and no
+        // block sums follow (upstream receive_sums).
+        let append_now = append > 0 && sent.insert(idx);
+        let blocks = if append_now {
+            Vec::new()
+        } else {
+            r.decode(|b| Signature::decode_blocks(b, &head)).await?
+        };
         let sig = crate::delta::Signature { head, blocks };
         if entry.kind() != Some(FileKind::Regular) {
             return Err(Error::Protocol(format!(
                 "file data requested for a non-regular item: {ndx}"
             )));
         }
-        let file = match super::local::open_nofollow(&list.paths[idx]) {
+        let file = match open_source(&list.paths[idx], opts) {
             Ok(f) => f,
             Err(err) => {
                 let msg = format!(
@@ -410,10 +422,32 @@ where
                 continue;
             }
         };
+        if append_now && file.metadata().is_ok_and(|m| m.len() < entry.size) {
+            let msg = format!("skipped diminished file: {}\n", list.paths[idx].display());
+            w.send_msg(MsgCode::Warning, msg.as_bytes()).await?;
+            if protocol >= 30 {
+                w.send_msg(MsgCode::NoSend, &ndx.to_le_bytes()).await?;
+            }
+            continue;
+        }
         echo(w, &mut ndx_out)?;
         head.encode(w.buf(), protocol);
         if let Some(c) = comp.as_mut() {
             c.begin_file(skip_list.matches(&entry.name));
+        }
+        if append_now {
+            send_append(
+                w,
+                setup,
+                (head.basis_len(), append == 2),
+                file,
+                comp.as_mut(),
+                &mut report,
+            )
+            .await?;
+            report.stats.num_transferred += 1;
+            report.stats.transferred_size += entry.size;
+            continue;
         }
         send_file_data(
             w,
@@ -467,9 +501,95 @@ where
             "expected the final goodbye, got index {ndx}"
         )));
     }
+    remove_sent(r, w, setup, opts, &list, &mut report).await?;
+    w.flush().await?;
     report.stats.bytes_sent = w.bytes_written();
     report.stats.bytes_received = r.bytes_read();
     Ok(report)
+}
+
+/// `--remove-source-files`: deletes the listed items the receiving side
+/// confirmed (MSG_SUCCESS), unless they changed since they were listed
+/// (upstream sender.c `successful_send`).
+async fn remove_sent<R, W>(
+    r: &MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    opts: &Options,
+    list: &SendList,
+    report: &mut Report,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use std::os::unix::fs::MetadataExt;
+    let done = {
+        let inbox = r.inbox();
+        let mut i = inbox
+            .lock()
+            .map_err(|_| Error::Protocol("inbox poisoned".into()))?;
+        std::mem::take(&mut i.success)
+    };
+    if !opts.remove_source_files {
+        return Ok(());
+    }
+    for ndx in done {
+        let idx = usize::try_from(ndx)
+            .ok()
+            .filter(|i| *i < list.entries.len())
+            .ok_or_else(|| Error::Protocol(format!("invalid file index {ndx} in MSG_SUCCESS")))?;
+        let e = &list.entries[idx];
+        let path = &list.paths[idx];
+        if e.is_dir() {
+            continue;
+        }
+        let st = if opts.copy_links {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        };
+        let (code, text) = match st {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (
+                MsgCode::Info,
+                format!("sender file already removed: {}", path.display()),
+            ),
+            Err(err) => (
+                MsgCode::ErrorXfer,
+                format!("sender failed to re-lstat {}: {err}", path.display()),
+            ),
+            Ok(m) => {
+                let changed = (e.kind() == Some(FileKind::Regular) && m.len() != e.size)
+                    || m.mtime() != e.mtime
+                    || (setup.protocol >= 31 && m.mtime_nsec() != i64::from(e.mtime_nsec));
+                if changed {
+                    (
+                        MsgCode::ErrorXfer,
+                        format!(
+                            "ERROR: Skipping sender remove for changed file: {}",
+                            path.display()
+                        ),
+                    )
+                } else {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => continue,
+                        Err(err) => (
+                            MsgCode::ErrorXfer,
+                            format!("sender failed to remove {}: {err}", path.display()),
+                        ),
+                    }
+                }
+            }
+        };
+        if code == MsgCode::ErrorXfer {
+            report.io_error |= 1;
+            report.errors.push(text.clone());
+        }
+        if setup.is_server {
+            w.send_msg(code, format!("{text}\n").as_bytes()).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn forward_del_stats<R, W>(
@@ -493,6 +613,109 @@ where
         }
     }
     Ok(())
+}
+
+/// The append mode in force: `--append` is `--append-verify` below
+/// protocol 30 (upstream compat.c).
+pub(crate) fn append_mode(opts: &Options, protocol: u8) -> u8 {
+    if opts.append == 1 && protocol < 30 {
+        2
+    } else {
+        opts.append
+    }
+}
+
+/// Opens a source file: never through a symlink unless the options make
+/// the sender follow symlinks (`-L`, `--copy-unsafe-links`, `-k`, where
+/// the list holds the target's kind); with `--open-noatime`, `O_NOATIME`
+/// (dropped when the kernel refuses it, as for a file we do not own).
+pub(crate) fn open_source(
+    path: &std::path::Path,
+    opts: &Options,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let follow = opts.copy_links || opts.copy_unsafe_links || opts.copy_dirlinks;
+    let mut flags = rustix::fs::OFlags::NONBLOCK;
+    if !follow {
+        flags |= rustix::fs::OFlags::NOFOLLOW;
+    }
+    let open = |f: rustix::fs::OFlags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(f.bits() as i32)
+            .open(path)
+    };
+    let f = if opts.open_noatime {
+        match open(flags | rustix::fs::OFlags::NOATIME) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                open(flags)?
+            }
+            r => r?,
+        }
+    } else {
+        open(flags)?
+    };
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
+/// `--append`: the receiver keeps its first `keep` bytes; only the rest
+/// goes, as literal data. With `verify` the whole-file checksum also
+/// covers the kept part (upstream match.c `match_sums` in append mode).
+async fn send_append<W: AsyncWrite + Unpin>(
+    w: &mut MuxWriter<W>,
+    setup: &Setup,
+    (keep, verify): (u64, bool),
+    mut file: std::fs::File,
+    mut comp: Option<&mut TokenCompressor>,
+    report: &mut Report,
+) -> Result<()> {
+    let mut hasher = setup.checksum.file_hasher();
+    let mut read_failed = false;
+    let mut data = vec![0u8; CHUNK_SIZE];
+    let mut pos = 0u64;
+    loop {
+        let n = match file.read(&mut data) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                read_failed = true;
+                break;
+            }
+        };
+        let chunk = &data[..n];
+        let skip = usize::try_from(keep.saturating_sub(pos))
+            .unwrap_or(usize::MAX)
+            .min(n);
+        if verify {
+            hasher.update(&chunk[..skip]);
+        }
+        pos += n as u64;
+        let tail = &chunk[skip..];
+        if tail.is_empty() {
+            continue;
+        }
+        hasher.update(tail);
+        report.stats.literal_data += tail.len() as u64;
+        match comp.as_deref_mut() {
+            Some(c) => c.literal(w.buf(), tail),
+            None => encode_literal(w.buf(), tail),
+        }
+        w.maybe_flush().await?;
+    }
+    match comp {
+        Some(c) => c.end_file(w.buf()),
+        None => encode_end(w.buf()),
+    }
+    let mut sum = hasher.finish().as_bytes().to_vec();
+    if read_failed {
+        report.io_error |= 1;
+        sum.iter_mut().for_each(|b| *b = 0);
+    }
+    w.put(&sum);
+    w.maybe_flush().await
 }
 
 async fn send_file_data<W: AsyncWrite + Unpin>(

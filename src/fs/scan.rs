@@ -34,6 +34,9 @@ pub const IOERR_VANISHED: i32 = 2;
 /// Computes a `--checksum` sum for a regular file.
 pub type ChecksumFn = fn(&Path) -> io::Result<Vec<u8>>;
 
+/// Says whether a symlink (target, listed name) points outside the tree.
+pub type UnsafeLinkFn = fn(&[u8], &[u8]) -> bool;
+
 /// What to include while scanning.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScanOptions {
@@ -61,6 +64,13 @@ pub struct ScanOptions {
     /// [`FileEntry::xattrs`] (0: leave them `None`). A file whose
     /// attributes cannot be read is left out, with io_error bit 1.
     pub xattrs: u8,
+    /// `-L`: every symlink is replaced by what it points to.
+    pub copy_links: bool,
+    /// `-k`: symlinks to directories are replaced by the directory.
+    pub copy_dirlinks: bool,
+    /// `--copy-unsafe-links`: symlinks this predicate (target, listed
+    /// name) calls unsafe are replaced by what they point to.
+    pub copy_unsafe_links: Option<UnsafeLinkFn>,
 }
 
 /// The scanned list.
@@ -294,6 +304,22 @@ impl Scanner {
                 return;
             }
         };
+        let top = src
+            .file_name()
+            .map_or_else(|| raw.to_vec(), |n| n.as_bytes().to_vec());
+        let Some(meta) = self.follow(
+            meta,
+            &top,
+            src,
+            || {
+                fs::read_link(src)
+                    .map(|t| t.into_os_string().into_vec())
+                    .ok()
+            },
+            || rustix::fs::stat(src),
+        ) else {
+            return;
+        };
         if !meta.is_dir() {
             let name = src
                 .file_name()
@@ -328,6 +354,52 @@ impl Scanner {
         if content {
             let f = self.filters.clone();
             self.directory(src, &name, meta.dev, self.opts.recursive, f.as_ref());
+        }
+    }
+
+    /// `-L`, `-k`, `--copy-unsafe-links`: what a symlink `meta` stands for
+    /// in the list (itself, or its target's `lstat`); `None` when it must
+    /// be followed but points nowhere (reported, io_error bit 1), or when
+    /// following it would make the path absurdly long (a loop).
+    fn follow(
+        &mut self,
+        meta: Meta,
+        name: &[u8],
+        path: &Path,
+        target: impl FnOnce() -> Option<Vec<u8>>,
+        stat: impl FnOnce() -> rustix::io::Result<Stat>,
+    ) -> Option<Meta> {
+        let o = self.opts;
+        if FileKind::from_mode(meta.mode) != Some(FileKind::Symlink)
+            || !(o.copy_links || o.copy_dirlinks || o.copy_unsafe_links.is_some())
+        {
+            return Some(meta);
+        }
+        let must = o.copy_links
+            || o.copy_unsafe_links
+                .is_some_and(|f| target().is_some_and(|t| f(&t, name)));
+        match stat() {
+            Ok(st) => {
+                let m = Meta::from_stat(&st);
+                if !(must || (o.copy_dirlinks && m.is_dir())) {
+                    return Some(meta);
+                }
+                if m.is_dir() && path.as_os_str().len() > 4000 {
+                    self.out.io_error |= IOERR_GENERAL;
+                    return None;
+                }
+                Some(m)
+            }
+            Err(_) if must => {
+                self.out.io_error |= IOERR_GENERAL;
+                if self.out.errors.len() < MAX_SCAN_ERRORS {
+                    self.out
+                        .errors
+                        .push(format!("symlink has no referent: \"{}\"", path.display()));
+                }
+                None
+            }
+            Err(_) => Some(meta),
         }
     }
 
@@ -412,6 +484,20 @@ impl Scanner {
                 }
             };
             let name = join(prefix, bytes);
+            let full = dir.join(OsStr::from_bytes(bytes));
+            let Some(meta) = self.follow(
+                meta,
+                &name,
+                &full,
+                || {
+                    rustix::fs::readlinkat(dirfd, cname, Vec::new())
+                        .ok()
+                        .map(std::ffi::CString::into_bytes)
+                },
+                || rustix::fs::statat(dirfd, cname, AtFlags::empty()),
+            ) else {
+                continue;
+            };
             if filters
                 .as_ref()
                 .is_some_and(|f| f.is_excluded(&name, meta.is_dir()))
