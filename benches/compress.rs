@@ -1,15 +1,20 @@
-//! Compressed token stream throughput: `TokenCompressor` (one 16 MiB
+//! Compressed token stream throughput: `TokenCompressor` (one 64 MiB
 //! literal, default level) and `TokenDecompressor` (the resulting stream
-//! back to literals) for each algorithm, on 16 MiB of generated log-like
-//! text and 16 MiB of random bytes. Throughput is the uncompressed size.
+//! back to literals) for each algorithm, on 64 MiB of generated log-like
+//! text and 64 MiB of random bytes. Throughput is the uncompressed size.
+//!
+//! One iteration takes up to a few seconds (zlib on random data), so the
+//! group samples flat: 10 samples of one iteration each.
 
-use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, black_box, criterion_group, criterion_main,
+};
 use ferrsync::delta::{CToken, Compression, TokenCompressor, TokenDecompressor};
 use ferrsync::wire::{Decoded, Limits};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use std::time::Duration;
 
-const LEN: usize = 16 << 20;
+const LEN: usize = 64 << 20;
 const PROTOCOL: u8 = 31;
 const ALGS: [Compression; 4] = [
     Compression::Zlib,
@@ -85,8 +90,10 @@ fn decode(kind: Compression, stream: &[u8]) -> usize {
 fn bench(c: &mut Criterion) {
     let inputs = [("text", text()), ("random", random())];
     let mut g = c.benchmark_group("compress");
+    g.sampling_mode(SamplingMode::Flat);
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Bytes(LEN as u64));
     for (name, data) in &inputs {
         for kind in ALGS {

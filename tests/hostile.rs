@@ -1,7 +1,8 @@
 //! A hostile sender, written with the crate's own codecs: it lists a
-//! 10-byte file and then streams a zstd "bomb" (hundreds of MiB of zeros
-//! that compress to almost nothing). The receiver must stop with a clear
-//! error, keep memory bounded, and leave nothing behind.
+//! 10-byte file and then streams a zstd or zlib "bomb" (hundreds of MiB of
+//! zeros that compress to almost nothing). The receiver must stop with a
+//! clear error, keep memory bounded, and leave nothing behind: no temp
+//! file, and an existing destination file untouched.
 
 use std::path::Path;
 
@@ -12,23 +13,26 @@ use ferrsync::engine::{
 use ferrsync::flist::{FileEntry, FileListEncoder, FlistOptions};
 use ferrsync::wire::{self, CompatFlags, Limits, NdxDecoder, NdxEncoder};
 
-fn client_options() -> Options {
+fn client_options(kind: Compression) -> Options {
     let mut o = Options::default();
     o.protocol = Some(31);
     o.checksum_choice = Some("md5".into());
     o.compress = true;
-    o.compress_choice = Some("zstd".into());
+    o.compress_choice = Some(kind.name().into());
     o
 }
 
-async fn hostile_sender(io: tokio::io::DuplexStream) -> Result<(), ferrsync::Error> {
+async fn hostile_sender(
+    io: tokio::io::DuplexStream,
+    kind: Compression,
+) -> Result<(), ferrsync::Error> {
     let (rd, wr) = tokio::io::split(io);
     let mut r = MuxReader::new(rd, Limits::default());
     let mut w = MuxWriter::new(wr);
     let sa = ServerArgs {
         sender: true,
         capabilities: Options::capabilities().to_string(),
-        options: client_options(),
+        options: client_options(kind),
         ..ServerArgs::default()
     };
     let s = setup::server_setup(&mut r, &mut w, &sa, None).await?;
@@ -60,12 +64,17 @@ async fn hostile_sender(io: tokio::io::DuplexStream) -> Result<(), ferrsync::Err
     let head = r
         .decode(|b| SumHead::decode(b, s.protocol, 16, &Limits::default()))
         .await?;
-    assert_eq!(head, SumHead::empty());
+    // (With an old destination file the generator sends its signature;
+    // the bomb ignores it and sends literals only.)
+    let count = usize::try_from(head.count).unwrap_or(0);
+    let s2 = usize::try_from(head.s2length).unwrap_or(0);
+    let mut sums = vec![0u8; count * (4 + s2)];
+    r.read_exact(&mut sums).await?;
     let mut ndx_out = NdxEncoder::new(s.protocol);
     ndx_out.encode(w.buf(), ndx);
     wire::encode_u16(w.buf(), iflags);
     head.encode(w.buf(), s.protocol);
-    let mut comp = TokenCompressor::new(Compression::Zstd, None, s.protocol);
+    let mut comp = TokenCompressor::new(kind, None, s.protocol);
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..512 {
         comp.literal(w.buf(), &zeros);
@@ -75,41 +84,90 @@ async fn hostile_sender(io: tokio::io::DuplexStream) -> Result<(), ferrsync::Err
     w.flush().await
 }
 
-#[test]
-fn a_compression_bomb_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dest = tmp.path().join("dst");
-    std::fs::create_dir(&dest).unwrap();
+/// Runs the hostile sender against our client receiving into `dest` and
+/// returns the client's result.
+fn run_bomb(kind: Compression, dest: &Path) -> Result<ferrsync::engine::Report, ferrsync::Error> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let (client, server) = rt.block_on(async {
         let (rd, wr) = tokio::io::split(ours);
-        let opts = client_options();
-        let role = ClientRole::Receiver { dest: dest.clone() };
+        let opts = client_options(kind);
+        let role = ClientRole::Receiver {
+            dest: dest.to_path_buf(),
+        };
         let hooks = Hooks::default();
         tokio::join!(
             run_client(rd, wr, &opts, role, &hooks),
-            hostile_sender(theirs)
+            hostile_sender(theirs, kind)
         )
     });
-    let err = client.expect_err("the bomb must be refused");
-    assert!(err.to_string().contains("refusing more than"), "{err}");
-    assert_eq!(err.exit_code().code(), 12);
     // (The hostile sender may well have finished writing: the whole bomb
-    // compresses to a few KiB.)
+    // compresses to a few hundred KiB at most.)
     drop(server);
-    let left: Vec<_> = std::fs::read_dir(&dest)
+    client
+}
+
+fn names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!Path::new(&dest.join("bomb.bin")).exists());
-    // Memory stayed bounded: the 512 MiB never existed in memory.
+    v.sort();
+    v
+}
+
+/// Peak resident memory of this test process, KiB.
+fn peak_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm_kib: u64 = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+        .unwrap()
+}
+
+fn refused(kind: Compression, err: &ferrsync::Error) {
+    assert!(
+        err.to_string().contains("refusing more than"),
+        "{kind:?}: {err}"
+    );
+    assert_eq!(err.exit_code().code(), 12, "{kind:?}");
+}
+
+#[test]
+fn a_compression_bomb_is_refused_for_a_new_file() {
+    for kind in [Compression::Zstd, Compression::Zlib] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dst");
+        std::fs::create_dir(&dest).unwrap();
+        let err = run_bomb(kind, &dest).expect_err("the bomb must be refused");
+        refused(kind, &err);
+        let left = names(&dest);
+        assert!(left.is_empty(), "{kind:?}: left behind: {left:?}");
+        assert!(!dest.join("bomb.bin").exists());
+    }
+    // Memory stayed bounded: the 512 MiB never existed in memory.
+    let hwm_kib = peak_kib();
+    assert!(hwm_kib < 256 * 1024, "peak memory {hwm_kib} KiB");
+}
+
+#[test]
+fn a_compression_bomb_leaves_an_existing_file_untouched() {
+    for kind in [Compression::Zlib, Compression::Zstd] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dst");
+        std::fs::create_dir(&dest).unwrap();
+        let old: Vec<u8> = (0..100_000u32).flat_map(u32::to_le_bytes).collect();
+        let target = dest.join("bomb.bin");
+        std::fs::write(&target, &old).unwrap();
+        let err = run_bomb(kind, &dest).expect_err("the bomb must be refused");
+        refused(kind, &err);
+        assert_eq!(names(&dest), ["bomb.bin"], "{kind:?}");
+        assert!(
+            std::fs::read(&target).unwrap() == old,
+            "{kind:?}: old file changed"
+        );
+    }
+    let hwm_kib = peak_kib();
     assert!(hwm_kib < 256 * 1024, "peak memory {hwm_kib} KiB");
 }

@@ -1,5 +1,6 @@
 //! Writes the `compressed_tokens` seeds: for each algorithm, a few small
-//! streams made by `TokenCompressor`, prefixed with the selector byte.
+//! streams made by `TokenCompressor`, prefixed with the selector byte; the
+//! same files go to the per-algorithm corpus (`compressed_zlib`, ...).
 //! `cargo run --example compressed_tokens_seeds` from `fuzz/`.
 
 use ferrsync::delta::{Compression, TokenCompressor};
@@ -24,6 +25,12 @@ fn main() {
     ];
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/compressed_tokens");
     fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, file: String, bytes: &[u8]| {
+        fs::write(format!("{dir}/{file}"), bytes).unwrap();
+        let own = format!("{dir}/../compressed_{name}");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(format!("{own}/{file}"), bytes).unwrap();
+    };
     let text: Vec<u8> = (0..40)
         .flat_map(|i| format!("2026-11-25 12:00:{i:02} INFO worker {i} done\n").into_bytes())
         .collect();
@@ -41,13 +48,13 @@ fn main() {
             c.block(&mut out, 300, &FAKE_BLOCK);
             c.literal(&mut out, b"fake block fake block tail");
             c.end_file(&mut out);
-            fs::write(format!("{dir}/seed-{name}-p{protocol}-mixed"), &out).unwrap();
+            write(name, format!("seed-{name}-p{protocol}-mixed"), &out);
             // 2: literal only.
             let mut c = TokenCompressor::new(kind, None, protocol);
             let mut out = vec![sel];
             c.literal(&mut out, &text);
             c.end_file(&mut out);
-            fs::write(format!("{dir}/seed-{name}-p{protocol}-literal"), &out).unwrap();
+            write(name, format!("seed-{name}-p{protocol}-literal"), &out);
         }
         // 3: blocks only, protocol 31.
         let mut c = TokenCompressor::new(kind, None, 31);
@@ -56,6 +63,6 @@ fn main() {
             c.block(&mut out, i, &FAKE_BLOCK);
         }
         c.end_file(&mut out);
-        fs::write(format!("{dir}/seed-{name}-p31-blocks"), &out).unwrap();
+        write(name, format!("seed-{name}-p31-blocks"), &out);
     }
 }

@@ -1,65 +1,16 @@
 //! Compressed token stream for `TokenDecompressor`: the first byte picks
 //! the algorithm (bits 0-1, of `ALGS`) and the protocol (29..=32, bits
-//! 2-3); the rest is decoded until `End`, `NeedMore`, an error or 10,000
-//! tokens, passing 64 bytes of fixed fake block data to `block_data` after
-//! every `Block`. Nothing may panic, `used` may not exceed what is left,
-//! `NeedMore(n)` has `n > 0`, and every `Literal` piece stays within the
-//! decoder's cap (32 KiB; lz4 records up to rsync's lz4 receive buffer).
+//! 2-3); the checks are in `common/compressed.rs`. The per-algorithm
+//! targets (`compressed_zlib`, ...) run the same checks on one decoder.
 #![no_main]
 
-use ferrsync::delta::{CToken, Compression, TokenDecompressor};
-use ferrsync::wire::{Decoded, Limits};
+#[path = "../common/compressed.rs"]
+mod compressed;
+
 use libfuzzer_sys::fuzz_target;
 
-const ALGS: [Compression; 4] = [
-    Compression::Zlib,
-    Compression::Zlibx,
-    Compression::Zstd,
-    Compression::Lz4,
-];
-const MAX_TOKENS: usize = 10_000;
-const PIECE_CAP: usize = 32 * 1024;
-/// max(LZ4_compressBound(32768), 16385), rsync's lz4 receive buffer.
-const LZ4_CAP: usize = 32768 + 32768 / 255 + 16;
-const FAKE_BLOCK: [u8; 64] = {
-    let mut b = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        b[i] = b"fake block "[i % 11];
-        i += 1;
-    }
-    b
-};
-
 fuzz_target!(|data: &[u8]| {
-    let [b0, rest @ ..] = data else {
-        return;
-    };
-    let mut rest: &[u8] = rest;
-    let kind = ALGS[usize::from(b0 & 3)];
-    let protocol = 29 + ((b0 >> 2) & 3);
-    let cap = if kind == Compression::Lz4 { LZ4_CAP } else { PIECE_CAP };
-    let mut d = TokenDecompressor::new(kind, protocol, Limits::default());
-    let mut total: u64 = 0;
-    for _ in 0..MAX_TOKENS {
-        let (tok, used) = match d.decode(rest) {
-            Ok(Decoded::Done { value, used }) => (value, used),
-            Ok(Decoded::NeedMore(n)) => {
-                assert!(n > 0);
-                return;
-            }
-            Err(_) => return,
-        };
-        assert!(used <= rest.len(), "used {used} of {}", rest.len());
-        rest = &rest[used..];
-        match tok {
-            CToken::End => return,
-            CToken::Literal(piece) => {
-                assert!(piece.len() <= cap, "{kind:?} piece of {}", piece.len());
-                total += piece.len() as u64;
-            }
-            CToken::Block(_) => d.block_data(&FAKE_BLOCK),
-        }
+    if let Some(b0) = data.first() {
+        compressed::run(compressed::ALGS[usize::from(b0 & 3)], data);
     }
-    assert!(total <= (MAX_TOKENS * cap) as u64);
 });

@@ -588,6 +588,20 @@ fn lost(msg: &'static str) -> DecodeError {
     DecodeError::Protocol(msg)
 }
 
+/// Largest zstd window the decoder accepts (2^27 = 128 MiB, the library
+/// default and what level 22 uses).
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+fn zstd_error(code: usize) -> DecodeError {
+    // ZSTD_error_frameParameter_windowTooLarge ("Frame requires too much
+    // memory for decoding"): a hostile or foreign frame header.
+    if zstd::zstd_safe::get_error_name(code).contains("memory") {
+        lost("zstd frame asks for a window over 128 MiB; refused")
+    } else {
+        lost("zstd decompression failed")
+    }
+}
+
 impl TokenDecompressor {
     /// A receiver for the session.
     pub fn new(kind: Compression, protocol: u8, limits: Limits) -> Self {
@@ -596,7 +610,16 @@ impl TokenDecompressor {
                 d: Box::new(Decompress::new(false)),
                 history: kind == Compression::Zlib,
             },
-            Compression::Zstd => Dec::Zstd(Box::new(zstd::zstd_safe::DCtx::create())),
+            Compression::Zstd => {
+                let mut z = zstd::zstd_safe::DCtx::create();
+                // The library default, made explicit: the memory bound of
+                // the decoder (a frame asking for more is refused). rsync
+                // uses the default too, and its level 22 needs 2^27.
+                let _ = z.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+                    ZSTD_WINDOW_LOG_MAX,
+                ));
+                Dec::Zstd(Box::new(z))
+            }
             Compression::Lz4 => Dec::Lz4,
         };
         TokenDecompressor {
@@ -805,8 +828,7 @@ impl TokenDecompressor {
                     use zstd::zstd_safe::{InBuffer, OutBuffer};
                     let mut ib = InBuffer::around(input);
                     let mut ob = OutBuffer::around(out.as_mut_slice());
-                    z.decompress_stream(&mut ob, &mut ib)
-                        .map_err(|_| lost("zstd decompression failed"))?;
+                    z.decompress_stream(&mut ob, &mut ib).map_err(zstd_error)?;
                     (ib.pos, ob.pos())
                 }
                 Dec::Lz4 => (input.len(), 0),
@@ -880,5 +902,145 @@ impl TokenDecompressor {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `stream` the way the receiver does, stopping once more than
+    /// `budget` literal bytes came out (the receiver refuses the file
+    /// there). Returns (literal bytes, largest piece, first error).
+    fn drive(
+        d: &mut TokenDecompressor,
+        stream: &[u8],
+        budget: u64,
+    ) -> (u64, usize, Option<DecodeError>) {
+        let mut rest = stream;
+        let (mut total, mut largest) = (0u64, 0usize);
+        loop {
+            if total > budget {
+                return (total, largest, None);
+            }
+            match d.decode(rest) {
+                Ok(Decoded::Done { value, used }) => {
+                    rest = &rest[used..];
+                    match value {
+                        CToken::Literal(p) => {
+                            total += p.len() as u64;
+                            largest = largest.max(p.len());
+                        }
+                        CToken::Block(_) => d.block_data(&[0; 64]),
+                        CToken::End => return (total, largest, None),
+                    }
+                }
+                Ok(Decoded::NeedMore(n)) => panic!("stream cut short, {n} more"),
+                Err(e) => return (total, largest, Some(e)),
+            }
+        }
+    }
+
+    /// Payload sizes of the `DEFLATED_DATA` records of a stream.
+    fn record_sizes(mut s: &[u8]) -> Vec<usize> {
+        let mut v = Vec::new();
+        while let [flag, lo, ..] = *s {
+            if flag & 0xC0 != DEFLATED_DATA {
+                break;
+            }
+            let n = (usize::from(flag & 0x3f) << 8) | usize::from(lo);
+            v.push(n);
+            s = &s[2 + n..];
+        }
+        v
+    }
+
+    /// A zstd frame header (no content size, window 2^`log`) followed by
+    /// RLE blocks of 128 KiB: 4 bytes each on the wire, as many as fit
+    /// one record. Expands about 32,000-fold.
+    fn zstd_rle_bomb(window_log: u8) -> Vec<u8> {
+        let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, (window_log - 10) << 3];
+        let block: u32 = (1 << 1) | ((128 * 1024) << 3); // RLE, not last
+        while frame.len() + 4 <= MAX_DATA_COUNT {
+            frame.extend_from_slice(&block.to_le_bytes()[..3]);
+            frame.push(b'A');
+        }
+        let mut out = Vec::new();
+        write_record(&mut out, &frame);
+        out.push(END_FLAG);
+        out
+    }
+
+    #[test]
+    fn a_zlib_bomb_comes_out_in_bounded_pieces() {
+        let zeros = vec![0u8; 64 << 20];
+        for kind in [Compression::Zlib, Compression::Zlibx] {
+            let mut c = TokenCompressor::new(kind, None, 31);
+            let mut stream = Vec::new();
+            c.literal(&mut stream, &zeros);
+            c.end_file(&mut stream);
+            // 64 MiB in a few records of at most 16383 bytes each.
+            assert!(stream.len() < 128 * 1024, "{kind:?}: {}", stream.len());
+            assert!(record_sizes(&stream).iter().all(|&n| n <= MAX_DATA_COUNT));
+            for (max_token_len, cap) in [(usize::MAX, OUT_PIECE), (4096, 4096)] {
+                let limits = Limits {
+                    max_token_len,
+                    ..Limits::default()
+                };
+                let mut d = TokenDecompressor::new(kind, 31, limits);
+                let (total, largest, err) = drive(&mut d, &stream, u64::MAX);
+                assert_eq!(err, None, "{kind:?}");
+                assert_eq!(total, zeros.len() as u64, "{kind:?}");
+                assert!(largest <= cap, "{kind:?}: piece of {largest} > {cap}");
+                // A receiver that stops early (its size limit) may do so
+                // in the middle of a record.
+                let mut d = TokenDecompressor::new(kind, 31, limits);
+                let (total, largest, _) = drive(&mut d, &stream, 1 << 20);
+                assert!(total <= (1 << 20) + cap as u64 && largest <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn a_zstd_bomb_comes_out_in_bounded_pieces() {
+        let stream = zstd_rle_bomb(17);
+        assert!(stream.len() <= MAX_DATA_COUNT + 3);
+        let mut d = TokenDecompressor::new(Compression::Zstd, 31, Limits::default());
+        // One 16 KiB record holds about 500 MiB; take 64 MiB of it.
+        let (total, largest, err) = drive(&mut d, &stream, 64 << 20);
+        assert_eq!(err, None);
+        assert!(total > 64 << 20 && total <= (64 << 20) + OUT_PIECE as u64);
+        assert!(largest <= OUT_PIECE, "piece of {largest}");
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_huge_window_is_refused() {
+        for log in [28u8, 31] {
+            let stream = zstd_rle_bomb(log);
+            let mut d = TokenDecompressor::new(Compression::Zstd, 31, Limits::default());
+            let (total, _, err) = drive(&mut d, &stream, u64::MAX);
+            assert_eq!(total, 0);
+            let err = err.expect("refused");
+            assert!(err.to_string().contains("window over 128 MiB"), "{err}");
+        }
+        // The largest window rsync's own levels produce is accepted.
+        let mut d = TokenDecompressor::new(Compression::Zstd, 31, Limits::default());
+        let (total, _, err) = drive(&mut d, &zstd_rle_bomb(27), 1 << 20);
+        assert_eq!(err, None);
+        assert!(total > 1 << 20);
+    }
+
+    #[test]
+    fn an_lz4_record_past_the_receive_buffer_is_refused() {
+        // 1 MiB of zeros as one lz4 block: about 4 KiB, fits a record.
+        let block = lz4_flex::block::compress(&vec![0u8; 1 << 20]);
+        assert!(block.len() <= MAX_DATA_COUNT);
+        let mut stream = Vec::new();
+        write_record(&mut stream, &block);
+        stream.push(END_FLAG);
+        let mut d = TokenDecompressor::new(Compression::Lz4, 31, Limits::default());
+        let (total, _, err) = drive(&mut d, &stream, u64::MAX);
+        assert_eq!(total, 0);
+        assert!(err.expect("refused").to_string().contains("lz4"));
     }
 }
