@@ -79,6 +79,27 @@ pub fn transfer_root(path: &Path, side: Side) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// The sending side's root for `/`-anchored rules: with `-R` the
+/// directory before a `/./` marker (else the current directory), with
+/// `--files-from` the source directory itself, else as
+/// [`transfer_root`].
+#[must_use]
+pub fn send_root(src: &Path, opts: &Options) -> Option<Vec<u8>> {
+    if opts.files_from.is_some() {
+        return transfer_root(src, Side::Receiver);
+    }
+    if opts.relative {
+        let raw = src.as_os_str().as_bytes();
+        let dir = match raw.windows(3).position(|w| w == b"/./") {
+            Some(0) => PathBuf::from("/"),
+            Some(p) => PathBuf::from(std::ffi::OsStr::from_bytes(&raw[..p])),
+            None => PathBuf::from("."),
+        };
+        return transfer_root(&dir, Side::Receiver);
+    }
+    transfer_root(src, Side::Sender)
+}
+
 fn base(opts: &Options, side: Side, protocol: u8, root: Option<Vec<u8>>) -> FilterList {
     FilterList::new(side)
         .with_delete_excluded(opts.delete_excluded)
@@ -164,7 +185,9 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     let daemon = if opts.daemon_filters.is_empty() {
         None
     } else {
-        let mut d = FilterList::new(side).for_daemon();
+        let mut d = FilterList::new(side)
+            .for_daemon()
+            .with_root(module_relative_root(opts, user.root()));
         for a in &opts.daemon_filters {
             d.add_daemon_arg(a, &mut read_local)
                 .map_err(|e| syntax(&e))?;
@@ -173,6 +196,23 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     };
     let set = FilterSet { user, daemon };
     Ok((!set.is_empty()).then_some(set))
+}
+
+/// The transfer root as a path inside the daemon module (`/sub` for a
+/// transfer that starts in the module's `sub`), where a module's rules
+/// are anchored.
+fn module_relative_root(opts: &Options, root: Option<&[u8]>) -> Option<Vec<u8>> {
+    let module = std::path::absolute(opts.module_root.as_ref()?).ok()?;
+    let mut m = module.as_os_str().as_bytes().to_vec();
+    while m.len() > 1 && m.ends_with(b"/") {
+        m.pop();
+    }
+    let root = root?;
+    let rest = root.strip_prefix(m.as_slice())?;
+    if rest.is_empty() {
+        return Some(b"/".to_vec());
+    }
+    rest.starts_with(b"/").then(|| rest.to_vec())
 }
 
 /// The filters in effect in directory `name` (relative to `root`), with

@@ -172,6 +172,12 @@ impl FilterList {
         self
     }
 
+    /// The transfer root given with [`FilterList::with_root`].
+    #[must_use]
+    pub fn root(&self) -> Option<&[u8]> {
+        self.root.as_deref()
+    }
+
     /// Which side applies the list.
     #[must_use]
     pub fn side(&self) -> Side {
