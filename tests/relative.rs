@@ -254,7 +254,13 @@ fn relative_files_only_and_second_marker() {
 
 #[test]
 fn relative_delete_only_in_content_dirs() {
-    check_case(&["-a", "-R", "--delete"], &["S/./a/b/c/"], true, all(), None);
+    check_case(
+        &["-a", "-R", "--delete"],
+        &["S/./a/b/c/"],
+        true,
+        all(),
+        None,
+    );
 }
 
 #[test]
@@ -270,14 +276,32 @@ fn no_implied_dirs() {
         dir_times: false,
         ..all()
     };
-    check_case(&["-a", "-R", "--no-implied-dirs"], &["S/./a/b/c"], false, cmp, None);
+    check_case(
+        &["-a", "-R", "--no-implied-dirs"],
+        &["S/./a/b/c"],
+        false,
+        cmp,
+        None,
+    );
     // Existing parents keep their attributes.
-    check_case(&["-a", "-R", "--no-implied-dirs"], &["S/./a/b/c/d"], true, cmp, None);
+    check_case(
+        &["-a", "-R", "--no-implied-dirs"],
+        &["S/./a/b/c/d"],
+        true,
+        cmp,
+        None,
+    );
 }
 
 #[test]
 fn no_relative_undoes_relative() {
-    check_case(&["-a", "-R", "--no-relative"], &["S/./a/b/c"], false, all(), None);
+    check_case(
+        &["-a", "-R", "--no-relative"],
+        &["S/./a/b/c"],
+        false,
+        all(),
+        None,
+    );
 }
 
 const LIST: &[u8] = b"a/b/c\n# a comment\n\nx/y/z\ntop.txt\nsp ace/\n";
@@ -290,7 +314,13 @@ fn files_from_local_file_without_recursion() {
 
 #[test]
 fn files_from_local_file_with_recursion() {
-    check_case(&["-a", "-r", "--files-from=L"], &["S/"], false, all(), Some(LIST));
+    check_case(
+        &["-a", "-r", "--files-from=L"],
+        &["S/"],
+        false,
+        all(),
+        Some(LIST),
+    );
 }
 
 #[test]
@@ -306,7 +336,13 @@ fn files_from_from0_and_dot_marker() {
 
 #[test]
 fn files_from_remote_file() {
-    check_case(&["-a", "--files-from=:L"], &["S/"], false, all(), Some(LIST));
+    check_case(
+        &["-a", "--files-from=:L"],
+        &["S/"],
+        false,
+        all(),
+        Some(LIST),
+    );
     check_case(
         &["-a", "-r", "--from0", "--files-from=:L"],
         &["S/"],
@@ -363,7 +399,11 @@ fn files_from_stdin_through_the_binary() {
         let reference = base.join(format!("ref{k}"));
         let mine = base.join(format!("mine{k}"));
         let mut ra = args.clone();
-        ra.retain(|a| !a.starts_with("--rsync-path") && !a.starts_with("-e") && *a != shim.display().to_string());
+        ra.retain(|a| {
+            !a.starts_with("--rsync-path")
+                && !a.starts_with("-e")
+                && *a != shim.display().to_string()
+        });
         ra.push(s.clone());
         ra.push(format!("{}/", reference.display()));
         run_prog("rsync", &ra, Some(LIST)).unwrap();

@@ -33,11 +33,17 @@ pub const MAX_NAMES: usize = 10_000_000;
 /// ```
 #[must_use]
 pub fn split_names(data: &[u8], from0: bool, comments: bool) -> Vec<Vec<u8>> {
-    data.split(|&c| if from0 { c == 0 } else { c == b'\n' || c == b'\r' })
-        .filter(|l| !l.is_empty())
-        .filter(|l| !(comments && matches!(l.first(), Some(b'#' | b';'))))
-        .map(<[u8]>::to_vec)
-        .collect()
+    data.split(|&c| {
+        if from0 {
+            c == 0
+        } else {
+            c == b'\n' || c == b'\r'
+        }
+    })
+    .filter(|l| !l.is_empty())
+    .filter(|l| !(comments && matches!(l.first(), Some(b'#' | b';'))))
+    .map(<[u8]>::to_vec)
+    .collect()
 }
 
 /// rsync's `sanitize_path` for a files-from name: no leading or doubled
@@ -68,7 +74,10 @@ pub fn sanitize_name(name: &[u8], keep_dots: bool) -> Vec<u8> {
             i += 1;
             continue;
         }
-        let end = p[i..].iter().position(|&c| c == b'/').map_or(p.len(), |e| e + i);
+        let end = p[i..]
+            .iter()
+            .position(|&c| c == b'/')
+            .map_or(p.len(), |e| e + i);
         let comp = &p[i..end];
         if !keep_dots && comp == b"." {
             i = end;
@@ -120,9 +129,7 @@ pub fn read_list(file: &str) -> Result<Vec<u8>> {
     let fail = |e: std::io::Error| {
         let text = e.to_string();
         let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-        Error::FileSelect(format!(
-            "failed to open files-from file {file}: {text}"
-        ))
+        Error::FileSelect(format!("failed to open files-from file {file}: {text}"))
     };
     match super::filters::read_local(file.as_bytes()) {
         Ok(Some(d)) => Ok(d),

@@ -371,9 +371,15 @@ where
                 } else {
                     files_from::read_local_names(ff, opts.from0, opts.relative)?
                 };
-                let base = sources.first().cloned().unwrap_or_else(|| PathBuf::from("."));
+                let base = sources
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from("."));
+                let first = filters::first_send_dir(&sources, opts, Some(&names));
+                let set = filters::with_parents(set, first);
                 build_send_list_from(&base, &names, opts, setup.protocol, set.as_ref())?
             } else {
+                let set = filters::with_parents(set, filters::first_send_dir(&sources, opts, None));
                 build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
             };
             sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
@@ -522,8 +528,15 @@ where
             } else {
                 files_from::read_local_names(ff, opts.from0, opts.relative)?
             };
+            // A daemon never reads merge files above its module.
+            let first = filters::first_send_dir(&sources, opts, Some(&names))
+                .filter(|_| opts.module_root.is_none());
+            let set = filters::with_parents(set, first);
             build_send_list_from(&sources[0], &names, opts, setup.protocol, set.as_ref())?
         } else {
+            let first = filters::first_send_dir(&sources, opts, None)
+                .filter(|_| opts.module_root.is_none());
+            let set = filters::with_parents(set, first);
             build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
         };
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await

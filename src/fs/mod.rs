@@ -9,5 +9,6 @@ pub mod scan;
 pub mod xattrs;
 
 pub use scan::{
-    ScanOptions, ScanResult, clean_fname, scan_relative, scan_sources, scan_sources_filtered, sort_scan,
+    ScanOptions, ScanResult, clean_fname, scan_relative, scan_sources, scan_sources_filtered,
+    sort_scan,
 };
