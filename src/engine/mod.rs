@@ -597,6 +597,8 @@ pub async fn run_local(
     let mut server_opts = opts.clone();
     // The sending side applies --chmod in a local copy; not twice.
     server_opts.chmod = None;
+    // The sending side reads the --files-from list itself.
+    server_opts.files_from = None;
     if server_opts.whole_file.is_none() {
         server_opts.whole_file = Some(true);
     }
@@ -622,6 +624,7 @@ pub async fn run_local(
     let client_hooks = Hooks::default();
     let mut client_opts = server_opts.clone();
     client_opts.chmod.clone_from(&opts.chmod);
+    client_opts.files_from.clone_from(&opts.files_from);
     let client = run_client(
         rd,
         wr,
