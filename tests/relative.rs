@@ -247,7 +247,13 @@ fn all() -> Compare {
 
 #[test]
 fn relative_with_dot_marker_every_way() {
-    check_case(&["-a", "-R"], &["{S}/./a/b/c", "{S}/./x/y"], false, all(), None);
+    check_case(
+        &["-a", "-R"],
+        &["{S}/./a/b/c", "{S}/./x/y"],
+        false,
+        all(),
+        None,
+    );
 }
 
 #[test]
@@ -285,7 +291,13 @@ fn relative_delete_only_in_content_dirs() {
 
 #[test]
 fn relative_dirs_without_recursion() {
-    check_case(&["-lptd", "-R"], &["{S}/./a/b/", "{S}/./x"], false, all(), None);
+    check_case(
+        &["-lptd", "-R"],
+        &["{S}/./a/b/", "{S}/./x"],
+        false,
+        all(),
+        None,
+    );
 }
 
 #[test]
@@ -332,7 +344,13 @@ const LIST: &[u8] = b"a/b/c\n\nx/y/z\ntop.txt\nsp ace/\n";
 #[test]
 fn files_from_local_file_without_recursion() {
     // -a with --files-from does not recurse: directories come alone.
-    check_case(&["-a", "--files-from={L}"], &["{S}/"], false, all(), Some(LIST));
+    check_case(
+        &["-a", "--files-from={L}"],
+        &["{S}/"],
+        false,
+        all(),
+        Some(LIST),
+    );
 }
 
 #[test]
