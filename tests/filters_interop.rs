@@ -181,3 +181,143 @@ fn filters_both_directions_equal_rsync_alone() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A daemon module's own rules are anchored at the module root even when
+/// the transfer starts below it: `- /sub/secret` hides `sub/secret` from
+/// `rsync://host/mod/sub/` (and not `sub/deep/secret`), for real rsync's
+/// daemon and ours alike, pulling with real rsync's client and ours, and
+/// with `-R`.
+#[test]
+fn daemon_module_rules_anchor_at_the_module_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let module = base.join("mod");
+    write_tree(
+        &module,
+        &[
+            ("secret", "s0"),
+            ("sub/", ""),
+            ("sub/secret", "s1"),
+            ("sub/keep", "k"),
+            ("sub/deep/", ""),
+            ("sub/deep/secret", "s2"),
+        ],
+    );
+    let conf = |dir: &Path| {
+        let c = format!(
+            "use chroot = false\nmunge symlinks = false\n[m]\npath = {}\nread only = true\nexclude = /sub/secret\n",
+            module.display()
+        );
+        let cfg = dir.join("rsyncd.conf");
+        fs::write(&cfg, c).unwrap();
+        cfg
+    };
+    let real_dir = base.join("real");
+    let ours_dir = base.join("ours");
+    fs::create_dir_all(&real_dir).unwrap();
+    fs::create_dir_all(&ours_dir).unwrap();
+    let real = common::daemon::start("rsync", &conf(&real_dir), "127.0.0.1");
+    let ours = common::daemon::start(ferrsync_bin(), &conf(&ours_dir), "127.0.0.1");
+    let cmp = Compare {
+        dir_times: false,
+        ..Compare::all(true)
+    };
+    for (k, (args, path)) in [
+        (vec!["-a"], "sub/"),
+        (vec!["-a"], "sub"),
+        (vec!["-a", "-R"], "sub"),
+        (vec!["-a"], ""),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let reference = base.join(format!("ref{k}"));
+        let url = |port: u16| format!("rsync://127.0.0.1:{port}/m/{path}");
+        let mut ra: Vec<String> = args.iter().map(ToString::to_string).collect();
+        ra.push(url(real.port));
+        ra.push(format!("{}/", reference.display()));
+        run("rsync", &ra);
+        for (who, client, port) in [
+            ("rsync->ours", "rsync", ours.port),
+            ("ours->real", ferrsync_bin(), real.port),
+            ("ours->ours", ferrsync_bin(), ours.port),
+        ] {
+            let dst = base.join(format!("d{k}-{}", who.replace("->", "-")));
+            let mut a: Vec<String> = args.iter().map(ToString::to_string).collect();
+            a.push(url(port));
+            a.push(format!("{}/", dst.display()));
+            run(client, &a);
+            let diffs = compare_trees(&reference, &dst, cmp);
+            assert!(diffs.is_empty(), "{who} {args:?} {path}: {diffs:?}");
+        }
+    }
+}
+
+/// `-F` reads the `.rsync-filter` files of the directories above the
+/// transfer's first directory too (rsync's parent-dir scan for a
+/// `dir-merge /.rsync-filter`), with their anchored rules anchored where
+/// each file is; compared with rsync's own itemized run and tree.
+#[test]
+fn per_dir_filters_of_parent_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let top = base.join("top");
+    write_tree(
+        &top,
+        &[
+            (".rsync-filter", "- secret\n- /anch\n- /sub/x2\n"),
+            ("sub/", ""),
+            ("sub/secret", "s"),
+            ("sub/keep", "k"),
+            ("sub/anch", "a"),
+            ("sub/x2", "x"),
+            ("sub/inner/", ""),
+            ("sub/inner/secret", "s"),
+            ("sub/inner/anch", "a"),
+        ],
+    );
+    let shim = common::tree::write_shim(&base);
+    let cmp = Compare {
+        dir_times: false,
+        ..Compare::all(true)
+    };
+    let sources = [
+        vec![format!("{}/sub/", top.display())],
+        vec![format!("{}/sub", top.display())],
+        vec!["-R".to_string(), format!("{}/./sub", top.display())],
+        vec!["-R".to_string(), format!("{}/./top/sub", base.display())],
+    ];
+    for (k, src) in sources.iter().enumerate() {
+        let reference = base.join(format!("ref{k}"));
+        let mut ra = vec!["-a".to_string(), "-F".to_string()];
+        ra.extend(src.iter().cloned());
+        ra.push(format!("{}/", reference.display()));
+        run("rsync", &ra);
+        for how in ["local", "push", "pull"] {
+            let dst = base.join(format!("d{k}-{how}"));
+            let mut a = vec!["-a".to_string(), "-F".to_string()];
+            let mut srcs = src.clone();
+            if how == "pull" {
+                for s in srcs.iter_mut().filter(|s| s.starts_with('/')) {
+                    *s = format!("localhost:{s}");
+                }
+            }
+            a.extend(srcs);
+            if how == "local" {
+                a.push(format!("{}/", dst.display()));
+            } else {
+                a.push("-e".into());
+                a.push(shim.display().to_string());
+                a.push("--rsync-path=rsync".into());
+                if how == "push" {
+                    a.push(format!("localhost:{}/", dst.display()));
+                } else {
+                    a.push(format!("{}/", dst.display()));
+                }
+            }
+            run(ferrsync_bin(), &a);
+            let diffs = compare_trees(&reference, &dst, cmp);
+            assert!(diffs.is_empty(), "{how} {src:?}: {diffs:?}");
+        }
+    }
+}

@@ -401,6 +401,7 @@ impl Daemon {
             Access::ReadWrite => false,
             _ => module.read_only,
         };
+        sa.options.module_root = Some(confined.root(&module.path));
         match map_paths(&module, &confined, &mut sa) {
             Ok(()) => {}
             Err(msg) => return refuse_after_setup(rd, wr, protocol, &msg).await,
@@ -890,6 +891,25 @@ fn map_paths(
         };
         for p in pieces {
             let rel = strip_module(&p, &module.name);
+            if sa.options.relative {
+                // -R: names are relative to the module root (rsync's
+                // daemon works from there); a `/./` marker is kept.
+                let rootstr = root.display().to_string();
+                let rootstr = rootstr.trim_end_matches('/');
+                let full = match rel.find("/./") {
+                    Some(i) => format!(
+                        "{rootstr}/{}/./{}",
+                        sanitize(&rel[..i]).trim_end_matches('/'),
+                        sanitize(&rel[i + 3..])
+                    ),
+                    None => format!("{rootstr}/./{}", sanitize(&rel)),
+                };
+                if !confined.is_chrooted() {
+                    super::confine::check_inside(&module.path, Path::new(&full), sa.sender)?;
+                }
+                out.push(full);
+                continue;
+            }
             let clean = sanitize(&rel);
             for expanded in super::glob::expand(&root, &clean) {
                 let full = if expanded.is_empty() || expanded == "." {
@@ -916,6 +936,14 @@ fn map_paths(
     }
     if !sa.sender && out.len() > 1 {
         out.truncate(1);
+    }
+    if let Some(ff) = sa.options.files_from.as_mut().filter(|f| f.as_str() != "-") {
+        // A files-from list on the daemon's side is a path in the module.
+        let rootstr = root.display().to_string();
+        *ff = format!("{}/{}", rootstr.trim_end_matches('/'), sanitize(ff));
+        if !confined.is_chrooted() {
+            super::confine::check_inside(&module.path, Path::new(ff.as_str()), true)?;
+        }
     }
     sa.paths = out;
     // Directories the client names in options (rsync's `sanitize_paths`):

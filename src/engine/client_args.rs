@@ -114,6 +114,9 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
     let mut rsync_path_given = false;
     let mut cli_rsh = None;
     let mut f_count = 0;
+    let mut relative: Option<bool> = None;
+    let mut explicit_r = false;
+    let mut files_from_given = false;
     let mut args = Vec::new();
     let mut i = 0;
     let mut no_more = false;
@@ -170,7 +173,24 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 "verbose" => o.verbose += 1,
                 "quiet" => o.quiet = true,
                 "archive" => set_archive(&mut o),
-                "recursive" => o.recursive = true,
+                "recursive" => {
+                    o.recursive = true;
+                    explicit_r = true;
+                }
+                "no-recursive" | "no-r" => {
+                    o.recursive = false;
+                    explicit_r = false;
+                }
+                "relative" => relative = Some(true),
+                "no-relative" | "no-R" => relative = Some(false),
+                "implied-dirs" | "i-d" => o.implied_dirs = true,
+                "no-implied-dirs" | "no-i-d" => o.implied_dirs = false,
+                "files-from" => {
+                    o.files_from = Some(value()?);
+                    files_from_given = true;
+                }
+                "from0" => o.from0 = true,
+                "no-from0" => o.from0 = false,
                 "dirs" => o.dirs = true,
                 "links" => o.links = true,
                 "perms" => o.perms = true,
@@ -358,7 +378,12 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 'v' => o.verbose += 1,
                 'q' => o.quiet = true,
                 'a' => set_archive(&mut o),
-                'r' => o.recursive = true,
+                'r' => {
+                    o.recursive = true;
+                    explicit_r = true;
+                }
+                'R' => relative = Some(true),
+                '0' => o.from0 = true,
                 'd' => o.dirs = true,
                 'l' => o.links = true,
                 'p' => o.perms = true,
@@ -431,6 +456,16 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 _ => return Err(syntax(format!("-{ch}: unknown option"))),
             }
         }
+    }
+    // options.c: --files-from turns off the recursion -a implies (not an
+    // explicit -r) and implies -R unless --no-relative was given.
+    if files_from_given && !explicit_r {
+        o.recursive = false;
+    }
+    if let Some(r) = relative {
+        o.relative = r;
+    } else if files_from_given {
+        o.relative = true;
     }
     Ok(ClientArgs {
         opts: o,

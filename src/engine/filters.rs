@@ -79,6 +79,27 @@ pub fn transfer_root(path: &Path, side: Side) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// The sending side's root for `/`-anchored rules: with `-R` the
+/// directory before a `/./` marker (else the current directory), with
+/// `--files-from` the source directory itself, else as
+/// [`transfer_root`].
+#[must_use]
+pub fn send_root(src: &Path, opts: &Options) -> Option<Vec<u8>> {
+    if opts.files_from.is_some() {
+        return transfer_root(src, Side::Receiver);
+    }
+    if opts.relative {
+        let raw = src.as_os_str().as_bytes();
+        let dir = match raw.windows(3).position(|w| w == b"/./") {
+            Some(0) => PathBuf::from("/"),
+            Some(p) => PathBuf::from(std::ffi::OsStr::from_bytes(&raw[..p])),
+            None => PathBuf::from("."),
+        };
+        return transfer_root(&dir, Side::Receiver);
+    }
+    transfer_root(src, Side::Sender)
+}
+
 fn base(opts: &Options, side: Side, protocol: u8, root: Option<Vec<u8>>) -> FilterList {
     FilterList::new(side)
         .with_delete_excluded(opts.delete_excluded)
@@ -164,7 +185,9 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     let daemon = if opts.daemon_filters.is_empty() {
         None
     } else {
-        let mut d = FilterList::new(side).for_daemon();
+        let mut d = FilterList::new(side)
+            .for_daemon()
+            .with_root(module_relative_root(opts, user.root()));
         for a in &opts.daemon_filters {
             d.add_daemon_arg(a, &mut read_local)
                 .map_err(|e| syntax(&e))?;
@@ -173,6 +196,95 @@ pub fn with_daemon(user: FilterList, opts: &Options, side: Side) -> Result<Optio
     };
     let set = FilterSet { user, daemon };
     Ok((!set.is_empty()).then_some(set))
+}
+
+/// The set with rsync's parent-directory scan done for the sending side:
+/// `first` is the first directory the scan enters (see
+/// [`first_send_dir`]).
+#[must_use]
+pub fn with_parents(set: Option<FilterSet>, first: Option<PathBuf>) -> Option<FilterSet> {
+    let (Some(set), Some(first)) = (set.as_ref(), first) else {
+        return set;
+    };
+    let Ok(abs) = std::path::absolute(&first) else {
+        return Some(set.clone());
+    };
+    let mut dir = abs.as_os_str().as_bytes().to_vec();
+    while dir.len() > 1 && (dir.ends_with(b"/") || dir.ends_with(b"/.")) {
+        dir.truncate(if dir.ends_with(b"/.") {
+            dir.len() - 2
+        } else {
+            dir.len() - 1
+        });
+    }
+    let mut read =
+        |p: &[u8]| Ok(read_path(Path::new(std::ffi::OsStr::from_bytes(p))).unwrap_or(None));
+    Some(
+        set.enter_parents(&dir, &mut read)
+            .unwrap_or_else(|_| set.clone()),
+    )
+}
+
+/// The first directory the sending side's scan enters: the first source
+/// that is a directory, or with `-R` the first directory of the first
+/// name (after a `/./`), or with `--files-from` of the first listed name
+/// under `base`.
+#[must_use]
+pub fn first_send_dir(
+    sources: &[PathBuf],
+    opts: &Options,
+    names: Option<&[Vec<u8>]>,
+) -> Option<PathBuf> {
+    if let Some(names) = names {
+        let base = sources.first()?;
+        let first = names.first()?;
+        let first = match first.windows(3).position(|w| w == b"/./") {
+            Some(p) => &first[p + 3..],
+            None => first.as_slice(),
+        };
+        let comp = first
+            .split(|&c| c == b'/')
+            .find(|c| !c.is_empty() && *c != b".")?;
+        let p = base.join(std::ffi::OsStr::from_bytes(comp));
+        return p.is_dir().then_some(p);
+    }
+    if opts.relative {
+        let raw = sources.first()?.as_os_str().as_bytes();
+        let (dir, name) = match raw.windows(3).position(|w| w == b"/./") {
+            Some(0) => (PathBuf::from("/"), &raw[3..]),
+            Some(p) => (
+                PathBuf::from(std::ffi::OsStr::from_bytes(&raw[..p])),
+                &raw[p + 3..],
+            ),
+            None => (PathBuf::from("."), raw),
+        };
+        let comp = name
+            .split(|&c| c == b'/')
+            .find(|c| !c.is_empty() && *c != b".");
+        let p = match comp {
+            Some(c) => dir.join(std::ffi::OsStr::from_bytes(c)),
+            None => dir,
+        };
+        return p.is_dir().then_some(p);
+    }
+    sources.iter().find(|s| s.is_dir()).cloned()
+}
+
+/// The transfer root as a path inside the daemon module (`/sub` for a
+/// transfer that starts in the module's `sub`), where a module's rules
+/// are anchored.
+fn module_relative_root(opts: &Options, root: Option<&[u8]>) -> Option<Vec<u8>> {
+    let module = std::path::absolute(opts.module_root.as_ref()?).ok()?;
+    let mut m = module.as_os_str().as_bytes().to_vec();
+    while m.len() > 1 && m.ends_with(b"/") {
+        m.pop();
+    }
+    let root = root?;
+    let rest = root.strip_prefix(m.as_slice())?;
+    if rest.is_empty() {
+        return Some(b"/".to_vec());
+    }
+    rest.starts_with(b"/").then(|| rest.to_vec())
 }
 
 /// The filters in effect in directory `name` (relative to `root`), with

@@ -25,6 +25,7 @@ use super::sender::item_kind;
 use super::setup::Setup;
 use crate::delta::{SignatureBuilder, SumHead};
 use crate::error::{Error, Result};
+use crate::flist::entry::{XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
 use crate::flist::{FileEntry, FileKind, Xattr, XattrValue};
 use crate::wire::{self, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxEncoder};
 
@@ -513,6 +514,13 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         }
         for &i in self.dirs.iter().rev() {
             let e = &ctx.list[i];
+            if ctx.opts.relative
+                && !ctx.opts.implied_dirs
+                && e.xflags & (XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR)
+                    == XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR
+            {
+                continue;
+            }
             let path = &ctx.paths[i];
             let st = fs::symlink_metadata(path).ok();
             let is_new = self.new_dirs.contains(&i);
@@ -539,6 +547,30 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if self.followers.contains_key(&i) {
             // Linked to its leader once the leader is complete.
             return Ok(());
+        }
+        if o.relative && !o.implied_dirs {
+            // --no-implied-dirs: the sender's implied parents are not
+            // touched; a missing parent is made with default permissions
+            // (generator.c, `make_path` with `relative_paths &&
+            // !implied_dirs`).
+            if e.is_dir()
+                && e.xflags & (XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR)
+                    == XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR
+            {
+                return Ok(());
+            }
+            if let Some(parent) = path.parent() {
+                if !dry && e.name.contains(&b'/') && fs::metadata(parent).is_err() {
+                    if let Err(err) = fs::create_dir_all(parent) {
+                        return self
+                            .fail(format!(
+                                "recv_generator: mkdir \"{}\" failed: {err}",
+                                parent.display()
+                            ))
+                            .await;
+                    }
+                }
+            }
         }
         // --existing, --ignore-existing, --max-size/--min-size, --update
         // (rsync's order of checks in recv_generator); skipped items are

@@ -100,6 +100,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         self.muxed = on;
     }
 
+    /// Whether the stream is demultiplexed.
+    pub fn is_muxed(&self) -> bool {
+        self.muxed
+    }
+
     /// Sets the idle timeout for reads.
     pub fn set_timeout(&mut self, t: Option<Duration>) {
         self.timeout = t;

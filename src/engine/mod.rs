@@ -15,6 +15,7 @@
 //! the receiver the reading half; they run concurrently in one task.
 
 mod client_args;
+pub mod files_from;
 pub mod filters;
 mod generator;
 pub mod io;
@@ -25,6 +26,7 @@ pub mod report;
 pub mod sender;
 pub mod setup;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,14 +92,51 @@ pub fn build_send_list_filtered(
     protocol: u8,
     filters: Option<&crate::filter::FilterSet>,
 ) -> Result<SendList> {
-    let so = crate::fs::ScanOptions {
+    let so = scan_options(opts, protocol);
+    let res = crate::fs::scan_sources_filtered(sources, &so, filters)
+        .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    finish_send_list(res, opts, protocol)
+}
+
+/// The `--files-from` list: `names` relative to the directory `base`
+/// (rsync's single source argument), scanned the `-R` way when
+/// [`Options::relative`] is set.
+///
+/// # Errors
+/// As [`build_send_list`]; a name with a `..` component in its relative
+/// part is a syntax error, as in rsync.
+pub fn build_send_list_from(
+    base: &Path,
+    names: &[Vec<u8>],
+    opts: &Options,
+    protocol: u8,
+    filters: Option<&crate::filter::FilterSet>,
+) -> Result<SendList> {
+    let mut so = scan_options(opts, protocol);
+    // --files-from implies --dirs.
+    so.dirs = true;
+    let res = if opts.relative {
+        crate::fs::scan_relative(Some(base), names, &so, filters)
+    } else {
+        let sources: Vec<PathBuf> = names
+            .iter()
+            .map(|n| base.join(std::ffi::OsStr::from_bytes(n)))
+            .collect();
+        crate::fs::scan_sources_filtered(&sources, &so, filters)
+    }
+    .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    finish_send_list(res, opts, protocol)
+}
+
+fn scan_options(opts: &Options, protocol: u8) -> crate::fs::ScanOptions {
+    crate::fs::ScanOptions {
         recursive: opts.recursive,
         // Everything is listed; the receiving side skips what it must not
         // create, saying so, as rsync does.
         links: true,
         devices: true,
         specials: true,
-        dirs: opts.dirs,
+        dirs: opts.dirs || opts.files_from.is_some(),
         one_file_system: opts.one_file_system,
         hard_links: opts.hard_links,
         xattrs: opts.xattrs,
@@ -106,10 +145,22 @@ pub fn build_send_list_filtered(
         copy_unsafe_links: opts
             .copy_unsafe_links
             .then_some(options::unsafe_symlink as fn(&[u8], &[u8]) -> bool),
+        relative: opts.relative,
+        // At protocol 30 the sender always sends them, flagged; the
+        // receiver decides whether to use them.
+        implied_dirs: opts.relative && (opts.implied_dirs || protocol >= 30),
         ..crate::fs::ScanOptions::default()
-    };
-    let mut res = crate::fs::scan_sources_filtered(sources, &so, filters)
-        .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
+    }
+}
+
+fn finish_send_list(
+    mut res: crate::fs::ScanResult,
+    opts: &Options,
+    protocol: u8,
+) -> Result<SendList> {
+    if let Some(msg) = res.fatal.take() {
+        return Err(Error::Syntax(msg));
+    }
     apply_chmod(&mut res.entries, opts)?;
     if opts.munge_links {
         munge_links(&mut res.entries, false);
@@ -284,6 +335,15 @@ where
                 .wire_rules(false, setup.protocol)
                 .map_err(Error::Protocol)?;
             setup::send_filter_list(&mut w, &wire).await?;
+            if let Some(ff) = opts
+                .files_from
+                .as_deref()
+                .filter(|f| options::files_from_remote(f).is_none())
+            {
+                // The sender is remote: it reads our list from us.
+                let data = files_from::read_list(ff)?;
+                files_from::forward(&mut w, &data, opts.from0, setup.protocol).await?;
+            }
             filters::client_cvs(&mut fl, opts, setup.protocol, false)?;
             let set = filters::with_daemon(fl, opts, Side::Receiver)?;
             receiver::run_receiving_side(
@@ -299,9 +359,7 @@ where
             .await?
         }
         ClientRole::Sender { sources } => {
-            let root = sources
-                .first()
-                .and_then(|s| filters::transfer_root(s, Side::Sender));
+            let root = sources.first().and_then(|s| filters::send_root(s, opts));
             let mut fl = filters::client_list(opts, Side::Sender, setup.protocol, root)?;
             filters::client_cvs(&mut fl, opts, setup.protocol, true)?;
             if setup::filter_list_sent(false, opts) {
@@ -312,7 +370,23 @@ where
             }
             filters::client_cvs(&mut fl, opts, setup.protocol, false)?;
             let set = filters::with_daemon(fl, opts, Side::Sender)?;
-            let list = build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?;
+            let list = if let Some(ff) = &opts.files_from {
+                let names = if options::files_from_remote(ff).is_some() {
+                    files_from::receive(&mut r, setup.protocol, opts.relative).await?
+                } else {
+                    files_from::read_local_names(ff, opts.from0, opts.relative)?
+                };
+                let base = sources
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from("."));
+                let first = filters::first_send_dir(&sources, opts, Some(&names));
+                let set = filters::with_parents(set, first);
+                build_send_list_from(&base, &names, opts, setup.protocol, set.as_ref())?
+            } else {
+                let set = filters::with_parents(set, filters::first_send_dir(&sources, opts, None));
+                build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
+            };
             sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
         }
     };
@@ -450,10 +524,26 @@ where
         if sources.is_empty() {
             sources.push(PathBuf::from("."));
         }
-        let root = filters::transfer_root(&sources[0], Side::Sender);
+        let root = filters::send_root(&sources[0], opts);
         let fl = filters::server_list(&rules, opts, Side::Sender, setup.protocol, root)?;
         let set = filters::with_daemon(fl, opts, Side::Sender)?;
-        let list = build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?;
+        let list = if let Some(ff) = &opts.files_from {
+            let names = if ff == "-" {
+                files_from::receive(r, setup.protocol, opts.relative).await?
+            } else {
+                files_from::read_local_names(ff, opts.from0, opts.relative)?
+            };
+            // A daemon never reads merge files above its module.
+            let first = filters::first_send_dir(&sources, opts, Some(&names))
+                .filter(|_| opts.module_root.is_none());
+            let set = filters::with_parents(set, first);
+            build_send_list_from(&sources[0], &names, opts, setup.protocol, set.as_ref())?
+        } else {
+            let first = filters::first_send_dir(&sources, opts, None)
+                .filter(|_| opts.module_root.is_none());
+            let set = filters::with_parents(set, first);
+            build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
+        };
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {
         let rules = if setup::filter_list_sent(false, opts) {
@@ -461,6 +551,11 @@ where
         } else {
             Vec::new()
         };
+        if let Some(ff) = opts.files_from.as_deref().filter(|f| *f != "-") {
+            // A list on our side for the client's sender (`host:FILE`).
+            let data = files_from::read_list(ff)?;
+            files_from::forward(w, &data, opts.from0, setup.protocol).await?;
+        }
         let dest = sa
             .paths
             .first()
@@ -507,6 +602,8 @@ pub async fn run_local(
     let mut server_opts = opts.clone();
     // The sending side applies --chmod in a local copy; not twice.
     server_opts.chmod = None;
+    // The sending side reads the --files-from list itself.
+    server_opts.files_from = None;
     if server_opts.whole_file.is_none() && opts.append == 0 {
         server_opts.whole_file = Some(true);
     }
@@ -532,6 +629,7 @@ pub async fn run_local(
     let client_hooks = Hooks::default();
     let mut client_opts = server_opts.clone();
     client_opts.chmod.clone_from(&opts.chmod);
+    client_opts.files_from.clone_from(&opts.files_from);
     let client = run_client(
         rd,
         wr,

@@ -214,6 +214,25 @@ pub struct Options {
     pub atimes: u8,
     /// `--open-noatime`: open source files with `O_NOATIME`.
     pub open_noatime: bool,
+    /// `-R`: send the source names as given (the part after a `/./`
+    /// marker, else the whole path), with their parent directories.
+    pub relative: bool,
+    /// `--no-implied-dirs` clears this: with `-R`, the parent directories
+    /// of a source are not created with the sender's attributes (missing
+    /// ones are made with default permissions).
+    pub implied_dirs: bool,
+    /// `--files-from=FILE`: the names to send, relative to the single
+    /// source directory. `-` is standard input; `host:FILE` or `:FILE` a
+    /// file on the remote side. Implies `-R` (unless `--no-relative`) and
+    /// `--dirs`; `-a` does not recurse with it unless `-r` is given too.
+    pub files_from: Option<String>,
+    /// `--from0`: the files-from names (and rules files) end with NUL,
+    /// not with a newline.
+    pub from0: bool,
+    /// A daemon module's path: its filter rules ([`Options::daemon_filters`])
+    /// are anchored there, whatever directory of the module the transfer
+    /// starts in (rsync matches them against the module-relative path).
+    pub module_root: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -294,6 +313,11 @@ impl Default for Options {
             force: false,
             atimes: 0,
             open_noatime: false,
+            relative: false,
+            implied_dirs: true,
+            files_from: None,
+            from0: false,
+            module_root: None,
         }
     }
 }
@@ -411,6 +435,9 @@ impl Options {
         if self.sparse {
             c.push('S');
         }
+        if self.relative {
+            c.push('R');
+        }
         let choice = self.compress_choice.as_deref().map(str::to_ascii_lowercase);
         if self.compress && matches!(choice.as_deref(), None | Some("zlib")) {
             c.push('z');
@@ -502,6 +529,30 @@ impl Options {
             args.push("--append".into());
         } else if self.inplace {
             args.push("--inplace".into());
+        }
+        if let Some(ff) = &self.files_from {
+            let remote = files_from_remote(ff);
+            if server_sends || remote.is_some() {
+                if let Some(path) = remote {
+                    args.push("--files-from".into());
+                    args.push(path.to_string());
+                    if self.from0 {
+                        args.push("--from0".into());
+                    }
+                } else {
+                    args.push("--files-from=-".into());
+                    args.push("--from0".into());
+                }
+                if !self.relative {
+                    args.push("--no-relative".into());
+                }
+            }
+        }
+        if self.relative
+            && !self.implied_dirs
+            && (server_sends || self.protocol.is_none_or(|p| p >= 30))
+        {
+            args.push("--no-implied-dirs".into());
         }
         if client_sends {
             if let Some(m) = &self.usermap {
@@ -595,6 +646,30 @@ pub fn set_chown(o: &mut Options, spec: &str) -> Result<()> {
         o.group = true;
     }
     Ok(())
+}
+
+/// The remote file of a `--files-from` value (`host:FILE` or `:FILE`, as
+/// rsync's `check_for_hostspec` reads it), or `None` for a local file or
+/// `-`.
+///
+/// ```
+/// use ferrsync::engine::options::files_from_remote;
+/// assert_eq!(files_from_remote(":list"), Some("list"));
+/// assert_eq!(files_from_remote("host:dir/list"), Some("dir/list"));
+/// assert_eq!(files_from_remote("dir/a:b"), None);
+/// assert_eq!(files_from_remote("-"), None);
+/// ```
+#[must_use]
+pub fn files_from_remote(v: &str) -> Option<&str> {
+    if let Some(rest) = v.strip_prefix("rsync://") {
+        return rest.split_once('/').map(|(_, p)| p);
+    }
+    let colon = v.find(':')?;
+    if v[..colon].contains('/') {
+        return None;
+    }
+    let path = &v[colon + 1..];
+    Some(path.strip_prefix(':').unwrap_or(path))
 }
 
 /// rsync's `unsafe_symlink`: whether the symlink `name` (relative to the
@@ -794,7 +869,11 @@ const LONG: &[(&str, bool)] = &[
     ("debug", true),
     ("no-r", false),
     ("no-relative", false),
+    ("relative", false),
     ("no-implied-dirs", false),
+    ("implied-dirs", false),
+    ("files-from", true),
+    ("from0", false),
     ("max-alloc", true),
     ("modify-window", true),
     ("open-noatime", false),
@@ -835,8 +914,6 @@ const IGNORABLE: &[&str] = &[
     "info",
     "debug",
     "no-r",
-    "no-relative",
-    "no-implied-dirs",
     "max-alloc",
     "super",
     "config",
@@ -855,6 +932,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
     let mut i = 0;
     let mut saw_dot = false;
     let mut saw_server = false;
+    let mut relative: Option<bool> = None;
     while i < argv.len() {
         let a = argv[i].as_ref();
         i += 1;
@@ -989,6 +1067,12 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     o.compress_choice = Some("zlib".into());
                 }
                 "skip-compress" => o.skip_compress = Some(val),
+                "relative" => relative = Some(true),
+                "no-relative" => relative = Some(false),
+                "implied-dirs" => o.implied_dirs = true,
+                "no-implied-dirs" => o.implied_dirs = false,
+                "files-from" => o.files_from = Some(val),
+                "from0" => o.from0 = true,
                 n if IGNORABLE.contains(&n) => sa.ignored.push(a.to_string()),
                 _ => return Err(unknown(a)),
             }
@@ -1035,6 +1119,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     }
                     'b' => o.backup = true,
                     'x' => o.one_file_system = true,
+                    'R' => relative = Some(true),
                     'e' | 'B' | '@' => {
                         let val = if rest.is_empty() {
                             let v = argv.get(i).map(|s| s.as_ref().to_string());
@@ -1067,6 +1152,20 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
     }
     if !saw_server {
         return Err(Error::Syntax("--server must be given".into()));
+    }
+    // As options.c: --files-from implies -R unless told otherwise, and
+    // --dirs; -R off means no implied directories either.
+    let o = &mut sa.options;
+    o.relative = relative.unwrap_or(o.files_from.is_some());
+    if !o.relative {
+        o.implied_dirs = false;
+    }
+    if let Some(ff) = &o.files_from {
+        if files_from_remote(ff).is_some() && ff != "-" {
+            return Err(Error::Syntax(
+                "The --files-from sent to the server cannot specify a host.".into(),
+            ));
+        }
     }
     Ok(sa)
 }

@@ -46,7 +46,16 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     let fopts = flist_options(setup, opts);
     let mut dec = FileListDecoder::new(fopts, limits);
     let mut entries = Vec::new();
-    while let Some(e) = r.decode(|b| dec.decode(b)).await? {
+    while let Some(mut e) = r.decode(|b| dec.decode(b)).await? {
+        if opts.relative && e.name.first() == Some(&b'/') {
+            // rsync's receiver strips the leading slashes of `-R` names
+            // from absolute sources (flist_sort_and_clean `strip_root`).
+            let n = e.name.iter().take_while(|&&c| c == b'/').count();
+            e.name.drain(..n);
+            if e.name.is_empty() {
+                e.name = b".".to_vec();
+            }
+        }
         check_safe_name(&e.name)?;
         entries.push(e);
         if entries.len() > limits.max_flist_entries {
@@ -161,6 +170,35 @@ fn check_parents(list: &[FileEntry], active: &mut [bool]) -> Vec<String> {
     errs
 }
 
+/// A directory named twice keeps one entry; like rsync's receiver
+/// (flist_sort_and_clean), the kept one is a content (top) directory if
+/// either was, and implied only if both were.
+fn merge_duplicate_dirs(list: &mut [FileEntry], active: &[bool]) {
+    use crate::flist::entry::{XMIT_NO_CONTENT_DIR as NC, XMIT_TOP_DIR as TOP};
+    let mut kept: Option<usize> = None;
+    for i in 0..list.len() {
+        if active.get(i) == Some(&true) {
+            kept = Some(i);
+            continue;
+        }
+        let Some(k) = kept else { continue };
+        if !(list[i].is_dir() && list[k].is_dir() && list[i].name == list[k].name) {
+            continue;
+        }
+        let (a, b) = (list[k].xflags, list[i].xflags);
+        let content = a & NC == 0 || b & NC == 0;
+        let top = (a & NC == 0 && a & TOP != 0) || (b & NC == 0 && b & TOP != 0);
+        let implied = a & (TOP | NC) == TOP | NC && b & (TOP | NC) == TOP | NC;
+        list[k].xflags = if content {
+            if top { TOP } else { 0 }
+        } else if implied {
+            TOP | NC
+        } else {
+            NC
+        };
+    }
+}
+
 /// Runs the receiving side (generator + receiver) after the setup.
 ///
 /// # Errors
@@ -212,6 +250,7 @@ where
         sort_file_list(&mut list, setup.protocol);
     }
     let mut active = clean_file_list(&list, setup.protocol);
+    merge_duplicate_dirs(&mut list, &active);
     let mut report = Report {
         errors: check_parents(&list, &mut active),
         io_error,

@@ -172,6 +172,12 @@ impl FilterList {
         self
     }
 
+    /// The transfer root given with [`FilterList::with_root`].
+    #[must_use]
+    pub fn root(&self) -> Option<&[u8]> {
+        self.root.as_deref()
+    }
+
     /// Which side applies the list.
     #[must_use]
     pub fn side(&self) -> Side {
@@ -386,6 +392,105 @@ impl FilterList {
         Ok(child)
     }
 
+    /// rsync's parent-directory scan (exclude.c `setup_merge_file`): each
+    /// per-directory merge rule whose file name starts with `/` (as `-F`'s
+    /// `: /.rsync-filter`) also reads its file in every directory from
+    /// that name's directory down to the parent of `first_dir`, the
+    /// absolute path of the first directory the transfer enters. Rules of
+    /// deeper files come first; a `/`-anchored rule in such a file is
+    /// anchored at that file's directory. `read` gets the file's absolute
+    /// path.
+    ///
+    /// # Errors
+    /// A rule in one of the files does not parse.
+    pub fn enter_parents(
+        &self,
+        first_dir: &[u8],
+        read: MergeReader<'_>,
+    ) -> Result<FilterList, ParseError> {
+        let mut out = self.clone();
+        if !self.has_per_dir() || first_dir.first() != Some(&b'/') {
+            return Ok(out);
+        }
+        let ctx = self.ctx;
+        let mut cvs = out.cvs.take();
+        for e in &mut out.entries {
+            let Entry::PerDir { rule, rules } = e else {
+                continue;
+            };
+            if rule.pattern.first() != Some(&b'/') {
+                continue;
+            }
+            let Some(slash) = rule.pattern.iter().rposition(|&c| c == b'/') else {
+                continue;
+            };
+            let start = if slash == 0 {
+                b"/".as_slice()
+            } else {
+                &rule.pattern[..slash]
+            };
+            let base = rule.pattern[slash + 1..].to_vec();
+            if !(first_dir.starts_with(start)
+                && (start == b"/"
+                    || first_dir.len() == start.len()
+                    || first_dir[start.len()] == b'/'))
+            {
+                continue;
+            }
+            // The parents of first_dir at or below `start`.
+            let mut parents: Vec<Vec<u8>> = Vec::new();
+            for (i, c) in first_dir.iter().enumerate() {
+                if *c == b'/' && i >= start.len().saturating_sub(1) {
+                    parents.push(if i == 0 {
+                        b"/".to_vec()
+                    } else {
+                        first_dir[..i].to_vec()
+                    });
+                }
+            }
+            for p in parents {
+                let mut file = p.clone();
+                if !file.ends_with(b"/") {
+                    file.push(b'/');
+                }
+                file.extend_from_slice(&base);
+                let Ok(Some(data)) = read(&file) else {
+                    continue;
+                };
+                let mut local = Vec::new();
+                parse_file(
+                    &mut local,
+                    &mut cvs,
+                    &ctx,
+                    &data,
+                    rule.flags,
+                    false,
+                    Some(b"."),
+                    &mut no_files,
+                    1,
+                )?;
+                let dir = if p == b"/" { Vec::new() } else { p.clone() };
+                for l in &mut local {
+                    if let Entry::Rule(r) = l {
+                        if r.pattern.first() == Some(&b'/')
+                            && !r.flags.contains(RuleFlags::ABS_PATH)
+                        {
+                            let mut pat = dir.clone();
+                            pat.extend_from_slice(&r.pattern);
+                            let mut f = r.flags;
+                            f.insert(RuleFlags::ABS_PATH);
+                            *r = Rule::new(f, &pat);
+                        }
+                    }
+                }
+                local.append(rules);
+                *rules = local;
+            }
+        }
+        out.cvs = cvs;
+        Ok(out)
+    }
+
     /// `--cvs-exclude` as rsync's client adds it after sending its list
     /// (`:C` then `-C`), or as a sending server adds it after receiving.
     ///
@@ -489,6 +594,22 @@ impl FilterSet {
                 Some(d) => Some(d.enter_dir(dir, read)?),
                 None => None,
             },
+        })
+    }
+
+    /// Both lists after [`FilterList::enter_parents`] (the daemon's rules
+    /// have no per-directory files to scan).
+    ///
+    /// # Errors
+    /// A per-directory merge file does not parse.
+    pub fn enter_parents(
+        &self,
+        first_dir: &[u8],
+        read: MergeReader<'_>,
+    ) -> Result<Self, ParseError> {
+        Ok(FilterSet {
+            user: self.user.enter_parents(first_dir, read)?,
+            daemon: self.daemon.clone(),
         })
     }
 

@@ -8,4 +8,7 @@ pub mod chmod;
 pub mod scan;
 pub mod xattrs;
 
-pub use scan::{ScanOptions, ScanResult, scan_sources, scan_sources_filtered, sort_scan};
+pub use scan::{
+    ScanOptions, ScanResult, clean_fname, scan_relative, scan_sources, scan_sources_filtered,
+    sort_scan,
+};

@@ -71,6 +71,14 @@ pub struct ScanOptions {
     /// `--copy-unsafe-links`: symlinks this predicate (target, listed
     /// name) calls unsafe are replaced by what they point to.
     pub copy_unsafe_links: Option<UnsafeLinkFn>,
+    /// `-R`: a source's name is its path (after a `/./` marker if there
+    /// is one), not its last component.
+    pub relative: bool,
+    /// With `relative`: send the parent directories of each source name
+    /// first, marked as implied (`XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR`),
+    /// with their attributes (symlinks to directories followed), as
+    /// rsync does at protocol 30 and later.
+    pub implied_dirs: bool,
 }
 
 /// The scanned list.
@@ -85,6 +93,9 @@ pub struct ScanResult {
     /// What went wrong, in rsync's words (`link_stat "x" failed: ...`);
     /// at most [`MAX_SCAN_ERRORS`] are kept.
     pub errors: Vec<String>,
+    /// A source that stops the whole transfer (rsync's `found ".." dir in
+    /// relative path`), with rsync's text.
+    pub fatal: Option<String>,
 }
 
 /// How many scan error messages are kept.
@@ -112,18 +123,142 @@ pub fn scan_sources_filtered(
     opts: &ScanOptions,
     filters: Option<&FilterSet>,
 ) -> io::Result<ScanResult> {
-    let mut s = Scanner {
-        filters: filters.cloned(),
-        opts: *opts,
-        users: IdCache::new(read_id_names(Path::new("/etc/passwd"))?),
-        groups: IdCache::new(read_id_names(Path::new("/etc/group"))?),
-        out: ScanResult::default(),
-    };
+    if opts.relative {
+        let args: Vec<Vec<u8>> = sources
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect();
+        return scan_relative(None, &args, opts, filters);
+    }
+    let mut s = Scanner::new(opts, filters)?;
     for src in sources {
         s.source(src);
     }
     sort_scan(&mut s.out, 32);
     Ok(s.out)
+}
+
+/// The `-R` scan (also `--files-from`): each of `names` is taken relative
+/// to `base` (the current directory when `None`); its sent name is the
+/// part after a `/./` marker, or all of it, cleaned as rsync does, and
+/// its parent directories are sent first when
+/// [`ScanOptions::implied_dirs`] is set. Duplicates (an implied directory
+/// named again, overlapping sources) are sent once; a directory sent both
+/// implied and as a source keeps the source's flags.
+///
+/// # Errors
+/// As [`scan_sources`].
+pub fn scan_relative(
+    base: Option<&Path>,
+    names: &[Vec<u8>],
+    opts: &ScanOptions,
+    filters: Option<&FilterSet>,
+) -> io::Result<ScanResult> {
+    let mut s = Scanner::new(opts, filters)?;
+    let base = base.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    for n in names {
+        s.source_relative(&base, n);
+        if s.out.fatal.is_some() {
+            break;
+        }
+    }
+    dedup_relative(&mut s.out);
+    sort_scan(&mut s.out, 32);
+    Ok(s.out)
+}
+
+/// Keeps the first entry of each name; a directory seen again as a
+/// source or content directory loses its implied mark.
+fn dedup_relative(out: &mut ScanResult) {
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut keep = vec![true; out.entries.len()];
+    for i in 0..out.entries.len() {
+        let name = out.entries[i].name.clone();
+        match seen.get(&name) {
+            Some(&first) => {
+                keep[i] = false;
+                let later = out.entries[i].xflags;
+                let f = &mut out.entries[first];
+                if f.is_dir() && is_implied(f.xflags) && !is_implied(later) {
+                    f.xflags = later;
+                } else if f.is_dir() && later & XMIT_NO_CONTENT_DIR == 0 {
+                    f.xflags &= !XMIT_NO_CONTENT_DIR;
+                    f.xflags |= later & XMIT_TOP_DIR;
+                }
+            }
+            None => {
+                seen.insert(name, i);
+            }
+        }
+    }
+    let mut k = keep.iter();
+    out.entries.retain(|_| *k.next().unwrap_or(&true));
+    let mut k = keep.iter();
+    out.paths.retain(|_| *k.next().unwrap_or(&true));
+}
+
+fn is_implied(xflags: u32) -> bool {
+    xflags & (XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR) == XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR
+}
+
+/// How rsync classifies a source name (flist.c `name_type`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameType {
+    Normal,
+    DotDir,
+    SlashEnding,
+}
+
+/// rsync's `clean_fname` with `CFN_KEEP_TRAILING_SLASH |
+/// CFN_DROP_TRAILING_DOT_DIR` (or without flags when `plain`): duplicate
+/// slashes and `.` components go, `..` stays, an empty result is `.`.
+#[must_use]
+pub fn clean_fname(name: &[u8], plain: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let anchored = name.first() == Some(&b'/');
+    if anchored {
+        out.push(b'/');
+    }
+    let mut i = usize::from(anchored);
+    while i < name.len() {
+        if name[i] == b'/' {
+            i += 1;
+            continue;
+        }
+        if name[i] == b'.' {
+            let next = name.get(i + 1).copied();
+            if next == Some(b'/') {
+                i += 2;
+                continue;
+            }
+            if next.is_none() && !plain {
+                break;
+            }
+        }
+        while i < name.len() {
+            let c = name[i];
+            out.push(c);
+            i += 1;
+            if c == b'/' {
+                break;
+            }
+        }
+    }
+    if plain && out.len() > usize::from(anchored) && out.last() == Some(&b'/') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
+fn find_sub(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn has_dot_dot(name: &[u8]) -> bool {
+    name.split(|&c| c == b'/').any(|c| c == b"..")
 }
 
 /// Re-sorts a scan (entries and paths together, stably) for `protocol`.
@@ -259,6 +394,12 @@ struct Scanner {
     users: IdCache,
     groups: IdCache,
     out: ScanResult,
+    /// The last implied directory path sent (flist.c `lastpath`).
+    last_implied: Vec<u8>,
+    /// The filters in effect in `last_implied` and each of its parents.
+    implied_filters: Vec<(Vec<u8>, Option<FilterSet>)>,
+    /// flist.c `implied_dot_dir`: 0 not yet, -1 to send, 1 sent.
+    implied_dot: i8,
 }
 
 /// glibc's split of a 64-bit `dev_t`.
@@ -279,6 +420,250 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 impl Scanner {
+    fn new(opts: &ScanOptions, filters: Option<&FilterSet>) -> io::Result<Self> {
+        Ok(Scanner {
+            filters: filters.cloned(),
+            opts: *opts,
+            users: IdCache::new(read_id_names(Path::new("/etc/passwd"))?),
+            groups: IdCache::new(read_id_names(Path::new("/etc/group"))?),
+            out: ScanResult::default(),
+            last_implied: Vec::new(),
+            implied_filters: Vec::new(),
+            implied_dot: 0,
+        })
+    }
+
+    /// One `-R` source (flist.c `send_file_list` with `relative_paths`).
+    fn source_relative(&mut self, base: &Path, arg: &[u8]) {
+        let (dir, rest): (Option<Vec<u8>>, &[u8]) = match find_sub(arg, b"/./") {
+            Some(p) => {
+                let d = if p == 0 {
+                    b"/".to_vec()
+                } else {
+                    clean_fname(&arg[..p], true)
+                };
+                let mut f = &arg[p + 3..];
+                while let Some(r) = f.strip_prefix(b"/") {
+                    f = r;
+                }
+                (Some(d), f)
+            }
+            None => (None, arg),
+        };
+        if self.implied_dot == 0 && rest.starts_with(b"./") && rest.len() > 2 {
+            self.implied_dot = -1;
+        }
+        let mut name = clean_fname(rest, false);
+        let mut kind = NameType::Normal;
+        if name == b"/" {
+            name = b"/.".to_vec();
+            kind = NameType::DotDir;
+        } else if name == b"." {
+            kind = NameType::DotDir;
+        } else if name.last() == Some(&b'/') {
+            name.pop();
+            kind = if name == b"." {
+                NameType::DotDir
+            } else {
+                NameType::SlashEnding
+            };
+        }
+        if has_dot_dot(&name) {
+            self.out.fatal = Some(format!(
+                "found \"..\" dir in relative path: {}",
+                String::from_utf8_lossy(&name)
+            ));
+            return;
+        }
+        let dir_path = match &dir {
+            Some(d) => base.join(OsStr::from_bytes(d)),
+            None => base.to_path_buf(),
+        };
+        if let Err(e) = rustix::fs::stat(&dir_path) {
+            self.out.io_error |= IOERR_GENERAL;
+            self.complain("change_dir", &dir_path, e);
+            if self.implied_dot < 0 {
+                self.implied_dot = 0;
+            }
+            return;
+        }
+        if self.implied_dot < 0 {
+            self.implied_dot = 1;
+            self.implied_dir(&dir_path, b".");
+        }
+        // The name as sent: no leading slash (rsync strips it after
+        // sorting; the order of names all under `/` is the same).
+        let mut sent: &[u8] = &name;
+        while let Some(r) = sent.strip_prefix(b"/") {
+            sent = r;
+        }
+        let sent = if sent.is_empty() || sent == b"." {
+            b".".to_vec()
+        } else {
+            sent.to_vec()
+        };
+        let path = if sent == b"." {
+            dir_path.clone()
+        } else {
+            dir_path.join(OsStr::from_bytes(&sent))
+        };
+        let st = if kind == NameType::Normal {
+            rustix::fs::lstat(&path)
+        } else {
+            rustix::fs::stat(&path)
+        };
+        let meta = match st {
+            Ok(st) => Meta::from_stat(&st),
+            Err(e) => {
+                self.out.io_error |= IOERR_GENERAL;
+                self.complain("link_stat", &path, e);
+                return;
+            }
+        };
+        let is_dir = meta.is_dir();
+        if self.path_daemon_excluded(&sent)
+            || (kind != NameType::DotDir
+                && self
+                    .filters
+                    .as_ref()
+                    .is_some_and(|f| f.daemon_excludes(&sent, is_dir)))
+        {
+            self.out.io_error |= IOERR_GENERAL;
+            self.complain("link_stat", &path, Errno::NOENT);
+            return;
+        }
+        if kind != NameType::DotDir && self.excluded(&sent, is_dir) {
+            return;
+        }
+        if is_dir && !self.opts.recursive && !self.opts.dirs {
+            return;
+        }
+        let mut parent_filters = self.filters.clone();
+        if let Some(slash) = sent.iter().rposition(|&c| c == b'/') {
+            if self.opts.implied_dirs && slash > 0 {
+                parent_filters = self.implied_dirs(&dir_path, &sent[..slash]);
+            } else {
+                parent_filters = self.filters_below(&dir_path, &sent[..slash]);
+            }
+        }
+        let content = self.opts.recursive || (self.opts.dirs && kind != NameType::Normal);
+        if content {
+            self.add(sent.clone(), path.clone(), &meta, XMIT_TOP_DIR, None);
+            if is_dir {
+                self.directory(
+                    &path,
+                    &sent,
+                    meta.dev,
+                    self.opts.recursive,
+                    parent_filters.as_ref(),
+                );
+            }
+        } else {
+            let flags = if is_dir { XMIT_NO_CONTENT_DIR } else { 0 };
+            self.add(sent, path, &meta, flags, None);
+        }
+    }
+
+    /// Whether a daemon rule hides `name` or one of its parent
+    /// directories (exclude.c `path_is_daemon_excluded`).
+    fn path_daemon_excluded(&self, name: &[u8]) -> bool {
+        let Some(f) = &self.filters else {
+            return false;
+        };
+        if f.daemon.is_none() {
+            return false;
+        }
+        name.iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b'/')
+            .any(|(i, _)| f.daemon_excludes(&name[..i], true))
+    }
+
+    /// Sends the parents of `parent` (itself included) as implied
+    /// directories, skipping those the previous source already sent
+    /// (flist.c `send_implied_dirs`); returns the filters in effect
+    /// inside `parent`.
+    fn implied_dirs(&mut self, dir_path: &Path, parent: &[u8]) -> Option<FilterSet> {
+        let comps: Vec<usize> = parent
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b'/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(parent.len()))
+            .collect();
+        let last = self.last_implied.clone();
+        for end in comps {
+            let prefix = &parent[..end];
+            let known = last.len() >= end
+                && &last[..end] == prefix
+                && (last.len() == end || last[end] == b'/');
+            if known {
+                continue;
+            }
+            self.implied_dir(&dir_path.join(OsStr::from_bytes(prefix)), prefix);
+        }
+        self.last_implied = parent.to_vec();
+        match self.implied_filters.last().filter(|(n, _)| n == parent) {
+            Some((_, f)) => f.clone(),
+            None => self.filters_below(dir_path, parent),
+        }
+    }
+
+    /// The filters inside `parent` without sending anything: each
+    /// component's merge files read in turn.
+    fn filters_below(&mut self, dir_path: &Path, parent: &[u8]) -> Option<FilterSet> {
+        let mut cur = self.filters.clone();
+        let mut end = 0;
+        while end < parent.len() {
+            end = parent[end + 1..]
+                .iter()
+                .position(|&c| c == b'/')
+                .map_or(parent.len(), |p| p + end + 1);
+            let prefix = &parent[..end];
+            let p = dir_path.join(OsStr::from_bytes(prefix));
+            cur = self.enter(cur.as_ref(), &p, prefix);
+        }
+        cur
+    }
+
+    /// Sends one implied directory (not filtered by the user's rules,
+    /// symlinks followed) and enters its merge files.
+    fn implied_dir(&mut self, path: &Path, name: &[u8]) {
+        let parent: Option<FilterSet> = match name.iter().rposition(|&c| c == b'/') {
+            Some(p) => self
+                .implied_filters
+                .iter()
+                .rev()
+                .find(|(n, _)| n.as_slice() == &name[..p])
+                .map_or_else(|| self.filters.clone(), |(_, f)| f.clone()),
+            None => self.filters.clone(),
+        };
+        let meta = match rustix::fs::stat(path) {
+            Ok(st) => Meta::from_stat(&st),
+            Err(e) => {
+                self.out.io_error |= errno_bit(e);
+                self.complain("link_stat", path, e);
+                return;
+            }
+        };
+        if name != b"."
+            && self
+                .filters
+                .as_ref()
+                .is_some_and(|f| f.daemon_excludes(name, meta.is_dir()))
+        {
+            return;
+        }
+        let flags = XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR;
+        self.add(name.to_vec(), path.to_path_buf(), &meta, flags, None);
+        if meta.is_dir() {
+            let entered = self.enter(parent.as_ref(), path, name);
+            let depth = name.iter().filter(|&&c| c == b'/').count();
+            self.implied_filters.truncate(depth);
+            self.implied_filters.push((name.to_vec(), entered));
+        }
+    }
+
     /// Records rsync's message for a failed call on `path`.
     fn complain(&mut self, call: &str, path: &Path, e: rustix::io::Errno) {
         if self.out.errors.len() < MAX_SCAN_ERRORS {
