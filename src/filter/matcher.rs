@@ -424,16 +424,13 @@ impl FilterList {
             let Some(slash) = rule.pattern.iter().rposition(|&c| c == b'/') else {
                 continue;
             };
-            let start = if slash == 0 {
-                b"/".as_slice()
-            } else {
-                &rule.pattern[..slash]
+            let Some((head, tail)) = rule.pattern.split_at_checked(slash) else {
+                continue;
             };
-            let base = rule.pattern[slash + 1..].to_vec();
+            let start = if slash == 0 { b"/".as_slice() } else { head };
+            let base = tail.get(1..).unwrap_or_default().to_vec();
             if !(first_dir.starts_with(start)
-                && (start == b"/"
-                    || first_dir.len() == start.len()
-                    || first_dir[start.len()] == b'/'))
+                && (start == b"/" || first_dir.get(start.len()).is_none_or(|c| *c == b'/')))
             {
                 continue;
             }
@@ -444,7 +441,7 @@ impl FilterList {
                     parents.push(if i == 0 {
                         b"/".to_vec()
                     } else {
-                        first_dir[..i].to_vec()
+                        first_dir.get(..i).unwrap_or_default().to_vec()
                     });
                 }
             }

@@ -172,11 +172,11 @@ pub fn scan_relative(
 fn dedup_relative(out: &mut ScanResult) {
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut keep = vec![true; out.entries.len()];
-    for i in 0..out.entries.len() {
+    for (i, kept) in keep.iter_mut().enumerate() {
         let name = out.entries[i].name.clone();
         match seen.get(&name) {
             Some(&first) => {
-                keep[i] = false;
+                *kept = false;
                 let later = out.entries[i].xflags;
                 let f = &mut out.entries[first];
                 if f.is_dir() && is_implied(f.xflags) && !is_implied(later) {
