@@ -663,18 +663,56 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // The daemon handles SIGTERM itself (graceful shutdown); every other
+    // mode stops on SIGTERM, SIGINT or SIGHUP as rsync does: the transfer
+    // is dropped (a receiver's temporary file is removed by its guard)
+    // and the exit code is 20.
+    let daemon_mode = argv.iter().any(|a| a == "--daemon");
     let code = rt.block_on(async move {
-        match run(argv).await {
-            Ok(code) => code,
-            Err(e) => {
-                let code = e.exit_code();
-                eprintln!("rsync: {e}");
-                eprintln!("rsync error: {} (code {})", code.describe(), code.code());
-                code.code()
+        let work = async move {
+            match run(argv).await {
+                Ok(code) => code,
+                Err(e) => {
+                    let code = e.exit_code();
+                    eprintln!("rsync: {e}");
+                    eprintln!("rsync error: {} (code {})", code.describe(), code.code());
+                    code.code()
+                }
+            }
+        };
+        if daemon_mode {
+            return work.await;
+        }
+        tokio::select! {
+            code = work => code,
+            () = stop_signal() => {
+                eprintln!("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)");
+                20
             }
         }
     });
+    // Dropping the runtime drops every task still running, so their
+    // guards clean up before the process ends.
+    drop(rt);
     std::process::exit(code);
+}
+
+/// Waits for SIGTERM, SIGINT or SIGHUP (pending forever when the
+/// handlers cannot be installed).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
 
 /// The built-in SSH client's and endpoint's options.

@@ -127,7 +127,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// command gets only the first `CUT_N` bytes the client sends (then its
 /// stdin ends and the client's next write fails); with `CUT_DIR=out` the
 /// client gets only the first `CUT_N` bytes the command sends (then its
-/// stream ends and the command is killed); with `CUT_DIR=count` the
+/// stream ends and the command gets SIGTERM); with `CUT_DIR=count` the
 /// lengths of both streams are written to `$COUNT.in` / `$COUNT.out`.
 /// The proxy ends when the command's output does, not waiting for the
 /// client to close its side (rsync waits for its remote shell first).
@@ -179,7 +179,10 @@ t.start()
 pump(p.stdout.fileno(), 1, "out")
 os.close(1)
 if mode == "out":
-    p.kill()
+    # SIGTERM, as a dying ssh session's peer would see a hangup: the
+    # process gets to remove its temporary file (SIGKILL leaves it, for
+    # rsync as for us).
+    p.terminate()
 try:
     code = p.wait(timeout=30)
 except subprocess.TimeoutExpired:
