@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
                         if let Some(chosen) =
                             negotiate_auth_digest(d, g.digests.as_deref(), p, peer_is_client)
                         {
-                            assert!(d.contains(&chosen));
+                            // Md4Old is md4 with the old rules: same name.
+                            assert!(d.iter().any(|o| o.name() == chosen.name()));
                         }
                     }
                 }

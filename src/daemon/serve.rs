@@ -63,6 +63,7 @@ pub struct Daemon {
     handshake_timeout: Duration,
     /// Idle timeout (seconds) of a transfer whose module sets no `timeout`.
     idle_timeout: u32,
+    limits: crate::wire::Limits,
     /// Auth digests offered, strongest first.
     digests: Arc<[AuthDigest]>,
 }
@@ -172,6 +173,7 @@ impl Daemon {
                 crate::wire::Limits::default().handshake_timeout_secs,
             )),
             idle_timeout: crate::wire::Limits::default().idle_timeout_secs,
+            limits: crate::wire::Limits::default(),
             digests: AuthDigest::OFFERED.into(),
         }
     }
@@ -202,6 +204,15 @@ impl Daemon {
     pub fn with_idle_timeout(mut self, t: Duration) -> Self {
         let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
         self.idle_timeout = u32::try_from(secs).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// The bounds on what a client may send (file-list entries, name and
+    /// message lengths, ...; see [`crate::wire::Limits`]). The idle
+    /// timeout stays [`Daemon::with_idle_timeout`]'s.
+    #[must_use]
+    pub fn with_limits(mut self, limits: crate::wire::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -704,6 +715,7 @@ impl Daemon {
         if cap > 0 && (o.timeout == 0 || cap < o.timeout) {
             o.timeout = cap;
         }
+        o.limits = self.limits;
         o.limits.idle_timeout_secs = self.idle_timeout;
         if !module.dont_compress.is_empty() && o.skip_compress.is_none() {
             o.skip_compress = Some(module.dont_compress.join("/"));

@@ -42,7 +42,7 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     setup: &Setup,
     opts: &Options,
 ) -> Result<(Vec<FileEntry>, IdMap, i32)> {
-    let limits = Limits::default();
+    let limits = opts.limits;
     let fopts = flist_options(setup, opts);
     let mut dec = FileListDecoder::new(fopts, limits);
     let mut entries = Vec::new();
