@@ -217,7 +217,7 @@ fn scan_naming_rules() {
     assert_eq!(r.entries[0].name, b".");
     assert!(r.entries[0].is_top_dir());
     let link = r.entries.iter().position(|e| e.name == b"link").unwrap();
-    assert_eq!(r.entries[link].link_target.as_deref(), Some(&b"ab"[..]));
+    assert_eq!(r.entries[link].link_target(), Some(&b"ab"[..]));
     assert_eq!(r.paths[link], tmp.path().join("src/").join("link"));
     // Non-recursive: a directory is skipped unless --dirs.
     assert!(scan("src", false, false).entries.is_empty());
@@ -265,8 +265,8 @@ fn scan_hard_links() {
         names,
         [b".".to_vec(), b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
     );
-    assert!(r.entries[3].hardlink.is_none());
+    assert!(r.entries[3].hardlink().is_none());
     ferrsync::flist::entry::link_hardlink_groups(&mut r.entries, 1);
-    assert_eq!(r.entries[1].hardlink.as_ref().unwrap().first, None);
-    assert_eq!(r.entries[2].hardlink.as_ref().unwrap().first, Some(2));
+    assert_eq!(r.entries[1].hardlink().unwrap().first, None);
+    assert_eq!(r.entries[2].hardlink().unwrap().first, Some(2));
 }

@@ -63,7 +63,7 @@ fn file(name: &str, size: u64) -> FileEntry {
 
 fn link(name: &str, target: &str) -> FileEntry {
     let mut e = entry(name, 0o120_777, target.len() as u64);
-    e.link_target = Some(target.as_bytes().to_vec());
+    e.extra_mut().link_target = Some(target.as_bytes().to_vec());
     e
 }
 

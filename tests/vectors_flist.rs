@@ -462,7 +462,7 @@ fn devices_agree_across_protocols() {
             entries_of(&format!("transfer-vectors/pull-{p}-devices.tap"))
                 .into_iter()
                 .filter(|e| e.kind().is_some_and(|k| k.is_device() || k.is_special()))
-                .map(|e| (e.name, e.mode, e.rdev_major, e.rdev_minor))
+                .map(|e| (e.name.clone(), e.mode, e.rdev().0, e.rdev().1))
                 .collect();
         v.sort();
         v
@@ -484,11 +484,11 @@ fn hard_links_and_atimes_decode() {
         let e = entries_of(&format!("transfer-vectors/pull-{p}-extra-H.tap"));
         let followers: Vec<_> = e
             .iter()
-            .filter(|e| e.hardlink.as_ref().is_some_and(|h| h.first.is_some()))
+            .filter(|e| e.hardlink().is_some_and(|h| h.first.is_some()))
             .collect();
         assert!(!followers.is_empty(), "{p}");
         for f in followers {
-            let first = f.hardlink.as_ref().unwrap().first.unwrap();
+            let first = f.hardlink().unwrap().first.unwrap();
             let target = &e[(first - 1) as usize];
             assert_eq!(
                 (target.size, target.mtime, target.mode),
@@ -501,7 +501,7 @@ fn hard_links_and_atimes_decode() {
     let e = entries_of("transfer-vectors/pull-p29-extra-H.tap");
     let mut pairs: Vec<_> = e
         .iter()
-        .filter_map(|e| e.hardlink.as_ref().map(|h| (h.dev, h.ino)))
+        .filter_map(|e| e.hardlink().map(|h| (h.dev, h.ino)))
         .collect();
     pairs.sort();
     assert!(pairs.windows(2).any(|w| w[0] == w[1]), "{pairs:?}");

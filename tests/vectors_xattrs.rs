@@ -80,7 +80,7 @@ fn xattr_lists_decode_and_re_encode_exactly() {
     assert_eq!(entries.len(), 8);
     let x = entries.iter().find(|e| e.name == b"x.txt").unwrap();
     assert_eq!(
-        x.xattrs.as_deref().unwrap(),
+        x.xattrs().unwrap(),
         &[
             Xattr {
                 name: b"user.big".to_vec(),
@@ -98,7 +98,7 @@ fn xattr_lists_decode_and_re_encode_exactly() {
     // The first entry sent its (empty) list literally: `00 00`; later
     // empty lists are `01`, index 0 plus one.
     for e in entries.iter().filter(|e| e.name != b"x.txt") {
-        assert_eq!(e.xattrs.as_deref(), Some(&[][..]), "{:?}", e.name);
+        assert_eq!(e.xattrs(), Some(&[][..]), "{:?}", e.name);
     }
     let mut enc = FileListEncoder::new(opts());
     let mut out = Vec::new();

@@ -68,8 +68,7 @@ impl RecvCtx<'_> {
     /// 1-based position in the sender's list (upstream drops the others
     /// in `receive_xattr` but keeps the numbering).
     pub(crate) fn kept_xattrs<'e>(&self, e: &'e FileEntry) -> Vec<(i32, &'e Xattr)> {
-        e.xattrs
-            .as_deref()
+        e.xattrs()
             .unwrap_or_default()
             .iter()
             .zip(1..)
@@ -126,7 +125,7 @@ impl RecvCtx<'_> {
             flags,
             kind: item_kind(e),
             name: e.name.clone(),
-            extra: e.link_target.clone(),
+            extra: e.link_target().map(<[u8]>::to_vec),
             sending: false,
             times: self.opts.times,
             known: true,
@@ -236,7 +235,7 @@ fn hardlink_followers(ctx: &RecvCtx<'_>) -> HashMap<usize, usize> {
         if !ctx.active[i] || e.kind() != Some(FileKind::Regular) {
             continue;
         }
-        if let Some(h) = &e.hardlink {
+        if let Some(h) = e.hardlink() {
             match leaders.get(&(h.dev, h.ino)) {
                 Some(&l) => {
                     followers.insert(i, l);
@@ -644,14 +643,14 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             Some(FileKind::Symlink)
                 if ctx.opts.safe_links
                     && super::options::unsafe_symlink(
-                        e.link_target.as_deref().unwrap_or_default(),
+                        e.link_target().unwrap_or_default(),
                         &e.name,
                     ) =>
             {
                 let text = format!(
                     "ignoring unsafe symlink \"{}\" -> \"{}\"",
                     String::from_utf8_lossy(&e.name),
-                    String::from_utf8_lossy(e.link_target.as_deref().unwrap_or_default())
+                    String::from_utf8_lossy(e.link_target().unwrap_or_default())
                 );
                 if ctx.opts.verbose > 0 {
                     if ctx.setup.is_server {
@@ -661,7 +660,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
             }
             Some(FileKind::Symlink) => {
-                let target = e.link_target.as_deref().unwrap_or_default();
+                let target = e.link_target().unwrap_or_default();
                 let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())
                     && fs::read_link(path)
                         .ok()
@@ -683,7 +682,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                         FileKind::Fifo => ft.is_fifo(),
                         _ => ft.is_socket(),
                     };
-                    kind_ok && (!dev || m.rdev() == rustix::fs::makedev(e.rdev_major, e.rdev_minor))
+                    kind_ok && (!dev || m.rdev() == rustix::fs::makedev(e.rdev().0, e.rdev().1))
                 });
                 self.special(i, e, path, st, same, dry).await?;
             }
@@ -821,7 +820,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if let Some(m) = &st {
             let same_size = m.len() == e.size;
             let unchanged = if o.checksum {
-                same_size && e.checksum.is_some() && file_sum(ctx, path) == e.checksum
+                same_size
+                    && e.checksum().is_some()
+                    && file_sum(ctx, path).as_deref() == e.checksum()
             } else if o.size_only {
                 same_size
             } else {

@@ -628,7 +628,7 @@ pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
         let tmp = tmp_name(path, attempt);
         let res = match e.kind() {
             Some(FileKind::Symlink) => {
-                let target = e.link_target.as_deref().unwrap_or_default();
+                let target = e.link_target().unwrap_or_default();
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
             }
             Some(k) => {
@@ -639,7 +639,7 @@ pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
                     FileKind::BlockDev => FileType::BlockDevice,
                     _ => return Err(io::Error::other("not a special file")),
                 };
-                let dev = rustix::fs::makedev(e.rdev_major, e.rdev_minor);
+                let dev = rustix::fs::makedev(e.rdev().0, e.rdev().1);
                 mknodat(CWD, &tmp, ft, Mode::from_raw_mode(e.mode & 0o7777), dev)
                     .map_err(io::Error::from)
             }

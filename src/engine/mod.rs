@@ -171,8 +171,7 @@ fn finish_send_list(
             .entries
             .iter()
             .map(|e| {
-                e.link_target
-                    .as_deref()
+                e.link_target()
                     .is_none_or(|t| !options::unsafe_symlink(t, &e.name))
             })
             .collect();
@@ -220,7 +219,7 @@ pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
 /// Adds (`add`) or removes the munge prefix of every symlink target.
 pub(crate) fn munge_links(entries: &mut [crate::flist::FileEntry], add: bool) {
     for e in entries {
-        let Some(t) = e.link_target.as_mut() else {
+        let Some(t) = e.extra.as_mut().and_then(|x| x.link_target.as_mut()) else {
             continue;
         };
         if add {

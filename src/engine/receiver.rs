@@ -446,7 +446,7 @@ async fn receive<R: AsyncRead + Unpin>(
             let values = r
                 .decode(|b| crate::flist::xattrs::decode_xattr_values(b, &limits))
                 .await?;
-            let known = ctx.list[idx].xattrs.as_deref().unwrap_or_default();
+            let known = ctx.list[idx].xattrs().unwrap_or_default();
             for (n, _) in &values {
                 let abbrev = usize::try_from(*n - 1)
                     .ok()
@@ -744,7 +744,7 @@ fn normalize_hardlinks(entries: &mut [FileEntry], protocol: u8) {
         return;
     }
     for (pos, e) in entries.iter_mut().enumerate() {
-        if let Some(h) = e.hardlink.as_mut() {
+        if let Some(h) = e.hardlink_mut() {
             let key = h
                 .first
                 .map_or(pos as u64, |f| u64::try_from(f).unwrap_or(0));

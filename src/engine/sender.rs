@@ -97,7 +97,7 @@ async fn answer_xattr_request<R: AsyncRead + Unpin>(
         .await?;
     nums.sort_unstable();
     nums.dedup();
-    let list = entry.xattrs.as_deref().unwrap_or_default();
+    let list = entry.xattrs().unwrap_or_default();
     let mut values = Vec::with_capacity(nums.len());
     for n in nums {
         let x = usize::try_from(n - 1)
@@ -155,9 +155,9 @@ pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup, opts: &Options)
             }
         });
         match ok {
-            Ok(()) => e.checksum = Some(h.finish().as_bytes().to_vec()),
+            Ok(()) => e.extra_mut().checksum = Some(h.finish().as_bytes().to_vec()),
             Err(_) => {
-                e.checksum = Some(vec![0; setup.file_sum.kind.digest_len()]);
+                e.extra_mut().checksum = Some(vec![0; setup.file_sum.kind.digest_len()]);
                 list.io_error |= 1;
             }
         }
@@ -226,16 +226,16 @@ where
         for e in names {
             if let Some(n) = &e.user_name {
                 if e.uid == 0 {
-                    root_user = Some(n.clone());
+                    root_user = Some(n.to_vec());
                 } else if !uids.iter().any(|(u, _)| *u == e.uid) {
-                    uids.push((e.uid, n.clone()));
+                    uids.push((e.uid, n.to_vec()));
                 }
             }
             if let Some(n) = &e.group_name {
                 if e.gid == 0 {
-                    root_group = Some(n.clone());
+                    root_group = Some(n.to_vec());
                 } else if !gids.iter().any(|(g, _)| *g == e.gid) {
-                    gids.push((e.gid, n.clone()));
+                    gids.push((e.gid, n.to_vec()));
                 }
             }
         }
@@ -372,7 +372,7 @@ where
                 flags: iflags,
                 kind: item_kind(entry),
                 name: entry.name.clone(),
-                extra: entry.link_target.clone(),
+                extra: entry.link_target().map(<[u8]>::to_vec),
                 sending: true,
                 times: opts.times,
                 known: protocol >= 29,

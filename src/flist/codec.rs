@@ -271,7 +271,7 @@ impl FileListEncoder {
             return Err(DecodeError::Protocol("empty file name"));
         }
         crate::wire::check_len("file name", e.name.len() as u64, MAX_NAME)?;
-        if let Some(t) = &e.link_target {
+        if let Some(t) = e.link_target() {
             crate::wire::check_len("symlink target", t.len() as u64, MAX_NAME)?;
         }
         // The xattr field goes last; encoded aside first so that a bad
@@ -280,7 +280,7 @@ impl FileListEncoder {
         let new_xattr_list = if o.preserve_xattrs {
             encode_xattrs(
                 &mut xattr_field,
-                e.xattrs.as_deref().unwrap_or_default(),
+                e.xattrs().unwrap_or_default(),
                 &self.xattr_lists,
             )?
         } else {
@@ -305,7 +305,7 @@ impl FileListEncoder {
         let send_rdev = (o.preserve_devices && kind.is_device())
             || (o.preserve_specials && kind.is_special() && p < 31);
         let (major, minor) = if kind.is_device() {
-            (e.rdev_major, e.rdev_minor)
+            e.rdev()
         } else {
             (prev.rdev_major, 0)
         };
@@ -387,9 +387,9 @@ impl FileListEncoder {
         let hl = if !o.preserve_hard_links {
             None
         } else if p >= 28 {
-            if is_dir { None } else { e.hardlink.clone() }
+            if is_dir { None } else { e.hardlink().cloned() }
         } else if kind == FileKind::Regular {
-            Some(e.hardlink.clone().unwrap_or_else(|| {
+            Some(e.hardlink().cloned().unwrap_or_else(|| {
                 pseudo_ino += 1;
                 HardLink {
                     first: None,
@@ -562,7 +562,7 @@ impl FileListEncoder {
             }
         }
         if o.preserve_links && kind == FileKind::Symlink {
-            let t = e.link_target.as_deref().unwrap_or_default();
+            let t = e.link_target().unwrap_or_default();
             encode_varint30(out, p, t.len() as i32);
             out.extend_from_slice(t);
         }
@@ -576,7 +576,7 @@ impl FileListEncoder {
         }
         if o.checksum_len > 0 && (kind == FileKind::Regular || p < 28) {
             let sum = if kind == FileKind::Regular {
-                e.checksum.as_deref().unwrap_or_default()
+                e.checksum().unwrap_or_default()
             } else {
                 &[]
             };

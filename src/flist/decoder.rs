@@ -5,15 +5,16 @@
 //! `recv_file_entry`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::codec::{FlistOptions, MAX_NAME, MAX_XATTR_NAME, Prev, splitdev32, take};
 use super::entry::{
-    FileEntry, FileKind, HardLink, XATTR_DIGEST_LEN, XATTR_MAX_FULL_DATUM, XMIT_EXTENDED_FLAGS,
-    XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST, XMIT_HLINKED, XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME,
-    XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR, XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME,
-    XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE, XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR,
-    XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID, XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS,
-    Xattr, XattrValue,
+    EntryExtra, FileEntry, FileKind, HardLink, XATTR_DIGEST_LEN, XATTR_MAX_FULL_DATUM,
+    XMIT_EXTENDED_FLAGS, XMIT_GROUP_NAME_FOLLOWS, XMIT_HLINK_FIRST, XMIT_HLINKED,
+    XMIT_IO_ERROR_ENDLIST, XMIT_LONG_NAME, XMIT_MOD_NSEC, XMIT_NO_CONTENT_DIR,
+    XMIT_RDEV_MINOR_8_PRE30, XMIT_SAME_ATIME, XMIT_SAME_DEV_PRE30, XMIT_SAME_GID, XMIT_SAME_MODE,
+    XMIT_SAME_NAME, XMIT_SAME_RDEV_MAJOR, XMIT_SAME_RDEV_PRE28, XMIT_SAME_TIME, XMIT_SAME_UID,
+    XMIT_TOP_DIR, XMIT_USER_NAME_FOLLOWS, Xattr, XattrValue,
 };
 use crate::wire::{DecodeError, Decoded, Limits, ReadError, Reader, check_len};
 
@@ -23,8 +24,8 @@ enum Step {
     Entry {
         entry: Box<FileEntry>,
         prev: Box<Prev>,
-        uname: Option<(u32, Vec<u8>)>,
-        gname: Option<(u32, Vec<u8>)>,
+        uname: Option<(u32, Arc<[u8]>)>,
+        gname: Option<(u32, Arc<[u8]>)>,
         /// A literal xattr list to remember under the next index.
         xattr_list: Option<Vec<Xattr>>,
     },
@@ -54,8 +55,8 @@ pub struct FileListDecoder {
     ndx_start: i32,
     count: i32,
     sent_order: Vec<FileEntry>,
-    user_names: HashMap<u32, Vec<u8>>,
-    group_names: HashMap<u32, Vec<u8>>,
+    user_names: HashMap<u32, Arc<[u8]>>,
+    group_names: HashMap<u32, Arc<[u8]>>,
     io_error: i32,
     /// `-X`: the literal xattr lists received so far, by session index.
     xattr_lists: Vec<Vec<Xattr>>,
@@ -210,7 +211,8 @@ impl FileListDecoder {
             (l1 + l2) as u64,
             self.limits.max_name_len.min(MAX_NAME),
         )?;
-        let mut name = prefix.to_vec();
+        let mut name = Vec::with_capacity(l1 + l2);
+        name.extend_from_slice(prefix);
         name.extend_from_slice(take(r, l2)?);
         if name.is_empty() {
             return Err(protocol("empty file name"));
@@ -284,7 +286,7 @@ impl FileListDecoder {
             };
             if p >= 30 && x & XMIT_USER_NAME_FOLLOWS != 0 {
                 let n = usize::from(r.u8()?);
-                uname = Some((prev.uid, take(r, n)?.to_vec()));
+                uname = Some((prev.uid, Arc::<[u8]>::from(take(r, n)?)));
             }
         }
         if o.preserve_gid && x & XMIT_SAME_GID == 0 {
@@ -295,7 +297,7 @@ impl FileListDecoder {
             };
             if p >= 30 && x & XMIT_GROUP_NAME_FOLLOWS != 0 {
                 let n = usize::from(r.u8()?);
-                gname = Some((prev.gid, take(r, n)?.to_vec()));
+                gname = Some((prev.gid, Arc::<[u8]>::from(take(r, n)?)));
             }
         }
         e.uid = prev.uid;
@@ -332,8 +334,9 @@ impl FileListDecoder {
                 (prev.rdev_major, minor)
             };
             if kind.is_device() {
-                e.rdev_major = major;
-                e.rdev_minor = minor;
+                let x = e.extra_mut();
+                x.rdev_major = major;
+                x.rdev_minor = minor;
             }
         } else if p < 28 {
             prev.rdev_pre28 = 0;
@@ -347,12 +350,12 @@ impl FileListDecoder {
                 n as u64,
                 self.limits.max_link_len.min(MAX_NAME),
             )?;
-            e.link_target = Some(take(r, n)?.to_vec());
+            e.extra_mut().link_target = Some(take(r, n)?.to_vec());
         }
         if o.preserve_hard_links {
             if p >= 30 {
                 if x & XMIT_HLINKED != 0 {
-                    e.hardlink = Some(HardLink {
+                    e.extra_mut().hardlink = Some(HardLink {
                         first: hl_first,
                         dev: 0,
                         ino: 0,
@@ -363,7 +366,7 @@ impl FileListDecoder {
                     prev.hl_dev_wire = r.longint()? as u64;
                 }
                 let ino = r.longint()? as u64;
-                e.hardlink = Some(HardLink {
+                e.extra_mut().hardlink = Some(HardLink {
                     first: None,
                     dev: prev.hl_dev_wire.wrapping_sub(1),
                     ino,
@@ -373,7 +376,7 @@ impl FileListDecoder {
         if o.checksum_len > 0 && (kind == FileKind::Regular || p < 28) {
             let sum = take(r, o.checksum_len)?;
             if kind == FileKind::Regular {
-                e.checksum = Some(sum.to_vec());
+                e.extra_mut().checksum = Some(sum.to_vec());
             }
         }
         if is_dir {
@@ -408,7 +411,7 @@ impl FileListDecoder {
             if literal {
                 *xattr_list = Some(list.clone());
             }
-            entry.xattrs = Some(list);
+            entry.extra_mut().xattrs = Some(list);
         }
         Ok(step)
     }
@@ -506,33 +509,35 @@ impl FileListDecoder {
             } else {
                 None
             },
-            rdev_major: if o.preserve_devices && is_dev {
-                f.rdev_major
-            } else {
-                0
-            },
-            rdev_minor: if o.preserve_devices && is_dev {
-                f.rdev_minor
-            } else {
-                0
-            },
-            link_target: if o.preserve_links {
-                f.link_target.clone()
-            } else {
-                None
-            },
-            hardlink: Some(HardLink {
-                first: Some(first),
-                dev: 0,
-                ino: 0,
-            }),
-            checksum: if o.checksum_len > 0 {
-                f.checksum.clone()
-            } else {
-                None
-            },
             xflags: 0,
-            xattrs: None,
+            extra: Some(Box::new(EntryExtra {
+                rdev_major: if o.preserve_devices && is_dev {
+                    f.rdev().0
+                } else {
+                    0
+                },
+                rdev_minor: if o.preserve_devices && is_dev {
+                    f.rdev().1
+                } else {
+                    0
+                },
+                link_target: if o.preserve_links {
+                    f.link_target().map(<[u8]>::to_vec)
+                } else {
+                    None
+                },
+                hardlink: Some(HardLink {
+                    first: Some(first),
+                    dev: 0,
+                    ino: 0,
+                }),
+                checksum: if o.checksum_len > 0 {
+                    f.checksum().map(<[u8]>::to_vec)
+                } else {
+                    None
+                },
+                xattrs: None,
+            })),
         };
         Step::Entry {
             entry: Box::new(entry),

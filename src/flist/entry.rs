@@ -5,6 +5,8 @@
 //! Mirrors upstream rsync.h (`XMIT_*`, `struct file_struct`) and the name
 //! checks of flist.c `recv_file_entry` / util1.c `clean_fname`.
 
+use std::sync::Arc;
+
 use crate::wire::DecodeError;
 
 /// Directory given on the command line (or `.` for `src/`); on a
@@ -187,29 +189,12 @@ pub struct Xattr {
     pub value: XattrValue,
 }
 
-/// One file-list entry.
+/// The rare parts of a file-list entry, kept out of line so that the
+/// common entry (a regular file, a directory) stays small: device numbers,
+/// symlink target, hard-link data, `--checksum` sum and xattrs. Most
+/// entries have none of these and carry no [`EntryExtra`] at all.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FileEntry {
-    /// Path relative to the transfer root, `/`-separated, `.` for the root.
-    pub name: Vec<u8>,
-    /// Full `st_mode` including the type bits.
-    pub mode: u32,
-    /// Size in bytes (symlinks: target length; devices and specials: 0).
-    pub size: u64,
-    /// Modification time, seconds since the epoch.
-    pub mtime: i64,
-    /// Nanosecond part of the mtime (sent at protocol >= 31).
-    pub mtime_nsec: u32,
-    /// Access time (`--atimes`, non-directories).
-    pub atime: i64,
-    /// Owner id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-    /// Owner name, when known.
-    pub user_name: Option<Vec<u8>>,
-    /// Group name, when known.
-    pub group_name: Option<Vec<u8>>,
+pub struct EntryExtra {
     /// Device major number (devices only).
     pub rdev_major: u32,
     /// Device minor number (devices only).
@@ -220,16 +205,130 @@ pub struct FileEntry {
     pub hardlink: Option<HardLink>,
     /// Whole-file checksum (`--checksum`, regular files).
     pub checksum: Option<Vec<u8>>,
-    /// `XMIT_TOP_DIR` / `XMIT_NO_CONTENT_DIR` as received or to send, for
-    /// directories; ignored on other entries.
-    pub xflags: u32,
     /// Extended attributes (`-X`), sorted by name; `None` when xattrs are
     /// not part of the list. Position `k` (0-based) is the attribute the
     /// peers call number `k + 1` in the request exchange.
     pub xattrs: Option<Vec<Xattr>>,
 }
 
+/// What an entry without an [`EntryExtra`] reads as.
+static NO_EXTRA: EntryExtra = EntryExtra {
+    rdev_major: 0,
+    rdev_minor: 0,
+    link_target: None,
+    hardlink: None,
+    checksum: None,
+    xattrs: None,
+};
+
+/// One file-list entry.
+///
+/// Compact on purpose (a list holds one per file, 1,000,000 on a big
+/// tree): the common fields are inline, the owner and group names are
+/// shared (`Arc`, one allocation per distinct name), and the rare fields
+/// live in [`EntryExtra`], allocated only for entries that have one; read
+/// them through [`link_target`](Self::link_target),
+/// [`hardlink`](Self::hardlink), [`checksum`](Self::checksum),
+/// [`xattrs`](Self::xattrs) and [`rdev`](Self::rdev), set them through
+/// [`extra_mut`](Self::extra_mut).
+#[derive(Debug, Clone, Default)]
+pub struct FileEntry {
+    /// Path relative to the transfer root, `/`-separated, `.` for the root.
+    pub name: Vec<u8>,
+    /// Full `st_mode` including the type bits.
+    pub mode: u32,
+    /// Nanosecond part of the mtime (sent at protocol >= 31).
+    pub mtime_nsec: u32,
+    /// Size in bytes (symlinks: target length; devices and specials: 0).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Access time (`--atimes`, non-directories).
+    pub atime: i64,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// `XMIT_TOP_DIR` / `XMIT_NO_CONTENT_DIR` as received or to send, for
+    /// directories; ignored on other entries.
+    pub xflags: u32,
+    /// Owner name, when known (shared by every entry of that owner).
+    pub user_name: Option<Arc<[u8]>>,
+    /// Group name, when known (shared by every entry of that group).
+    pub group_name: Option<Arc<[u8]>>,
+    /// The rare fields, `None` when all of them are empty (compare entries
+    /// with `==`, which treats `None` and an empty [`EntryExtra`] alike).
+    pub extra: Option<Box<EntryExtra>>,
+}
+
+impl PartialEq for FileEntry {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+            && self.mode == o.mode
+            && self.mtime_nsec == o.mtime_nsec
+            && self.size == o.size
+            && self.mtime == o.mtime
+            && self.atime == o.atime
+            && self.uid == o.uid
+            && self.gid == o.gid
+            && self.xflags == o.xflags
+            && self.user_name == o.user_name
+            && self.group_name == o.group_name
+            && self.extra() == o.extra()
+    }
+}
+
+impl Eq for FileEntry {}
+
 impl FileEntry {
+    /// The rare fields (all empty when the entry has none).
+    #[must_use]
+    pub fn extra(&self) -> &EntryExtra {
+        self.extra.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    /// The rare fields for writing, allocated on first use.
+    pub fn extra_mut(&mut self) -> &mut EntryExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Symlink target (symlinks with `-l`).
+    #[must_use]
+    pub fn link_target(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.link_target.as_deref()
+    }
+
+    /// Hard-link group information (`-H`).
+    #[must_use]
+    pub fn hardlink(&self) -> Option<&HardLink> {
+        self.extra.as_ref()?.hardlink.as_ref()
+    }
+
+    /// Hard-link group information for writing, if the entry has some.
+    pub fn hardlink_mut(&mut self) -> Option<&mut HardLink> {
+        self.extra.as_mut()?.hardlink.as_mut()
+    }
+
+    /// Whole-file checksum (`--checksum`, regular files).
+    #[must_use]
+    pub fn checksum(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.checksum.as_deref()
+    }
+
+    /// Extended attributes (`-X`), `None` when not part of the list.
+    #[must_use]
+    pub fn xattrs(&self) -> Option<&[Xattr]> {
+        self.extra.as_ref()?.xattrs.as_deref()
+    }
+
+    /// Device (major, minor) numbers; (0, 0) unless a device.
+    #[must_use]
+    pub fn rdev(&self) -> (u32, u32) {
+        self.extra
+            .as_ref()
+            .map_or((0, 0), |x| (x.rdev_major, x.rdev_minor))
+    }
+
     /// The file kind, or `None` when the mode's type bits are unknown.
     #[must_use]
     pub fn kind(&self) -> Option<FileKind> {
@@ -258,7 +357,7 @@ impl FileEntry {
 pub fn link_hardlink_groups(entries: &mut [FileEntry], ndx_start: i32) {
     let mut firsts: std::collections::HashMap<(u64, u64), i32> = std::collections::HashMap::new();
     for (pos, e) in entries.iter_mut().enumerate() {
-        if let Some(h) = e.hardlink.as_mut() {
+        if let Some(h) = e.hardlink_mut() {
             let me = ndx_start.saturating_add(i32::try_from(pos).unwrap_or(i32::MAX));
             match firsts.get(&(h.dev, h.ino)) {
                 Some(&f) => h.first = Some(f),
@@ -313,6 +412,24 @@ mod tests {
         }
         assert_eq!(FileKind::from_mode(0), None);
         assert_eq!(FileKind::from_mode(0o070_000), None);
+    }
+
+    #[test]
+    fn entry_is_compact() {
+        // 240 bytes before the rare fields moved out of line.
+        assert!(
+            std::mem::size_of::<FileEntry>() <= 112,
+            "{}",
+            std::mem::size_of::<FileEntry>()
+        );
+        let mut e = FileEntry::default();
+        assert!(e.extra.is_none() && e.link_target().is_none() && e.rdev() == (0, 0));
+        let plain = e.clone();
+        e.extra_mut();
+        assert_eq!(e, plain, "an empty extra equals none");
+        e.extra_mut().link_target = Some(b"t".to_vec());
+        assert_ne!(e, plain);
+        assert_eq!(e.link_target(), Some(&b"t"[..]));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::codec::take;
 use super::entry::FileEntry;
@@ -133,7 +134,7 @@ pub fn collect_uid_names(entries: &[FileEntry]) -> Vec<(u32, Vec<u8>)> {
     let names: HashMap<u32, Vec<u8>> = entries
         .iter()
         .rev()
-        .filter_map(|e| Some((e.uid, e.user_name.clone()?)))
+        .filter_map(|e| Some((e.uid, e.user_name.as_deref()?.to_vec())))
         .collect();
     collect_id_names(entries, |e| e.uid, |id| names.get(&id).cloned())
 }
@@ -144,7 +145,7 @@ pub fn collect_gid_names(entries: &[FileEntry]) -> Vec<(u32, Vec<u8>)> {
     let names: HashMap<u32, Vec<u8>> = entries
         .iter()
         .rev()
-        .filter_map(|e| Some((e.gid, e.group_name.clone()?)))
+        .filter_map(|e| Some((e.gid, e.group_name.as_deref()?.to_vec())))
         .collect();
     collect_id_names(entries, |e| e.gid, |id| names.get(&id).cloned())
 }
@@ -153,14 +154,15 @@ pub fn collect_gid_names(entries: &[FileEntry]) -> Vec<(u32, Vec<u8>)> {
 /// lists (the receiving side of a non-incremental transfer). The id-0 pair,
 /// if present, names id 0.
 pub fn apply_id_names(entries: &mut [FileEntry], uids: &[(u32, Vec<u8>)], gids: &[(u32, Vec<u8>)]) {
-    let u: HashMap<u32, &Vec<u8>> = uids.iter().map(|(i, n)| (*i, n)).collect();
-    let g: HashMap<u32, &Vec<u8>> = gids.iter().map(|(i, n)| (*i, n)).collect();
+    // One shared copy of each name, however many entries carry it.
+    let u: HashMap<u32, Arc<[u8]>> = uids.iter().map(|(i, n)| (*i, Arc::from(&n[..]))).collect();
+    let g: HashMap<u32, Arc<[u8]>> = gids.iter().map(|(i, n)| (*i, Arc::from(&n[..]))).collect();
     for e in entries {
         if let Some(n) = u.get(&e.uid) {
-            e.user_name = Some((*n).clone());
+            e.user_name = Some(Arc::clone(n));
         }
         if let Some(n) = g.get(&e.gid) {
-            e.group_name = Some((*n).clone());
+            e.group_name = Some(Arc::clone(n));
         }
     }
 }
@@ -218,7 +220,7 @@ mod tests {
     fn collect_in_first_seen_order() {
         let e = |uid: u32, name: Option<&str>| FileEntry {
             uid,
-            user_name: name.map(|n| n.as_bytes().to_vec()),
+            user_name: name.map(|n| Arc::from(n.as_bytes())),
             ..FileEntry::default()
         };
         let entries = [

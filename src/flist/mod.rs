@@ -19,7 +19,8 @@ pub mod xattrs;
 
 pub use codec::{FileListDecoder, FileListEncoder, FlistOptions};
 pub use entry::{
-    FileEntry, FileKind, HardLink, Xattr, XattrValue, check_safe_name, link_hardlink_groups,
+    EntryExtra, FileEntry, FileKind, HardLink, Xattr, XattrValue, check_safe_name,
+    link_hardlink_groups,
 };
 pub use ids::{IdNames, decode_id_list, encode_id_list};
 pub use sort::{clean_file_list, f_name_cmp, sort_file_list};

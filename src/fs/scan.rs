@@ -18,6 +18,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags, Stat};
 use rustix::io::Errno;
@@ -310,16 +311,18 @@ fn read_id_names(path: &Path) -> io::Result<HashMap<u32, Vec<u8>>> {
 /// An id-to-name map with the last lookup remembered: a tree is mostly
 /// owned by one user and group, so most lookups hit the cache.
 struct IdCache {
-    names: HashMap<u32, Vec<u8>>,
-    last: Option<(u32, Option<Vec<u8>>)>,
+    names: HashMap<u32, Arc<[u8]>>,
+    last: Option<(u32, Option<Arc<[u8]>>)>,
 }
 
 impl IdCache {
     fn new(names: HashMap<u32, Vec<u8>>) -> Self {
+        let names = names.into_iter().map(|(k, v)| (k, Arc::from(v))).collect();
         Self { names, last: None }
     }
 
-    fn get(&mut self, id: u32) -> Option<Vec<u8>> {
+    /// The shared name of `id` (no allocation per entry).
+    fn get(&mut self, id: u32) -> Option<Arc<[u8]>> {
         match &self.last {
             Some((l, name)) if *l == id => name.clone(),
             _ => {
@@ -940,7 +943,8 @@ impl Scanner {
             ..FileEntry::default()
         };
         if kind.is_device() {
-            (e.rdev_major, e.rdev_minor) = split_dev(meta.rdev);
+            let x = e.extra_mut();
+            (x.rdev_major, x.rdev_minor) = split_dev(meta.rdev);
         }
         if kind == FileKind::Symlink {
             let target = match at {
@@ -960,7 +964,7 @@ impl Scanner {
             match target {
                 Ok(t) => {
                     e.size = t.len() as u64;
-                    e.link_target = Some(t);
+                    e.extra_mut().link_target = Some(t);
                 }
                 Err(bit) => {
                     self.out.io_error |= bit;
@@ -969,7 +973,7 @@ impl Scanner {
             }
         }
         if self.opts.hard_links && kind != FileKind::Dir && meta.nlink > 1 {
-            e.hardlink = Some(HardLink {
+            e.extra_mut().hardlink = Some(HardLink {
                 first: None,
                 dev: meta.dev,
                 ino: meta.ino,
@@ -981,7 +985,7 @@ impl Scanner {
                 am_root: false,
             };
             match super::xattrs::read_for_send(&path, &rules) {
-                Ok(list) => e.xattrs = Some(list),
+                Ok(list) => e.extra_mut().xattrs = Some(list),
                 Err(err) => {
                     self.out.io_error |= IOERR_GENERAL;
                     if self.out.errors.len() < MAX_SCAN_ERRORS {
@@ -997,11 +1001,15 @@ impl Scanner {
         if kind == FileKind::Regular {
             if let Some(sum) = self.opts.checksum {
                 match sum(&path) {
-                    Ok(s) => e.checksum = Some(s),
+                    Ok(s) => e.extra_mut().checksum = Some(s),
                     Err(_) => self.out.io_error |= IOERR_GENERAL,
                 }
             }
         }
+        // A list holds one of each per file: no spare capacity.
+        e.name.shrink_to_fit();
+        let mut path = path;
+        path.shrink_to_fit();
         self.out.entries.push(e);
         self.out.paths.push(path);
     }

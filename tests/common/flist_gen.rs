@@ -42,9 +42,9 @@ const KINDS: [FileKind; 7] = [
     FileKind::Fifo,
 ];
 
-fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<Vec<u8>> {
+fn id_name(o: &FlistOptions, on: bool, prefix: &str, id: u32) -> Option<std::sync::Arc<[u8]>> {
     (o.inc_recurse && on && !o.numeric_ids && !id.is_multiple_of(3))
-        .then(|| format!("{prefix}{id}").into_bytes())
+        .then(|| format!("{prefix}{id}").into_bytes().into())
 }
 
 /// An xattr list from a small pool (so that lists repeat and are sent by
@@ -84,7 +84,7 @@ pub fn entries(
             let firsts: Vec<usize> = (0..v.len())
                 .filter(|&i| {
                     v[i].kind() == Some(FileKind::Regular)
-                        && v[i].hardlink.as_ref().is_some_and(|h| h.first.is_none())
+                        && v[i].hardlink().is_some_and(|h| h.first.is_none())
                 })
                 .collect();
             let at = d.range(0, firsts.len().max(1) as u64) as usize;
@@ -92,9 +92,9 @@ pub fn entries(
                 let mut e = v[f].clone();
                 e.name = d.name();
                 if o.preserve_xattrs {
-                    e.xattrs = Some(xattrs(d));
+                    e.extra_mut().xattrs = Some(xattrs(d));
                 }
-                e.hardlink = Some(HardLink {
+                e.extra_mut().hardlink = Some(HardLink {
                     first: Some(ndx_start + f as i32),
                     dev: 0,
                     ino: 0,
@@ -166,7 +166,8 @@ pub fn entries(
             ..FileEntry::default()
         };
         if kind.is_device() && o.preserve_devices {
-            (e.rdev_major, e.rdev_minor) = if p < 28 {
+            let x = e.extra_mut();
+            (x.rdev_major, x.rdev_minor) = if p < 28 {
                 (
                     d.range(0, 0x1000) as u32,
                     pick(d, &[0u32, 5, 300, 0xf_ffff]),
@@ -179,10 +180,10 @@ pub fn entries(
             };
         }
         if kind == FileKind::Symlink && o.preserve_links {
-            e.link_target = Some(d.name());
+            e.extra_mut().link_target = Some(d.name());
         }
         if o.checksum_len > 0 && kind == FileKind::Regular {
-            e.checksum = Some((0..o.checksum_len).map(|_| d.byte()).collect());
+            e.extra_mut().checksum = Some((0..o.checksum_len).map(|_| d.byte()).collect());
         }
         if o.preserve_hard_links {
             let hl = HardLink {
@@ -190,7 +191,7 @@ pub fn entries(
                 dev: pick(d, &[0u64, 2049, 2050]),
                 ino: d.range(1, 100),
             };
-            e.hardlink = match p {
+            e.extra_mut().hardlink = match p {
                 27 => (kind == FileKind::Regular).then_some(hl),
                 28 | 29 => (!is_dir && d.chance(0.5)).then_some(hl),
                 _ => (kind == FileKind::Regular && d.chance(0.5)).then_some(HardLink {
@@ -201,7 +202,7 @@ pub fn entries(
             };
         }
         if o.preserve_xattrs {
-            e.xattrs = Some(xattrs(d));
+            e.extra_mut().xattrs = Some(xattrs(d));
         }
         v.push(e);
     }
