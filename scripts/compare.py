@@ -161,9 +161,10 @@ def peak_rss_main(out, argv):
             tgid = s.get("Tgid", str(pid))
             kib = int(s.get("VmHWM", "0 kB").split()[0] or 0)
             name = s.get("Name", "?")
-            cur = peaks.get(tgid)
-            if cur is None or kib > cur[1]:
-                peaks[tgid] = [name, kib]
+            cur = peaks.setdefault(tgid, [name, 0])
+            cur[1] = max(cur[1], kib)
+            if str(pid) == tgid:
+                cur[0] = name  # the process's own name, not a worker thread's
         elif event:
             pass  # fork/clone/exec event stop
         elif pid not in seen:
@@ -610,7 +611,9 @@ class Runner:
         load = open("/proc/loadavg").read().split()[:3]
         return {"machine": f"{model}, {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {mem} RAM",
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                "rsync": ver(self.sides[0].bin), "ferrsync": f"{ver(self.sides[1].bin)} (git {commit})",
+                "rsync": ver(self.sides[0].bin),
+                "ferrsync": f"{ver(self.sides[1].bin)} ("
+                + (f"built from git {commit})" if self.a.built else f"binary {self.sides[1].bin})"),
                 "load": " ".join(load)}
 
     def write_markdown(self, path, facts, cmdline):
@@ -627,9 +630,18 @@ class Runner:
             f"- repetitions: {self.a.runs} timed pairs per scenario, alternating rsync, ferrsync "
             "(after one untimed warm-up of each); every result checked against the source once per side",
             "- wall time: client exec to exit (a local copy is both roles); ratio = ferrsync / rsync; "
-            "pair ratios: ferrsync run i / rsync run i",
+            "pair ratios: ferrsync run i / rsync run i; goal (issue 11) judged on the median pair ratio",
             "- peak RSS: sum of the peak RSS (VmHWM at exit, ptrace) of every process of the side, "
-            "per process in brackets (client processes | daemon or `--server` processes)",
+            "per process in brackets (client processes; daemon or `--server` processes)",
+        ]
+        warn = []
+        if self.a.scale != 1:
+            warn.append(f"the corpus is at scale {self.a.scale:g}, not 1")
+        if float(facts["load"].split()[0]) > (os.cpu_count() or 1) / 2:
+            warn.append(f"the machine was busy (load average {facts['load'].split()[0]})")
+        if warn:
+            lines += ["", "**Not representative** (a check of the runner only): " + "; ".join(warn) + "."]
+        lines += [
             "",
             "| " + " | ".join(h for _, h in self.COLS) + " |",
             "| " + " | ".join("---" if k in ("id", "goal") else "---:" for k, _ in self.COLS) + " |",
@@ -669,6 +681,7 @@ def main():
     if picked and "S6" not in wanted:
         a.s6 = " ".join(picked)
     a.want = lambda s: any(w == s or w.startswith(s + "-") or s.startswith(w + "-") for w in wanted) or s in wanted
+    a.built = not a.ferrsync
     if not a.ferrsync:
         if not a.no_build:
             sh(["cargo", "build", "--release", "--bin", "ferrsync"], cwd=REPO, stdout=sys.stderr)
