@@ -227,6 +227,9 @@ pub struct FileEntry {
     /// not part of the list. Position `k` (0-based) is the attribute the
     /// peers call number `k + 1` in the request exchange.
     pub xattrs: Option<Vec<Xattr>>,
+    /// POSIX ACLs (`-A`, non-symlinks); `None` when ACLs are not part of
+    /// the list.
+    pub acls: Option<Box<super::acls::EntryAcls>>,
 }
 
 impl FileEntry {
