@@ -515,7 +515,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if ctx.opts.dry_run {
             return;
         }
-        for &i in self.dirs.iter().rev() {
+        let dirs: Vec<usize> = self.dirs.iter().rev().copied().collect();
+        for i in dirs {
             let e = &ctx.list[i];
             if ctx.opts.relative
                 && !ctx.opts.implied_dirs

@@ -139,8 +139,7 @@ pub fn set_attrs(
                 Some(m) => m.mode(),
                 None => fs::symlink_metadata(path)?.mode(),
             };
-            let want = e.mode & 0o7777 | (e.mode & 0o170_000);
-            if crate::fs::acls::apply(path, acls, want, old)? && !is_new {
+            if crate::fs::acls::apply(path, acls, e.mode, old)? && !is_new {
                 flags |= item::REPORT_ACL;
             }
         }

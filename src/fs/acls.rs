@@ -58,7 +58,11 @@ pub fn parse_xattr(buf: &[u8]) -> io::Result<Vec<SysEntry>> {
             _ => continue,
         };
         let perm = (u16::from_le_bytes([b[2], b[3]]) & 7) as u8;
-        let id = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let id = if matches!(tag, AclTag::User | AclTag::Group) {
+            u32::from_le_bytes([b[4], b[5], b[6], b[7]])
+        } else {
+            0
+        };
         v.push((tag, perm, id));
     }
     Ok(v)
@@ -203,12 +207,10 @@ fn set(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> 
             }
             if want.user_obj.is_none() {
                 match xattr::remove(path, OsStr::new(DEFAULT_XATTR)) {
+                    Ok(()) => {}
                     Err(e)
-                        if e.raw_os_error() != Some(rustix::io::Errno::NODATA.raw_os_error()) =>
-                    {
-                        return Err(e);
-                    }
-                    _ => {}
+                        if e.raw_os_error() == Some(rustix::io::Errno::NODATA.raw_os_error()) => {}
+                    Err(e) => return Err(e),
                 }
             } else {
                 let sys = to_system(want, None);
