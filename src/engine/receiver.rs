@@ -560,7 +560,7 @@ async fn receive<R: AsyncRead + Unpin>(
             },
             verify_prefix: append == 2 && !redone.contains(&idx),
             // rsync turns --sparse off for --append's first pass.
-            sparse: ctx.opts.sparse && !(append > 0 && !redone.contains(&idx)),
+            sparse: ctx.opts.sparse && (append == 0 || redone.contains(&idx)),
             inplace,
             preallocate: ctx.opts.preallocate.then_some(e.size),
         };
