@@ -9,6 +9,7 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v setfacl >/dev/null 2>&1 || need+=(acl)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need[*]} and not root: install them first" >&2

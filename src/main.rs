@@ -61,6 +61,7 @@ Options (as rsync's):
      --partial            keep partially transferred files
      --inplace            update destination files in-place
  -H, --hard-links         preserve hard links
+ -A, --acls               preserve ACLs (implies --perms)
  -X, --xattrs             preserve extended attributes
      --safe-links         ignore symlinks that point outside the tree
      --munge-links        munge symlinks to make them safe & unusable

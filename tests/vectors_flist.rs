@@ -205,6 +205,7 @@ fn options(c: &Capture) -> FlistOptions {
         numeric_ids: c.argv.iter().any(|a| a == "--numeric-ids"),
         checksum_len,
         preserve_xattrs: has('X'),
+        preserve_acls: has('A'),
     }
 }
 

@@ -252,6 +252,11 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 "inplace" => o.inplace = true,
                 "hard-links" => o.hard_links = true,
                 "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
+                "acls" => {
+                    o.acls = true;
+                    o.perms = true;
+                }
+                "no-acls" | "no-A" => o.acls = false,
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
                 "max-delete" => o.max_delete = Some(num("--max-delete", &value()?)?),
@@ -403,6 +408,10 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 'u' => o.update = true,
                 'H' => o.hard_links = true,
                 'X' => o.xattrs = o.xattrs.saturating_add(1),
+                'A' => {
+                    o.acls = true;
+                    o.perms = true;
+                }
                 'S' => o.sparse = true,
                 'L' => o.copy_links = true,
                 'k' => o.copy_dirlinks = true,

@@ -143,7 +143,7 @@ pub(crate) struct GenStats {
     pub io_error: i32,
 }
 
-fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
+fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata, path: &Path) -> u16 {
     let o = ctx.opts;
     let mut f = 0;
     let is_dir = e.is_dir();
@@ -162,6 +162,9 @@ fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> u16 {
     }
     if o.group && st.gid() != ctx.ids.gid(e.gid) {
         f |= item::REPORT_GROUP;
+    }
+    if o.acls && !is_link && super::acls::differs(e, path, st) {
+        f |= item::REPORT_ACL;
     }
     f
 }
@@ -511,7 +514,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         if ctx.opts.dry_run {
             return;
         }
-        for &i in self.dirs.iter().rev() {
+        let dirs: Vec<usize> = self.dirs.iter().rev().copied().collect();
+        for i in dirs {
             let e = &ctx.list[i];
             if ctx.opts.relative
                 && !ctx.opts.implied_dirs
@@ -524,7 +528,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let st = fs::symlink_metadata(path).ok();
             let is_new = self.new_dirs.contains(&i);
             let st = if is_new { None } else { st };
-            let _ = local::set_attrs(
+            let res = local::set_attrs(
                 path,
                 e,
                 ctx.ids.uid(e.uid),
@@ -533,6 +537,17 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 st.as_ref(),
                 is_new,
             );
+            // A `-K` link kept in the directory's place: rsync says so.
+            if let Err(err) = res {
+                if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    let _ = self
+                        .fail(format!(
+                            "rsync: [generator] failed to set permissions on \"{}\": Too many levels of symbolic links (40)",
+                            path.display()
+                        ))
+                        .await;
+                }
+            }
         }
     }
 
@@ -618,7 +633,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
                 let mut flags = match &st {
                     None => item::LOCAL_CHANGE | item::IS_NEW,
-                    Some(m) => meta_flags(ctx, e, m),
+                    Some(m) => meta_flags(ctx, e, m, path),
                 };
                 let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(path.as_path()));
                 flags |= xflags;
@@ -781,7 +796,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             }
         } else if let Some(m) = &st {
             if same {
-                flags |= meta_flags(ctx, e, m);
+                flags |= meta_flags(ctx, e, m, path);
             }
         }
         let (xflags, need) = self.xattr_flags(i, (same || !dry).then_some(path));
@@ -834,7 +849,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     // is stale now.
                     local::drop_delayed(path);
                 }
-                let mut flags = meta_flags(ctx, e, m);
+                let mut flags = meta_flags(ctx, e, m, path);
                 if !o.dry_run && flags != 0 {
                     let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                     if let Err(err) =
@@ -887,7 +902,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if m.len() != e.size {
                     flags |= item::REPORT_SIZE;
                 }
-                flags |= meta_flags(ctx, e, m);
+                flags |= meta_flags(ctx, e, m, path);
                 if !ctx.opts.times && !same_mtime(ctx, e, m) {
                     flags |= item::REPORT_TIME;
                 }

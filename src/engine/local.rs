@@ -34,6 +34,8 @@ pub struct Preserve {
     pub nsec: bool,
     /// `-U`: access times of non-directories.
     pub atimes: bool,
+    /// `-A`: POSIX ACLs.
+    pub acls: bool,
 }
 
 /// The final mode for a new item when `-p` is off: the sender's bits masked
@@ -70,6 +72,17 @@ pub fn set_attrs(
     let kind = e.kind();
     let is_link = kind == Some(FileKind::Symlink);
     let is_dir = kind == Some(FileKind::Dir);
+    // `-K`: a symlink kept in a directory's place. rsync compares with the
+    // directory it points to, but sets owner and times on the link itself
+    // and cannot change its permissions (ELOOP).
+    let kept_link = is_dir && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let target_meta;
+    let st = if kept_link {
+        target_meta = fs::metadata(path).ok();
+        target_meta.as_ref().or(st)
+    } else {
+        st
+    };
     let mut flags = 0u16;
     let want_uid = if p.owner && p.am_root {
         Some(uid)
@@ -103,7 +116,7 @@ pub fn set_attrs(
     let atime_differs = want_atime && st.is_none_or(|m| m.atime() != e.atime);
     if want_atime && (mtime_differs || atime_differs) {
         let mtime = want_mtime.then_some((e.mtime, e.mtime_nsec));
-        set_times(path, mtime, Some(e.atime), is_link)?;
+        set_times(path, mtime, Some(e.atime), is_link || kept_link)?;
         if !is_new {
             if mtime_differs {
                 flags |= item::REPORT_TIME;
@@ -113,9 +126,22 @@ pub fn set_attrs(
             }
         }
     } else if mtime_differs {
-        set_mtime(path, e.mtime, e.mtime_nsec, is_link)?;
+        set_mtime(path, e.mtime, e.mtime_nsec, is_link || kept_link)?;
         if !is_new {
             flags |= item::REPORT_TIME;
+        }
+    }
+    if p.acls && !is_link && !kept_link {
+        if let Some(acls) = e.extra().acls.as_deref() {
+            // After the times and before the mode, as rsync's
+            // `set_file_attrs`; the ACL write sets the permission bits too.
+            let old = match st {
+                Some(m) => m.mode(),
+                None => fs::symlink_metadata(path)?.mode(),
+            };
+            if crate::fs::acls::apply(path, acls, e.mode, old)? && !is_new {
+                flags |= item::REPORT_ACL;
+            }
         }
     }
     if !is_link {
@@ -128,7 +154,13 @@ pub fn set_attrs(
             None
         };
         if let Some(m) = want {
-            if cur_mode != Some(m) || uid_change.is_some() || gid_change.is_some() {
+            if kept_link {
+                if cur_mode != Some(m) {
+                    return Err(io::Error::from_raw_os_error(
+                        rustix::io::Errno::LOOP.raw_os_error(),
+                    ));
+                }
+            } else if cur_mode != Some(m) || uid_change.is_some() || gid_change.is_some() {
                 fs::set_permissions(path, fs::Permissions::from_mode(m))?;
                 if !is_new && cur_mode != Some(m) {
                     flags |= item::REPORT_PERMS;
@@ -192,6 +224,16 @@ pub struct OutFile {
     pos: u64,
     sparse: bool,
     punch: bool,
+    /// Holes starting below this offset are punched (space that is
+    /// allocated already: preallocated, or an `--inplace` file's old
+    /// length), above it skipped (upstream `preallocated_len`).
+    punch_below: u64,
+    /// The hole not yet made: (offset, length). rsync defers each hole
+    /// until the next data (so holes of adjacent writes merge).
+    pending: (u64, u64),
+    /// `--inplace`: the hole still pending at the end is punched too
+    /// (upstream `sparse_end` when updating the basis).
+    punch_at_end: bool,
 }
 
 impl OutFile {
@@ -203,7 +245,28 @@ impl OutFile {
             pos: start,
             sparse,
             punch: false,
+            punch_below: 0,
+            pending: (start, 0),
+            punch_at_end: false,
         }
+    }
+
+    /// `--inplace` with `--sparse`: holes inside the file's old length are
+    /// punched out and the pending hole at the end too. With `truncate`
+    /// (whole-file transfers) the file is emptied first, as rsync does, so
+    /// that every hole is simply skipped. Returns the old length.
+    pub fn inplace(&mut self, truncate: bool) -> u64 {
+        let old = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if !self.sparse {
+            return old;
+        }
+        self.punch_at_end = true;
+        self.punch_below = if truncate && self.pos == 0 && self.file.set_len(0).is_ok() {
+            0
+        } else {
+            old
+        };
+        old
     }
 
     /// `--preallocate`: reserves `len` bytes. Without `--sparse` the file
@@ -222,6 +285,7 @@ impl OutFile {
         };
         if fallocate(&self.file, flags, 0, len).is_ok() && self.sparse {
             self.punch = true;
+            self.punch_below = self.punch_below.max(len);
         }
     }
 
@@ -236,27 +300,45 @@ impl OutFile {
     ///
     /// # Errors
     /// The truncation failed.
-    pub fn finish(&self) -> io::Result<()> {
+    pub fn finish(&mut self) -> io::Result<()> {
+        if self.punch_at_end {
+            self.flush_hole(true)?;
+        }
         if self.sparse || self.punch {
             self.file.set_len(self.pos)?;
         }
         Ok(())
     }
 
-    fn hole(&self, at: u64, len: usize) -> io::Result<()> {
-        if self.punch && len > 0 {
+    fn hole(&mut self, at: u64, len: usize) -> io::Result<()> {
+        if len > 0 {
+            if self.pending.1 == 0 {
+                self.pending = (at, len as u64);
+            } else {
+                self.pending.1 += len as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the pending hole: punched when it starts in allocated space
+    /// (or `always`), else left as skipped bytes.
+    fn flush_hole(&mut self, always: bool) -> io::Result<()> {
+        let (at, len) = std::mem::take(&mut self.pending);
+        if len > 0 && (always || at < self.punch_below) {
             use rustix::fs::{FallocateFlags, fallocate};
             fallocate(
                 &self.file,
                 FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
                 at,
-                len as u64,
+                len,
             )?;
         }
         Ok(())
     }
 
-    fn span(&self, at: u64, data: &[u8]) -> io::Result<()> {
+    fn span(&mut self, at: u64, data: &[u8]) -> io::Result<()> {
+        self.flush_hole(false)?;
         std::os::unix::fs::FileExt::write_all_at(&self.file, data, at)
     }
 }

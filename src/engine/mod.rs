@@ -14,6 +14,7 @@
 //! the receiver. The generator owns the writing half of the connection and
 //! the receiver the reading half; they run concurrently in one task.
 
+mod acls;
 mod client_args;
 pub mod files_from;
 pub mod filters;
@@ -140,6 +141,7 @@ fn scan_options(opts: &Options, protocol: u8) -> crate::fs::ScanOptions {
         one_file_system: opts.one_file_system,
         hard_links: opts.hard_links,
         xattrs: opts.xattrs,
+        acls: opts.acls,
         copy_links: opts.copy_links,
         copy_dirlinks: opts.copy_dirlinks,
         copy_unsafe_links: opts
@@ -254,8 +256,14 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     w.set_bwlimit(opts.bwlimit);
 }
 
-/// `-X` needs protocol 30 (upstream compat.c `setup_protocol`).
+/// `-A` and `-X` need protocol 30 (upstream compat.c `setup_protocol`).
 fn check_protocol_features(setup: &Setup, opts: &Options) -> Result<()> {
+    if opts.acls && setup.protocol < 30 {
+        return Err(Error::Version(format!(
+            "--acls requires protocol 30 or higher (negotiated {}).",
+            setup.protocol
+        )));
+    }
     if opts.xattrs > 0 && setup.protocol < 30 {
         return Err(Error::Version(format!(
             "--xattrs requires protocol 30 or higher (negotiated {}).",

@@ -164,6 +164,8 @@ pub struct Options {
     /// `-X` count: 1 preserves extended attributes (protocol >= 30), 2
     /// (`-XX`) also the `user.rsync.%*` names rsync keeps for itself.
     pub xattrs: u8,
+    /// `-A`: preserve POSIX ACLs (protocol >= 30; implies `-p`).
+    pub acls: bool,
     /// Filter options in command-line order (`--filter`, `--exclude`,
     /// `--include`, `--exclude-from`, `--include-from`; `-F` adds
     /// `--filter` rules).
@@ -295,6 +297,7 @@ impl Default for Options {
             hard_links: false,
             safe_links: false,
             xattrs: 0,
+            acls: false,
             filters: Vec::new(),
             cvs_exclude: false,
             delete_excluded: false,
@@ -404,6 +407,9 @@ impl Options {
         }
         if self.perms {
             c.push('p');
+        }
+        if self.acls {
+            c.push('A');
         }
         for _ in 0..self.xattrs.min(2) {
             c.push('X');
@@ -834,6 +840,7 @@ const LONG: &[(&str, bool)] = &[
     ("safe-links", false),
     ("munge-links", false),
     ("xattrs", false),
+    ("acls", false),
     ("partial-dir", true),
     ("daemon", false),
     ("delete", false),
@@ -1004,6 +1011,10 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                 "safe-links" => o.safe_links = true,
                 "munge-links" => o.munge_links = true,
                 "xattrs" => o.xattrs = o.xattrs.saturating_add(1),
+                "acls" => {
+                    o.acls = true;
+                    o.perms = true;
+                }
                 "force" => o.force = true,
                 "no-force" => o.force = false,
                 // A server counts: `--append --append` is --append-verify.
@@ -1107,6 +1118,10 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'u' => o.update = true,
                     'H' => o.hard_links = true,
                     'X' => o.xattrs = o.xattrs.saturating_add(1),
+                    'A' => {
+                        o.acls = true;
+                        o.perms = true;
+                    }
                     'S' => o.sparse = true,
                     'L' => o.copy_links = true,
                     'k' => o.copy_dirlinks = true,

@@ -74,12 +74,12 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
     let mut groups = Vec::new();
     let id0 = fopts.id0_names;
     if !opts.numeric_ids {
-        if opts.owner {
+        if opts.owner || opts.acls {
             users = r
                 .decode(|b| decode_id_list(b, setup.protocol, id0, &limits))
                 .await?;
         }
-        if opts.group {
+        if opts.group || opts.acls {
             groups = r
                 .decode(|b| decode_id_list(b, setup.protocol, id0, &limits))
                 .await?;
@@ -97,14 +97,13 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
         let Some(spec) = spec.as_deref() else {
             continue;
         };
-        let (map, unknown) = local::NameMap::parse(spec, is_user).map_err(Error::Syntax)?;
-        if let Some(first) = unknown.into_iter().next() {
-            return Err(Error::Syntax(first));
-        }
+        // Unknown names were reported by `map_warnings`; their rules
+        // are dropped, as rsync does.
+        let (map, _unknown) = local::NameMap::parse(spec, is_user).map_err(Error::Syntax)?;
         let names = if is_user { &users } else { &groups };
         let mut seen: Vec<(u32, Vec<u8>)> = Vec::new();
-        for e in &entries {
-            let id = if is_user { e.uid } else { e.gid };
+        let owners = entries.iter().map(|e| if is_user { e.uid } else { e.gid });
+        for id in owners.chain(crate::engine::acls::acl_ids(&entries, is_user)) {
             if seen.iter().any(|(i, _)| *i == id) {
                 continue;
             }
@@ -119,7 +118,21 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
         }
         ids.apply(&map, is_user, &seen);
     }
+    if opts.acls {
+        crate::engine::acls::map_acl_ids(&mut entries, &ids);
+    }
     Ok((entries, ids, io_error))
+}
+
+/// rsync's complaints about `--usermap` / `--groupmap` names this system
+/// does not know: said (as errors that do not change the exit code) and
+/// the rule dropped (upstream uidlist.c `parse_name_map`).
+fn map_warnings(opts: &Options) -> Vec<String> {
+    [(&opts.usermap, true), (&opts.groupmap, false)]
+        .into_iter()
+        .filter_map(|(spec, is_user)| local::NameMap::parse(spec.as_deref()?, is_user).ok())
+        .flat_map(|(_, unknown)| unknown)
+        .collect()
 }
 
 /// Where the received entries go: under a directory, or (a single file)
@@ -218,6 +231,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    for text in map_warnings(opts) {
+        if setup.is_server {
+            w.send_msg(MsgCode::Error, format!("{text}\n").as_bytes())
+                .await?;
+        } else if let Some(sink) = events {
+            sink(&Event::Message { error: true, text });
+        }
+    }
     let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
     if list.is_empty() && !setup.is_server {
         // rsync's client stops here ("nothing to do"), and an rsync sender
@@ -283,6 +304,7 @@ where
         am_root: local::am_root(),
         nsec: setup.protocol >= 31,
         atimes: opts.atimes > 0,
+        acls: opts.acls,
     };
     let ctx = RecvCtx {
         setup,
@@ -537,7 +559,9 @@ async fn receive<R: AsyncRead + Unpin>(
                 0
             },
             verify_prefix: append == 2 && !redone.contains(&idx),
-            sparse: ctx.opts.sparse && !inplace,
+            // rsync turns --sparse off for --append's first pass.
+            sparse: ctx.opts.sparse && (append == 0 || redone.contains(&idx)),
+            inplace,
             preallocate: ctx.opts.preallocate.then_some(e.size),
         };
         let outcome = receive_data(
@@ -797,6 +821,8 @@ struct WriteMode {
     verify_prefix: bool,
     /// `--sparse`.
     sparse: bool,
+    /// `--inplace` (with `--sparse`: holes punched into the old file).
+    inplace: bool,
     /// `--preallocate`: the size to reserve.
     preallocate: Option<u64>,
 }
@@ -823,7 +849,14 @@ async fn receive_data<R: AsyncRead + Unpin>(
     let (writer, tmp, local_err) = match out {
         Ok((f, p)) => {
             let mut of = local::OutFile::new(f, mode.start, mode.sparse);
-            if let Some(len) = mode.preallocate {
+            let old_len = if mode.inplace {
+                of.inplace(ctx.whole_file)
+            } else {
+                0
+            };
+            // In place, only a file that grows is preallocated (upstream
+            // receive_data).
+            if let Some(len) = mode.preallocate.filter(|l| !mode.inplace || *l > old_len) {
                 of.preallocate(len);
             }
             (
@@ -1017,7 +1050,7 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     let flushed = match writer.take() {
         Some(mut w) => w
             .flush()
-            .and_then(|()| w.get_ref().finish())
+            .and_then(|()| w.get_mut().finish())
             .map_err(|e| e.to_string()),
         None => Err(String::new()),
     };

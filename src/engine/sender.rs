@@ -62,6 +62,7 @@ pub(crate) fn flist_options(setup: &Setup, opts: &Options) -> FlistOptions {
             0
         },
         preserve_xattrs: opts.xattrs > 0,
+        preserve_acls: opts.acls,
     }
 }
 
@@ -224,27 +225,42 @@ where
             &list.entries[..]
         };
         for e in names {
-            if let Some(n) = &e.user_name {
+            if let Some(n) = e.user_name.as_ref().filter(|_| opts.owner) {
                 if e.uid == 0 {
                     root_user = Some(n.to_vec());
                 } else if !uids.iter().any(|(u, _)| *u == e.uid) {
                     uids.push((e.uid, n.to_vec()));
                 }
             }
-            if let Some(n) = &e.group_name {
+            if let Some(n) = e.group_name.as_ref().filter(|_| opts.group) {
                 if e.gid == 0 {
                     root_group = Some(n.to_vec());
                 } else if !gids.iter().any(|(g, _)| *g == e.gid) {
                     gids.push((e.gid, n.to_vec()));
                 }
             }
+            // `-A`: the ids the ACLs name join the lists (upstream
+            // `send_ida_entries` calls `add_uid` / `add_gid`).
+            let acl_names = e.extra().acls.as_ref().filter(|_| opts.acls);
+            for (is_user, id, n) in acl_names.iter().flat_map(|a| &a.id_names) {
+                let (list, root) = if *is_user {
+                    (&mut uids, &mut root_user)
+                } else {
+                    (&mut gids, &mut root_group)
+                };
+                if *id == 0 {
+                    root.get_or_insert_with(|| n.clone());
+                } else if !list.iter().any(|(i, _)| i == id) {
+                    list.push((*id, n.clone()));
+                }
+            }
         }
         let id0 = fopts.id0_names;
-        if opts.owner {
+        if opts.owner || opts.acls {
             let name = root_user.unwrap_or_else(|| b"root".to_vec());
             encode_id_list(w.buf(), protocol, &uids, id0.then_some(name.as_slice()));
         }
-        if opts.group {
+        if opts.group || opts.acls {
             let name = root_group.unwrap_or_else(|| b"root".to_vec());
             encode_id_list(w.buf(), protocol, &gids, id0.then_some(name.as_slice()));
         }

@@ -85,6 +85,9 @@ pub struct FlistOptions {
     pub checksum_len: usize,
     /// `-X` (protocol >= 30): every entry ends with its xattr list.
     pub preserve_xattrs: bool,
+    /// `-A` (protocol >= 30): every non-symlink entry carries its ACLs
+    /// before its xattr list.
+    pub preserve_acls: bool,
 }
 
 /// The "previous values" both sides keep (upstream: function statics).
@@ -161,6 +164,8 @@ pub struct FileListEncoder {
     pseudo_ino: u64,
     /// `-X`: the literal xattr lists sent so far and their session index.
     xattr_lists: HashMap<Vec<Xattr>, i32>,
+    /// `-A`: the ACLs sent so far and their session indexes.
+    acls: super::acls::AclEncoder,
 }
 
 /// Appends the xattr field of one entry: `index + 1` of an identical list
@@ -230,6 +235,7 @@ impl FileListEncoder {
             count: 0,
             pseudo_ino: 0,
             xattr_lists: HashMap::new(),
+            acls: super::acls::AclEncoder::default(),
         }
     }
 
@@ -250,7 +256,9 @@ impl FileListEncoder {
     /// `Some(i)` with `i >= ndx_start`, protocol >= 30) is sent abbreviated;
     /// its other fields must equal those of the referenced entry.
     ///
-    /// With `-X` the entry's xattr list follows its other fields (an entry
+    /// With `-A` a non-symlink entry's ACLs follow its other fields (an
+    /// entry without [`FileEntry::acls`] sends those of a file with only
+    /// mode bits), with `-X` then the entry's xattr list (an entry
     /// without [`FileEntry::xattrs`] sends the empty list); a list equal to
     /// one sent before in this session is sent as its index.
     ///
@@ -478,6 +486,17 @@ impl FileListEncoder {
                 &hl,
                 (send_uname, send_gname),
             );
+        }
+        if o.preserve_acls && kind != FileKind::Symlink {
+            let plain;
+            let acls = match e.extra().acls.as_deref() {
+                Some(a) => a,
+                None => {
+                    plain = super::acls::EntryAcls::default();
+                    &plain
+                }
+            };
+            self.acls.encode(out, acls, is_dir);
         }
         out.extend_from_slice(&xattr_field);
         if let Some(l) = new_xattr_list {

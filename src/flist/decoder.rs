@@ -28,6 +28,8 @@ enum Step {
         gname: Option<(u32, Arc<[u8]>)>,
         /// A literal xattr list to remember under the next index.
         xattr_list: Option<Vec<Xattr>>,
+        /// Literal ACLs to remember under the next indexes.
+        new_acls: super::acls::NewAcls,
     },
 }
 
@@ -60,6 +62,8 @@ pub struct FileListDecoder {
     io_error: i32,
     /// `-X`: the literal xattr lists received so far, by session index.
     xattr_lists: Vec<Vec<Xattr>>,
+    /// `-A`: the ACLs received so far, by session index.
+    acls: super::acls::AclDecoder,
 }
 
 fn invalid(what: &'static str, value: i64) -> ReadError {
@@ -85,6 +89,7 @@ impl FileListDecoder {
             group_names: HashMap::new(),
             io_error: 0,
             xattr_lists: Vec::new(),
+            acls: super::acls::AclDecoder::default(),
         }
     }
 
@@ -138,8 +143,10 @@ impl FileListDecoder {
                 uname,
                 gname,
                 xattr_list,
+                new_acls,
             } => {
                 self.prev = *prev;
+                self.acls.commit(new_acls);
                 if let Some(l) = xattr_list {
                     self.xattr_lists.push(l);
                 }
@@ -394,12 +401,26 @@ impl FileListDecoder {
                 uname,
                 gname,
                 xattr_list: None,
+                new_acls: (None, None),
             },
         )
     }
 
     /// Reads the xattr field that ends every entry with `-X` into `step`.
+    /// With `-A` it first reads the ACLs of a non-symlink entry.
     fn with_xattrs(&self, r: &mut Reader<'_>, mut step: Step) -> Result<Step, ReadError> {
+        if self.opts.preserve_acls {
+            if let Step::Entry {
+                entry, new_acls, ..
+            } = &mut step
+            {
+                if entry.kind() != Some(FileKind::Symlink) {
+                    let (acls, new) = self.acls.decode(r, entry.mode, &self.limits)?;
+                    entry.extra_mut().acls = Some(Box::new(acls));
+                    *new_acls = new;
+                }
+            }
+        }
         if !self.opts.preserve_xattrs {
             return Ok(step);
         }
@@ -537,6 +558,7 @@ impl FileListDecoder {
                     None
                 },
                 xattrs: None,
+                acls: None,
             })),
         };
         Step::Entry {
@@ -545,6 +567,7 @@ impl FileListDecoder {
             uname: None,
             gname: None,
             xattr_list: None,
+            new_acls: (None, None),
         }
     }
 }

@@ -209,6 +209,9 @@ pub struct EntryExtra {
     /// not part of the list. Position `k` (0-based) is the attribute the
     /// peers call number `k + 1` in the request exchange.
     pub xattrs: Option<Vec<Xattr>>,
+    /// POSIX ACLs (`-A`, non-symlinks); `None` when ACLs are not part of
+    /// the list.
+    pub acls: Option<Box<super::acls::EntryAcls>>,
 }
 
 /// What an entry without an [`EntryExtra`] reads as.
@@ -219,6 +222,7 @@ static NO_EXTRA: EntryExtra = EntryExtra {
     hardlink: None,
     checksum: None,
     xattrs: None,
+    acls: None,
 };
 
 /// One file-list entry.

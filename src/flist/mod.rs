@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod acls;
 pub mod codec;
 mod decoder;
 pub mod entry;

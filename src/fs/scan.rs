@@ -65,6 +65,10 @@ pub struct ScanOptions {
     /// [`FileEntry::xattrs`] (0: leave them `None`). A file whose
     /// attributes cannot be read is left out, with io_error bit 1.
     pub xattrs: u8,
+    /// `-A`: read every non-symlink entry's ACLs into
+    /// [`FileEntry::acls`], with the names of the ids they use. A file
+    /// whose ACLs cannot be read is left out, with io_error bit 1.
+    pub acls: bool,
     /// `-L`: every symlink is replaced by what it points to.
     pub copy_links: bool,
     /// `-k`: symlinks to directories are replaced by the directory.
@@ -978,6 +982,29 @@ impl Scanner {
                 dev: meta.dev,
                 ino: meta.ino,
             });
+        }
+        if self.opts.acls && kind != FileKind::Symlink {
+            let (users, groups) = (&mut self.users, &mut self.groups);
+            let read = super::acls::read_for_send(&path, e.mode, |is_user, id| {
+                if is_user {
+                    users.get(id).map(|n| n.to_vec())
+                } else {
+                    groups.get(id).map(|n| n.to_vec())
+                }
+            });
+            match read {
+                Ok(a) => e.extra_mut().acls = Some(Box::new(a)),
+                Err(err) => {
+                    self.out.io_error |= IOERR_GENERAL;
+                    if self.out.errors.len() < MAX_SCAN_ERRORS {
+                        self.out.errors.push(format!(
+                            "rsync: [sender] get_acl: sys_acl_get_file({}, ACL_TYPE_ACCESS): {err}",
+                            path.display()
+                        ));
+                    }
+                    return;
+                }
+            }
         }
         if self.opts.xattrs > 0 {
             let rules = super::xattrs::XattrRules {

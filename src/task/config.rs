@@ -109,7 +109,9 @@ pub struct Task {
     /// `-q`: no informational output from either side, and no itemized
     /// list in the report.
     pub quiet: bool,
-    /// `-p`
+    /// `-p` (mode bits only). To keep POSIX ACLs too (what a TrueNAS-style
+    /// "preserve permissions" means on an ACL dataset) add `-A` to
+    /// [`extra`](Self::extra); it implies `-p`.
     pub preserve_permissions: bool,
     /// `-X` (not supported yet: a task asking for it does not validate).
     pub preserve_xattrs: bool,

@@ -135,6 +135,25 @@ fn preserve_xattrs_maps_to_x() {
     assert_eq!(module_task().options().unwrap().xattrs, 0);
 }
 
+#[test]
+fn acls_come_from_extra_and_imply_perms() {
+    // `preserve_permissions` stays `-p`; `-A` in `extra` keeps ACLs.
+    let t = Task {
+        extra: vec!["-A".into()],
+        ..module_task()
+    };
+    assert!(t.validate().is_ok());
+    let o = t.options().unwrap();
+    assert!(o.acls && o.perms);
+    let o = Task {
+        preserve_permissions: true,
+        ..module_task()
+    }
+    .options()
+    .unwrap();
+    assert!(o.perms && !o.acls);
+}
+
 type Row = (fn() -> Task, fn(&mut Task), &'static str);
 
 #[test]

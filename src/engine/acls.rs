@@ -1,0 +1,52 @@
+//! `-A` on the receiving side: the ids of received ACLs, mapped to local
+//! ones once the id lists are in (upstream acls.c `match_acl_ids`).
+//!
+//! Layer: engine. Uses flist.
+
+use super::local::IdMap;
+use crate::flist::FileEntry;
+
+/// The sender's user (`users`) or group ids named in the entries' ACLs,
+/// in list order (repeats included).
+pub(crate) fn acl_ids(entries: &[FileEntry], users: bool) -> impl Iterator<Item = u32> + '_ {
+    entries
+        .iter()
+        .filter_map(|e| e.extra().acls.as_deref())
+        .flat_map(|a| {
+            a.access
+                .names
+                .iter()
+                .chain(a.default.iter().flat_map(|d| &d.names))
+        })
+        .filter(move |n| n.is_user == users)
+        .map(|n| n.id)
+}
+
+/// Replaces the sender's ids in the entries' ACLs by the local ones.
+pub(crate) fn map_acl_ids(entries: &mut [FileEntry], ids: &IdMap) {
+    for a in entries
+        .iter_mut()
+        .filter_map(|e| e.extra.as_deref_mut().and_then(|x| x.acls.as_deref_mut()))
+    {
+        for acl in std::iter::once(&mut a.access).chain(a.default.as_mut()) {
+            for n in &mut acl.names {
+                n.id = if n.is_user {
+                    ids.uid(n.id)
+                } else {
+                    ids.gid(n.id)
+                };
+            }
+            acl.sort_names();
+        }
+    }
+}
+
+/// Whether `path` (with metadata `st`) needs `e`'s ACLs applied; an ACL
+/// that cannot be read counts as differing (applying it reports why).
+pub(crate) fn differs(e: &FileEntry, path: &std::path::Path, st: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    e.extra()
+        .acls
+        .as_deref()
+        .is_some_and(|a| crate::fs::acls::differs(path, a, e.mode, st.mode()).unwrap_or(true))
+}
