@@ -1186,7 +1186,10 @@ mod tests {
                 let got = decode_file(&mut d, &stream2, &basis, blen);
                 let mut want2 = basis[..blen].to_vec();
                 want2.extend_from_slice(&basis[..blen.min(3000)]);
-                assert!(got == want2, "p{protocol} block {blen}: second file differs");
+                assert!(
+                    got == want2,
+                    "p{protocol} block {blen}: second file differs"
+                );
             }
         }
     }
