@@ -49,16 +49,16 @@ impl AuthUser {
     pub fn to_conf(&self) -> String {
         let at = if self.group { "@" } else { "" };
         let suffix = match self.access {
+            // An empty name (the token `:`) or one that ends in a blank
+            // (`, x\t:` in the commas-only form, trimmed before the `:` is
+            // split off) keeps its `:`, or it would vanish or lose the
+            // blank when read back.
+            Access::Default if self.pattern.is_empty() || self.pattern.ends_with(c_isspace) => ":",
             Access::Default => "",
             Access::ReadOnly => ":ro",
             Access::ReadWrite => ":rw",
             Access::Deny => ":deny",
         };
-        if at.is_empty() && suffix.is_empty() && self.pattern.is_empty() {
-            // The token `:` (an empty name; written as nothing it would
-            // vanish, or turn a leading comma into the commas-only form).
-            return ":".to_owned();
-        }
         format!("{at}{}{suffix}", self.pattern)
     }
 }
@@ -495,6 +495,9 @@ mod tests {
             "\x0c\x0ba\x0cb c:rw",
             ", a b , \x0cc\x0c ,:deny",
             ", a\rb, c",
+            // Fuzz find: the name `x\t@f\t` (trimmed before the `:`).
+            ",lstgres\x0b\x0ba\x0b\u{fffd}\t@f\t: ",
+            ", y\x0c:, z",
         ] {
             let u = parse_auth_users(text);
             let r = render_auth_users(&u);
@@ -509,6 +512,7 @@ mod tests {
         let c = parse_auth_users(", a b , \x0cc\x0c ,:deny");
         assert_eq!(c[1].pattern, "c");
         assert_eq!((c[2].pattern.as_str(), c[2].access), ("", Access::Deny));
+        assert_eq!(parse_auth_users(", y\t:, z")[0].pattern, "y\t");
         // Unicode spaces are not C spaces.
         assert_eq!(parse_auth_users(", \u{a0}x")[0].pattern, "\u{a0}x");
     }
