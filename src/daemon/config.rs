@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::hosts::HostList;
-use super::secrets::{AuthUser, parse_auth_users, render_auth_users};
+use super::secrets::{AuthUser, c_isspace, parse_auth_users, render_auth_users};
 
 /// rsync's default `lock file`.
 pub const DEFAULT_LOCK_FILE: &str = "/var/run/rsyncd.lock";
@@ -513,6 +513,17 @@ fn chmod_value(a: &Assign<'_>) -> Result<Option<String>, ConfigError> {
     Ok(Some(v.to_owned()))
 }
 
+/// A `PATH` value as written to the file: rsync trims blanks after the
+/// value and then slashes, so a path that ends in blanks (from `x  /`)
+/// is written with one `/` after them to come back the same.
+fn path_value(p: &Path) -> String {
+    let mut v = p.to_string_lossy().into_owned();
+    if v.ends_with(c_isspace) {
+        v.push('/');
+    }
+    v
+}
+
 /// One logical line: continued physical lines joined.
 struct Logical {
     line: usize,
@@ -622,7 +633,7 @@ impl DaemonConfig {
             |line: usize, message: String| warnings.push(ConfigWarning { line, message });
 
         for Logical { line, text } in logical_lines(text) {
-            let body = text.trim();
+            let body = text.trim_matches(c_isspace);
             if let Some(rest) = body.strip_prefix('[') {
                 current = open_section(&mut cfg.modules, &template, rest, line)?;
                 continue;
@@ -641,7 +652,8 @@ impl DaemonConfig {
                 continue;
             };
             let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
-            let value = value.trim();
+            // params.c trims C `isspace` (not Unicode spaces) around values.
+            let value = value.trim_matches(c_isspace);
             if key.is_empty() {
                 return Err(ConfigError::Syntax {
                     line,
@@ -753,7 +765,7 @@ impl DaemonConfig {
             ("log file", &g.log_file),
         ] {
             if let Some(p) = p {
-                kv(&mut out, k, &p.to_string_lossy());
+                kv(&mut out, k, &path_value(p));
             }
         }
         if !g.reverse_lookup {
@@ -780,7 +792,7 @@ fn render_module(out: &mut String, m: &Module) {
         let _ = writeln!(out, "    {k} = {v}");
     };
     if !m.path.as_os_str().is_empty() {
-        kv("path", &m.path.to_string_lossy());
+        kv("path", &path_value(&m.path));
     }
     if !m.comment.is_empty() {
         kv("comment", &m.comment);
@@ -820,10 +832,10 @@ fn render_module(out: &mut String, m: &Module) {
         kv("timeout", &m.timeout.to_string());
     }
     if m.lock_file != d.lock_file {
-        kv("lock file", &m.lock_file.to_string_lossy());
+        kv("lock file", &path_value(&m.lock_file));
     }
     if let Some(p) = &m.secrets_file {
-        kv("secrets file", &p.to_string_lossy());
+        kv("secrets file", &path_value(p));
     }
     if !m.hosts_allow.as_str().is_empty() {
         kv("hosts allow", m.hosts_allow.as_str());

@@ -49,6 +49,11 @@ impl AuthUser {
     pub fn to_conf(&self) -> String {
         let at = if self.group { "@" } else { "" };
         let suffix = match self.access {
+            // An empty name (the token `:`) or one that ends in a blank
+            // (`, x\t:` in the commas-only form, trimmed before the `:` is
+            // split off) keeps its `:`, or it would vanish or lose the
+            // blank when read back.
+            Access::Default if self.pattern.is_empty() || self.pattern.ends_with(c_isspace) => ":",
             Access::Default => "",
             Access::ReadOnly => ":ro",
             Access::ReadWrite => ":rw",
@@ -58,15 +63,22 @@ impl AuthUser {
     }
 }
 
+/// C `isspace` in the C locale (rsync's `isSpace`): space, `\t`, `\n`,
+/// `\v`, `\f`, `\r`; not the other Unicode spaces Rust's `trim` removes.
+#[must_use]
+pub fn c_isspace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
 /// Splits a list value the way rsync's `conf_strtok` does: if it starts
 /// with a comma, on commas only (so entries may contain spaces), otherwise
 /// on spaces, tabs, commas and line ends.
 #[must_use]
 pub fn conf_tokens(s: &str) -> Vec<&str> {
-    let s = s.trim_start();
+    let s = s.trim_start_matches(c_isspace);
     if let Some(rest) = s.strip_prefix(',') {
         rest.split(',')
-            .map(str::trim)
+            .map(|t| t.trim_matches(c_isspace))
             .filter(|t| !t.is_empty())
             .collect()
     } else {
@@ -121,11 +133,14 @@ pub fn parse_auth_users(s: &str) -> Vec<AuthUser> {
 }
 
 /// Renders entries back to an `auth users` value that
-/// [`parse_auth_users`] reads back to the same entries.
+/// [`parse_auth_users`] reads back to the same entries: the commas-only
+/// form (a leading comma) when an entry holds a character the plain form
+/// splits on (only entries read in that form can: they never start or
+/// end with a C space, which that form trims).
 #[must_use]
 pub fn render_auth_users(users: &[AuthUser]) -> String {
     let parts: Vec<String> = users.iter().map(AuthUser::to_conf).collect();
-    if parts.iter().any(|p| p.contains([' ', '\t'])) {
+    if parts.iter().any(|p| p.contains([' ', '\t', '\r', '\n'])) {
         format!(", {}", parts.join(", "))
     } else {
         parts.join(", ")
@@ -464,6 +479,42 @@ mod tests {
         assert_eq!(spaced[0].pattern, "domain users");
         assert_eq!(parse_auth_users(&render_auth_users(&spaced)), spaced);
         assert_eq!(parse_auth_users(&render_auth_users(&u)), u);
+    }
+
+    /// Fuzz find: the token `:` (empty name) rendered as nothing, so the
+    /// rendered value started with a comma and was read back in the
+    /// commas-only form, which trims a trailing form feed off `b\x0c`.
+    /// rsync's conf_strtok: the plain form splits on space, comma, tab,
+    /// CR, LF only (a form feed stays in the name); the commas-only form
+    /// trims C spaces around each entry.
+    #[test]
+    fn auth_users_round_trip_with_form_feeds_and_empty_names() {
+        for text in [
+            ": a, b\x0c",
+            ":ro, x\x0c,y",
+            "\x0c\x0ba\x0cb c:rw",
+            ", a b , \x0cc\x0c ,:deny",
+            ", a\rb, c",
+            // Fuzz find: the name `x\t@f\t` (trimmed before the `:`).
+            ",lstgres\x0b\x0ba\x0b\u{fffd}\t@f\t: ",
+            ", y\x0c:, z",
+        ] {
+            let u = parse_auth_users(text);
+            let r = render_auth_users(&u);
+            assert_eq!(parse_auth_users(&r), u, "{text:?} -> {r:?}");
+        }
+        let u = parse_auth_users(": a, b\x0c");
+        assert_eq!(u.len(), 3);
+        assert_eq!((u[0].pattern.as_str(), u[0].access), ("", Access::Default));
+        assert_eq!(u[2].pattern, "b\x0c");
+        // Leading C spaces are skipped, in both forms (form feed, vertical tab).
+        assert_eq!(parse_auth_users("\x0c\x0ba\x0cb c:rw")[0].pattern, "a\x0cb");
+        let c = parse_auth_users(", a b , \x0cc\x0c ,:deny");
+        assert_eq!(c[1].pattern, "c");
+        assert_eq!((c[2].pattern.as_str(), c[2].access), ("", Access::Deny));
+        assert_eq!(parse_auth_users(", y\t:, z")[0].pattern, "y\t");
+        // Unicode spaces are not C spaces.
+        assert_eq!(parse_auth_users(", \u{a0}x")[0].pattern, "\u{a0}x");
     }
 
     #[test]

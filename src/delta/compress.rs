@@ -46,6 +46,13 @@ const OUT_PIECE: usize = 32768;
 const LZ4_OUT: usize = 32768 + 32768 / 255 + 16;
 /// Largest piece of a matched block inserted into zlib history at once.
 const PIECE: usize = 0xffff;
+/// The inflater's window (raw deflate, 15 window bits, as rsync's
+/// `inflateInit2(-15)`): only the last this many bytes of output are ever
+/// referenced again.
+const WINDOW: usize = 1 << 15;
+/// Size the receiver's pending history may grow to before its front is
+/// dropped (amortises the move of the kept window).
+const PENDING_CAP: usize = 4 * WINDOW;
 
 /// A token compression algorithm negotiated for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -568,8 +575,11 @@ pub struct TokenDecompressor {
     inflated: bool,
     /// At the start of a file (zlib reset pending).
     at_file_start: bool,
-    /// A broken state (from `block_data`) reported by the next `decode`.
-    error: Option<&'static str>,
+    /// zlib: the history bytes of the matched blocks since the last data
+    /// record, not yet inserted into the inflater (only their last
+    /// [`WINDOW`] bytes matter; see [`block_data`](Self::block_data)).
+    pending: Vec<u8>,
+    /// Output of the history insertion (checked against its input).
     scratch: Vec<u8>,
 }
 
@@ -634,7 +644,7 @@ impl TokenDecompressor {
             draining: false,
             inflated: false,
             at_file_start: true,
-            error: None,
+            pending: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -655,9 +665,6 @@ impl TokenDecompressor {
     /// zlib sync, [`DecodeError::TooLong`] for an lz4 record that would
     /// exceed the limits.
     pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<CToken>, DecodeError> {
-        if let Some(e) = self.error {
-            return Err(lost(e));
-        }
         if self.draining {
             if let Some(piece) = self.drain()? {
                 return Ok(Decoded::Done {
@@ -687,6 +694,8 @@ impl TokenDecompressor {
             self.at_file_start = false;
             self.token = 0;
             self.inflated = false;
+            // History of the previous file (the inflater is reset).
+            self.pending.clear();
         }
         if flag & 0xC0 == DEFLATED_DATA {
             let Some(&lo) = buf.get(1) else {
@@ -712,6 +721,7 @@ impl TokenDecompressor {
                     used,
                 });
             }
+            self.insert_pending()?;
             self.input.clear();
             self.input.extend_from_slice(payload);
             self.in_pos = 0;
@@ -806,7 +816,8 @@ impl TokenDecompressor {
     /// is fully consumed and produces nothing more.
     fn drain(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
         let cap = self.piece_cap();
-        let mut out = vec![0u8; cap];
+        // Written into its spare capacity: no zeroing of the piece.
+        let mut out = Vec::with_capacity(cap);
         loop {
             let input = self.input.get(self.in_pos..).unwrap_or(&[]);
             let (used, made) = match &mut self.dec {
@@ -814,7 +825,7 @@ impl TokenDecompressor {
                     let bi = d.total_in();
                     let bo = d.total_out();
                     let st = d
-                        .decompress(input, &mut out, FlushDecompress::None)
+                        .decompress_vec(input, &mut out, FlushDecompress::None)
                         .map_err(|_| lost("inflate failed: corrupt compressed data"))?;
                     if st == Status::StreamEnd {
                         return Err(lost("inflate: unexpected end of deflate stream"));
@@ -827,7 +838,7 @@ impl TokenDecompressor {
                 Dec::Zstd(z) => {
                     use zstd::zstd_safe::{InBuffer, OutBuffer};
                     let mut ib = InBuffer::around(input);
-                    let mut ob = OutBuffer::around(out.as_mut_slice());
+                    let mut ob = OutBuffer::around(&mut out);
                     z.decompress_stream(&mut ob, &mut ib).map_err(zstd_error)?;
                     (ib.pos, ob.pos())
                 }
@@ -847,7 +858,6 @@ impl TokenDecompressor {
                 // Input consumed without output (headers): go on.
                 continue;
             }
-            out.truncate(made);
             if done_in && made < cap {
                 // The decoder had room left, so it has nothing pending.
                 self.draining = false;
@@ -859,49 +869,86 @@ impl TokenDecompressor {
     /// The bytes of the matched block just copied by the receiver (after
     /// each `Block` token). zlib puts them into the inflater's history;
     /// the others ignore them.
+    ///
+    /// rsync's receiver inserts every matched block into its inflater as
+    /// stored blocks, in pieces of at most 65,535 bytes (before protocol 31
+    /// each piece taken from the start of the block). The inflater is at a
+    /// block boundary then (after the sync marker), and a stored block
+    /// changes nothing but the window, which only keeps the last 32 KiB of
+    /// output. So the blocks between two data records are collected here
+    /// and only their last 32 KiB are inserted, once, before the next data
+    /// record: the same window as inserting them one by one.
     pub fn block_data(&mut self, data: &[u8]) {
-        let protocol = self.protocol;
-        let Dec::Deflate { d, history: true } = &mut self.dec else {
+        if !matches!(self.dec, Dec::Deflate { history: true, .. }) {
             return;
+        }
+        for piece in history_pieces(data, self.protocol) {
+            self.push_history(piece);
+        }
+    }
+
+    /// Appends `piece` to the pending history, keeping at least its last
+    /// [`WINDOW`] bytes.
+    fn push_history(&mut self, piece: &[u8]) {
+        let p = &mut self.pending;
+        if piece.len() >= WINDOW {
+            p.clear();
+            p.extend_from_slice(piece.get(piece.len() - WINDOW..).unwrap_or(piece));
+            return;
+        }
+        if p.len() + piece.len() > PENDING_CAP {
+            // Keep the bytes that, with `piece`, make up the window.
+            let keep = WINDOW - piece.len();
+            p.drain(..p.len().saturating_sub(keep));
+        }
+        p.extend_from_slice(piece);
+    }
+
+    /// Inserts the last [`WINDOW`] bytes of the pending history into the
+    /// inflater as one stored block and checks it came out unchanged.
+    fn insert_pending(&mut self) -> Result<(), DecodeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Dec::Deflate { d, history: true } = &mut self.dec else {
+            self.pending.clear();
+            return Ok(());
         };
-        if self.scratch.len() < PIECE {
-            self.scratch.resize(PIECE, 0);
-        }
-        for piece in history_pieces(data, protocol) {
-            // piece.len() <= 65535.
-            let len = u16::try_from(piece.len()).unwrap_or(u16::MAX);
-            let [l0, l1] = len.to_le_bytes();
-            let [n0, n1] = (!len).to_le_bytes();
-            let hdr = [0u8, l0, l1, n0, n1];
-            let mut produced = 0usize;
-            for part in [&hdr[..], piece] {
-                let mut rest = part;
-                while !rest.is_empty() {
-                    let bi = d.total_in();
-                    let bo = d.total_out();
-                    let slot = self.scratch.get_mut(produced..).unwrap_or(&mut []);
-                    match d.decompress(rest, slot, FlushDecompress::None) {
-                        Ok(Status::Ok | Status::BufError) => {}
-                        _ => {
-                            self.error = Some("inflate failed while inserting a matched block");
-                            return;
-                        }
-                    }
-                    let used = usize::try_from(d.total_in() - bi).unwrap_or(0);
-                    let made = usize::try_from(d.total_out() - bo).unwrap_or(0);
-                    produced += made;
-                    if used == 0 && made == 0 {
-                        self.error = Some("inflate stalled while inserting a matched block");
-                        return;
-                    }
-                    rest = rest.get(used..).unwrap_or(&[]);
+        let data = self
+            .pending
+            .get(self.pending.len().saturating_sub(WINDOW)..)
+            .unwrap_or(&[]);
+        // data.len() <= WINDOW < 65536.
+        let len = u16::try_from(data.len()).unwrap_or(u16::MAX);
+        let [l0, l1] = len.to_le_bytes();
+        let [n0, n1] = (!len).to_le_bytes();
+        let hdr = [0u8, l0, l1, n0, n1];
+        self.scratch.clear();
+        self.scratch.reserve(data.len());
+        for part in [&hdr[..], data] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let bi = d.total_in();
+                let bo = d.total_out();
+                match d.decompress_vec(rest, &mut self.scratch, FlushDecompress::None) {
+                    Ok(Status::Ok | Status::BufError) => {}
+                    _ => return Err(lost("inflate failed while inserting a matched block")),
                 }
-            }
-            if self.scratch.get(..produced) != Some(piece) {
-                self.error = Some("decompressor lost sync while inserting a matched block");
-                return;
+                let used = usize::try_from(d.total_in() - bi).unwrap_or(0);
+                let made = usize::try_from(d.total_out() - bo).unwrap_or(0);
+                if used == 0 && made == 0 {
+                    return Err(lost("inflate stalled while inserting a matched block"));
+                }
+                rest = rest.get(used..).unwrap_or(&[]);
             }
         }
+        if self.scratch.as_slice() != data {
+            return Err(lost(
+                "decompressor lost sync while inserting a matched block",
+            ));
+        }
+        self.pending.clear();
+        Ok(())
     }
 }
 
@@ -1042,5 +1089,108 @@ mod tests {
         let (total, _, err) = drive(&mut d, &stream, u64::MAX);
         assert_eq!(total, 0);
         assert!(err.expect("refused").to_string().contains("lz4"));
+    }
+
+    /// Pseudo-random bytes (xorshift), deterministic per seed.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Decodes a whole stream of one file, copying `basis` blocks of
+    /// `blen` bytes for `Block` tokens (and passing them to `block_data`).
+    fn decode_file(d: &mut TokenDecompressor, stream: &[u8], basis: &[u8], blen: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = stream;
+        loop {
+            match d.decode(rest).expect("decodes") {
+                Decoded::Done { value, used } => {
+                    rest = &rest[used..];
+                    match value {
+                        CToken::Literal(p) => out.extend_from_slice(&p),
+                        CToken::Block(i) => {
+                            let b = &basis[i as usize * blen..][..blen];
+                            d.block_data(b);
+                            out.extend_from_slice(b);
+                        }
+                        CToken::End => return out,
+                    }
+                }
+                Decoded::NeedMore(n) => panic!("stream cut short, {n} more"),
+            }
+        }
+    }
+
+    /// Runs of matched blocks (short, over 32 KiB, over the 65,535-byte
+    /// piece) between literals that copy from the blocks just matched, so
+    /// the literals compress only through the history: the receiver's
+    /// window must be the one the sender had, at every protocol (before 31
+    /// with rsync's duplicate-piece insertion).
+    #[test]
+    fn many_matched_blocks_between_literals_round_trip() {
+        for protocol in [29u8, 30, 31, 32] {
+            for (blen, count) in [(64usize, 2000usize), (700, 300), (8192, 40), (70_000, 6)] {
+                let basis = noise(blen as u64 * 31 + 7, blen * count);
+                let mut c = TokenCompressor::new(Compression::Zlib, None, protocol);
+                let mut stream = Vec::new();
+                let mut want = Vec::new();
+                let mut literal_bytes = 0usize;
+                let mut next = 0usize;
+                let mut round = 0u64;
+                while next < count {
+                    round += 1;
+                    // A run of 1, 5, 60 or 600 blocks (as far as they go).
+                    let run = [1usize, 5, 60, 600][round as usize % 4].min(count - next);
+                    for i in next..next + run {
+                        let b = &basis[i * blen..][..blen];
+                        c.block(&mut stream, u32::try_from(i).unwrap(), b);
+                        want.extend_from_slice(b);
+                    }
+                    next += run;
+                    // Literal: a little noise, then copies of the output's
+                    // last 2,000 bytes and of bytes 20,000 back.
+                    let mut lit = noise(round, 40);
+                    let end = want.len();
+                    lit.extend_from_slice(&want[end.saturating_sub(2000)..end]);
+                    let far = end.saturating_sub(20_000);
+                    lit.extend_from_slice(&want[far..(far + 1500).min(end)]);
+                    literal_bytes += lit.len();
+                    c.literal(&mut stream, &lit);
+                    want.extend_from_slice(&lit);
+                }
+                c.end_file(&mut stream);
+                assert!(!c.is_failed());
+                // The copies came through the history, not as literals
+                // (except before protocol 31 with blocks over one piece:
+                // the history then holds the start of the block twice).
+                assert!(
+                    (protocol < 31 && blen > PIECE) || stream.len() < literal_bytes / 4,
+                    "p{protocol} {blen}: stream {} for {literal_bytes} literal bytes",
+                    stream.len()
+                );
+                let mut d = TokenDecompressor::new(Compression::Zlib, protocol, Limits::default());
+                let got = decode_file(&mut d, &stream, &basis, blen);
+                assert!(got == want, "p{protocol} block {blen}: output differs");
+                // The same decoder takes a second file (reset history).
+                let mut stream2 = Vec::new();
+                c.block(&mut stream2, 0, &basis[..blen]);
+                c.literal(&mut stream2, &basis[..blen.min(3000)]);
+                c.end_file(&mut stream2);
+                let got = decode_file(&mut d, &stream2, &basis, blen);
+                let mut want2 = basis[..blen].to_vec();
+                want2.extend_from_slice(&basis[..blen.min(3000)]);
+                assert!(
+                    got == want2,
+                    "p{protocol} block {blen}: second file differs"
+                );
+            }
+        }
     }
 }

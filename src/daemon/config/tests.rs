@@ -234,3 +234,26 @@ fn errors() {
     let e = DaemonConfig::load(Path::new("/nonexistent/rsyncd.conf")).unwrap_err();
     assert!(e.to_string().starts_with("unable to open config file"));
 }
+
+/// rsync trims C spaces after a value, then slashes off a `PATH` value:
+/// `x  /` is the directory `x  ` (rsync 3.5.0 serves it so). The fuzz
+/// find: `path ==  //` gave the path `=  `, written back as `=  ` and read
+/// as `=`; a path ending in blanks is now written with one `/` after them.
+#[test]
+fn paths_ending_in_blanks_round_trip() {
+    let text = "lock file = /run/l \t//\n[m]\npath = /srv/x  /\n[n]\npath ==  //\n";
+    let (cfg, _) = DaemonConfig::parse(text).unwrap();
+    assert_eq!(cfg.modules[0].path, PathBuf::from("/srv/x  "));
+    assert_eq!(cfg.modules[0].lock_file, PathBuf::from("/run/l \t"));
+    assert_eq!(cfg.modules[1].path, PathBuf::from("=  "));
+    let again = cfg.to_conf_string();
+    let (back, _) = DaemonConfig::parse(&again).unwrap();
+    assert_eq!(back, cfg, "{again}");
+    assert_eq!(back.to_conf_string(), again);
+    // Other Unicode spaces are not C spaces: rsync keeps them.
+    let (cfg, _) = DaemonConfig::parse("[m]\npath = /srv/x\u{a0}\ncomment = c\u{3000}\n").unwrap();
+    assert_eq!(cfg.modules[0].path, PathBuf::from("/srv/x\u{a0}"));
+    assert_eq!(cfg.modules[0].comment, "c\u{3000}");
+    let (back, _) = DaemonConfig::parse(&cfg.to_conf_string()).unwrap();
+    assert_eq!(back, cfg);
+}
