@@ -4,6 +4,7 @@
 //! Mirrors upstream flist.c (`send_file_list`, `make_file`,
 //! `send_directory`) for the scanning part and uidlist.c for names.
 
+pub mod beneath;
 pub mod chmod;
 pub mod scan;
 pub mod xattrs;
