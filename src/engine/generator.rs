@@ -620,6 +620,15 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     // -K: a symlink to a directory stands for it.
                     if let Some(m) = ctx.root.stat_dir_inside(rel) {
                         st = Some(m);
+                    } else if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                        // A directory outside the destination: never
+                        // followed (nor replaced); what goes under it fails.
+                        return self
+                            .fail(format!(
+                                "keep-dirlinks: not following \"{}\": a symlink out of the destination",
+                                path.display()
+                            ))
+                            .await;
                     }
                 }
                 if st.as_ref().is_some_and(|m| !m.is_dir()) {

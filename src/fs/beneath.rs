@@ -51,7 +51,10 @@ pub const WALK_ENV: &str = "FERRSYNC_BENEATH_WALK";
 /// 0: not known yet, 1: `openat2` works, 2: it does not (ENOSYS).
 static OPENAT2: AtomicU8 = AtomicU8::new(0);
 
-fn walk_forced() -> bool {
+/// Whether the environment forces the `openat` walk ([`WALK_ENV`], read
+/// once per process).
+#[must_use]
+pub fn walk_forced() -> bool {
     static FORCED: OnceLock<bool> = OnceLock::new();
     *FORCED.get_or_init(|| std::env::var_os(WALK_ENV).is_some_and(|v| !v.is_empty() && v != "0"))
 }
