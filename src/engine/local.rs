@@ -59,6 +59,7 @@ pub fn current_umask() -> u32 {
 ///
 /// # Errors
 /// The first failing system call.
+#[allow(clippy::too_many_arguments)]
 pub fn set_attrs(
     root: &Root,
     rel: &[u8],
