@@ -392,6 +392,9 @@ fn run_case_over(
         if name.starts_with("delete") {
             o.delete = Some(ferrsync::DeleteTiming::Auto);
         }
+        if name.contains("[K]") {
+            o.keep_dirlinks = true;
+        }
         let both = async {
             match transport {
                 Transport::Pipe => {
@@ -624,4 +627,160 @@ fn message_floods_and_big_lists_stay_bounded() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     assert!(hwm_kib < 1024 * 1024, "peak memory {hwm_kib} KiB");
+}
+
+/// `-K` lets a receiver-side symlink stand for a directory, but only one
+/// that resolves inside the destination: symlinked parents pointing
+/// outside (absolute, or climbing with `..`) are refused with a clear
+/// error, through handles (`openat2` with `RESOLVE_BENEATH`, or the
+/// `openat` walk), and nothing outside is written or deleted.
+#[test]
+fn keep_dirlinks_never_follows_a_symlink_out_of_the_destination() {
+    if std::env::var_os(ferrsync::fs::beneath::WALK_ENV).is_some() {
+        assert!(ferrsync::fs::beneath::walk_forced());
+    }
+    for protocol in PROTOCOLS {
+        let s = site();
+        std::os::unix::fs::symlink(&s.outside, s.dest.join("kd")).unwrap();
+        std::os::unix::fs::symlink("../outside", s.dest.join("kr")).unwrap();
+        std::os::unix::fs::symlink("inner", s.dest.join("ki")).unwrap();
+        let list = vec![
+            dir("."),
+            dir("inner"),
+            dir("kd"),
+            file("kd/new", 7),
+            file("kd/secret", 7),
+            dir("ki"),
+            file("ki/f", 7),
+            dir("kr"),
+            file("kr/secret", 7),
+        ];
+        let r = run_case(
+            "outside-links[K]",
+            protocol,
+            &s,
+            list.clone(),
+            Act::Serve(b"pwned!!".to_vec()),
+        );
+        must_fail("outside-links[K]", &r);
+        if let Err(e) = &r {
+            panic!("outside-links[K] p{protocol}: the transfer itself failed: {e}");
+        }
+        let errs = r.unwrap().errors.join("\n");
+        assert!(
+            errs.contains("outside the destination or through a symlink"),
+            "p{protocol}: {errs}"
+        );
+        // The link that stays inside is followed, as rsync's -K does.
+        assert!(
+            fs::symlink_metadata(s.dest.join("ki"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(s.dest.join("inner/f")).unwrap(), b"pwned!!");
+        // --delete under -K through the same links deletes nothing outside.
+        let s = site();
+        std::os::unix::fs::symlink(&s.outside, s.dest.join("kd")).unwrap();
+        let list = vec![dir("."), dir("kd"), file("keep", 7)];
+        let r = run_case(
+            "delete-through-link[K]",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"payload".to_vec()),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert!(s.outside.join("secret").exists());
+    }
+}
+
+/// A local user racing the transfer: a directory of the destination is
+/// swapped back and forth for a symlink to the outside while files are
+/// written into it. Every write lands inside or fails; nothing outside
+/// changes, and the transfer ends.
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_transfer_never_leads_outside() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = site();
+    let mut list = vec![dir("."), dir("sub")];
+    for i in 0..400 {
+        list.push(file(&format!("sub/f{i:03}"), 7));
+    }
+    let outside_before = snapshot(&s.outside);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        let d = s.dest.join("sub");
+        let held = s.dest.join("held");
+        let outside = s.outside.clone();
+        std::thread::spawn(move || {
+            let mut swaps = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if fs::rename(&d, &held).is_ok() {
+                    if std::os::unix::fs::symlink(&outside, &d).is_ok() {
+                        swaps += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                    let _ = fs::remove_file(&d);
+                    let _ = fs::rename(&held, &d);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            swaps
+        })
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = s.dest.clone();
+    let result = rt.block_on(async {
+        let o = opts(31);
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (rd, wr) = tokio::io::split(ours);
+        let role = ClientRole::Receiver { dest };
+        let hooks = Hooks::default();
+        let both = async {
+            tokio::join!(
+                run_client(rd, wr, &o, role, &hooks),
+                hostile(theirs, 31, None, list, Act::Serve(b"payload".to_vec()))
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(30), both).await
+    });
+    stop.store(true, Ordering::Relaxed);
+    let swaps = flipper.join().unwrap();
+    assert!(result.is_ok(), "the raced transfer hung");
+    assert!(swaps > 0, "the race never ran");
+    assert_eq!(
+        snapshot(&s.outside),
+        outside_before,
+        "something outside changed ({swaps} swaps)"
+    );
+}
+
+/// The confinement cases again with the `openat` walk instead of
+/// `openat2` (the fallback for kernels without it), in a child process
+/// with `FERRSYNC_BENEATH_WALK=1`.
+#[test]
+fn the_same_cases_through_the_openat_walk() {
+    if std::env::var_os(ferrsync::fs::beneath::WALK_ENV).is_some() {
+        return;
+    }
+    for name in [
+        "keep_dirlinks_never_follows_a_symlink_out_of_the_destination",
+        "a_directory_swapped_for_a_symlink_mid_transfer_never_leads_outside",
+        "files_through_symlinks_never_leave_the_destination",
+        "traversal_names_are_refused",
+    ] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(ferrsync::fs::beneath::WALK_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{name} with the walk: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWrite;
@@ -27,6 +27,7 @@ use crate::delta::{SignatureBuilder, SumHead};
 use crate::error::{Error, Result};
 use crate::flist::entry::{XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
 use crate::flist::{FileEntry, FileKind, Xattr, XattrValue};
+use crate::fs::beneath::Root;
 use crate::wire::{self, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxEncoder};
 
 /// What the receiver tells the generator.
@@ -61,9 +62,31 @@ pub(crate) struct RecvCtx<'a> {
     pub dest: &'a Path,
     /// `-X`: which attribute names this side reads, sets and removes.
     pub xattrs: crate::fs::xattrs::XattrRules,
+    /// The destination, through which every local file operation is
+    /// resolved (`crate::fs::beneath`).
+    pub root: &'a Root,
+    /// A single file received under another name: that name, beneath
+    /// `root` (the destination's directory).
+    pub single: Option<&'a [u8]>,
 }
 
 impl RecvCtx<'_> {
+    /// Entry `i`'s name beneath the root (`.` for the root itself).
+    pub(crate) fn rel(&self, i: usize) -> &[u8] {
+        match self.single {
+            Some(n) => n,
+            None => &self.list[i].name,
+        }
+    }
+
+    /// `-X`: the managed attributes of `rel` beneath `root` (none when it
+    /// cannot be read).
+    pub(crate) fn local_xattrs(&self, root: &Root, rel: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        root.xattr_target(rel)
+            .and_then(|t| crate::fs::xattrs::read_local_on((&t).into(), &self.xattrs))
+            .unwrap_or_default()
+    }
+
     /// The attributes of a received entry this side keeps, each with its
     /// 1-based position in the sender's list (upstream drops the others
     /// in `receive_xattr` but keeps the numbering).
@@ -85,10 +108,10 @@ impl RecvCtx<'_> {
         &self,
         e: &FileEntry,
         fetched: &[(i32, Vec<u8>)],
-        basis: Option<&Path>,
+        basis: Option<(&Root, &[u8])>,
     ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let local = basis
-            .and_then(|b| crate::fs::xattrs::read_local(b, &self.xattrs).ok())
+            .map(|(r, b)| self.local_xattrs(r, b))
             .unwrap_or_default();
         self.kept_xattrs(e)
             .into_iter()
@@ -143,7 +166,7 @@ pub(crate) struct GenStats {
     pub io_error: i32,
 }
 
-fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata, path: &Path) -> u16 {
+fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata, rel: &[u8]) -> u16 {
     let o = ctx.opts;
     let mut f = 0;
     let is_dir = e.is_dir();
@@ -163,7 +186,7 @@ fn meta_flags(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata, path: &Path) 
     if o.group && st.gid() != ctx.ids.gid(e.gid) {
         f |= item::REPORT_GROUP;
     }
-    if o.acls && !is_link && super::acls::differs(e, path, st) {
+    if o.acls && !is_link && super::acls::differs(e, ctx.root, rel, st) {
         f |= item::REPORT_ACL;
     }
     f
@@ -191,8 +214,8 @@ fn dest_is_newer(ctx: &RecvCtx<'_>, e: &FileEntry, st: &fs::Metadata) -> bool {
     (st.mtime(), nsec(st.mtime_nsec())) > (e.mtime, nsec(i64::from(e.mtime_nsec)))
 }
 
-fn file_sum(ctx: &RecvCtx<'_>, path: &Path) -> Option<Vec<u8>> {
-    let mut f = local::open_nofollow(path).ok()?;
+fn file_sum(ctx: &RecvCtx<'_>, rel: &[u8]) -> Option<Vec<u8>> {
+    let mut f = ctx.root.open_read(rel).ok()?;
     let mut h = ctx.setup.file_sum.file_hasher();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -376,13 +399,13 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     /// `-X`: `ITEM_REPORT_XATTR` when entry `i`'s attributes differ from
     /// those of `local` (`None`: the item is new), and the positions of
     /// the abbreviated values to request (each at most once per entry).
-    fn xattr_flags(&mut self, i: usize, local: Option<&Path>) -> (u16, Vec<i32>) {
+    fn xattr_flags(&mut self, i: usize, local: Option<&[u8]>) -> (u16, Vec<i32>) {
         let ctx = self.ctx;
         if ctx.opts.xattrs == 0 {
             return (0, Vec::new());
         }
         let have = local
-            .and_then(|p| crate::fs::xattrs::read_local(p, &ctx.xattrs).ok())
+            .map(|p| ctx.local_xattrs(ctx.root, p))
             .unwrap_or_default();
         let listed = ctx.kept_xattrs(&ctx.list[i]);
         let (differs, need) = crate::fs::xattrs::compare(&listed, &have);
@@ -465,11 +488,11 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let e = &ctx.list[f];
             let leader = &ctx.paths[l];
             let path = &ctx.paths[f];
-            let is_new = fs::symlink_metadata(path).is_err();
+            let is_new = ctx.root.lstat(ctx.rel(f)).is_err();
             let linked = if ctx.opts.dry_run {
                 Ok(true)
             } else {
-                local::link_into(leader, path)
+                local::link_into(ctx.root, ctx.rel(l), ctx.rel(f))
             };
             match linked {
                 Ok(false) => {}
@@ -524,12 +547,12 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             {
                 continue;
             }
-            let path = &ctx.paths[i];
-            let st = fs::symlink_metadata(path).ok();
+            let st = ctx.root.lstat(ctx.rel(i)).ok();
             let is_new = self.new_dirs.contains(&i);
             let st = if is_new { None } else { st };
             let res = local::set_attrs(
-                path,
+                ctx.root,
+                ctx.rel(i),
                 e,
                 ctx.ids.uid(e.uid),
                 ctx.ids.gid(e.gid),
@@ -543,7 +566,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     let _ = self
                         .fail(format!(
                             "rsync: [generator] failed to set permissions on \"{}\": Too many levels of symbolic links (40)",
-                            path.display()
+                            ctx.root.display(ctx.rel(i)).display()
                         ))
                         .await;
                 }
@@ -555,8 +578,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
         let path = &ctx.paths[i];
+        let rel = ctx.rel(i);
         let dry = ctx.opts.dry_run;
-        let mut st = fs::symlink_metadata(path).ok();
+        let mut st = ctx.root.lstat(rel).ok();
         let o = ctx.opts;
         if self.followers.contains_key(&i) {
             // Linked to its leader once the leader is complete.
@@ -573,13 +597,14 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             {
                 return Ok(());
             }
-            if let Some(parent) = path.parent() {
-                if !dry && e.name.contains(&b'/') && fs::metadata(parent).is_err() {
-                    if let Err(err) = fs::create_dir_all(parent) {
+            if let Some(p) = rel.iter().rposition(|b| *b == b'/') {
+                let parent = &rel[..p];
+                if !dry && ctx.root.dir(parent).is_err() {
+                    if let Err(err) = ctx.root.mkdir_all(parent, 0o777) {
                         return self
                             .fail(format!(
                                 "recv_generator: mkdir \"{}\" failed: {err}",
-                                parent.display()
+                                ctx.root.display(parent).display()
                             ))
                             .await;
                     }
@@ -608,13 +633,22 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             Some(FileKind::Dir) => {
                 if o.keep_dirlinks && st.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
                     // -K: a symlink to a directory stands for it.
-                    if let Some(m) = fs::metadata(path).ok().filter(fs::Metadata::is_dir) {
+                    if let Some(m) = ctx.root.stat_dir_inside(rel) {
                         st = Some(m);
+                    } else if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                        // A directory outside the destination: never
+                        // followed (nor replaced); what goes under it fails.
+                        return self
+                            .fail(format!(
+                                "keep-dirlinks: not following \"{}\": a symlink out of the destination",
+                                path.display()
+                            ))
+                            .await;
                     }
                 }
                 if st.as_ref().is_some_and(|m| !m.is_dir()) {
                     if !dry {
-                        if let Err(err) = local::remove_any(path) {
+                        if let Err(err) = ctx.root.remove_any(rel) {
                             return self
                                 .fail(format!("delete of {} failed: {err}", path.display()))
                                 .await;
@@ -624,7 +658,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
                 let is_new = st.is_none();
                 if is_new && !dry {
-                    if let Err(err) = fs::DirBuilder::new().mode(0o700).create(path) {
+                    if let Err(err) = ctx.root.mkdir(rel, 0o700) {
                         return self
                             .fail(format!("mkdir \"{}\" failed: {err}", path.display()))
                             .await;
@@ -633,9 +667,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
                 let mut flags = match &st {
                     None => item::LOCAL_CHANGE | item::IS_NEW,
-                    Some(m) => meta_flags(ctx, e, m, path),
+                    Some(m) => meta_flags(ctx, e, m, ctx.rel(i)),
                 };
-                let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(path.as_path()));
+                let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(rel));
                 flags |= xflags;
                 if is_new {
                     self.new_dirs.insert(i);
@@ -677,9 +711,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             Some(FileKind::Symlink) => {
                 let target = e.link_target().unwrap_or_default();
                 let same = st.as_ref().is_some_and(|m| m.file_type().is_symlink())
-                    && fs::read_link(path)
-                        .ok()
-                        .is_some_and(|t| t.as_os_str().as_bytes() == target);
+                    && ctx.root.read_link(rel).ok().is_some_and(|t| t == target);
                 self.special(i, e, path, st, same, dry).await?;
             }
             Some(
@@ -710,9 +742,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     /// A directory in the way of a non-directory: without `--delete` or
     /// `--force` a non-empty one stays (rsync says so and skips the item);
     /// false then.
-    async fn dir_gives_way(&mut self, e: &FileEntry, path: &Path) -> Result<bool> {
+    async fn dir_gives_way(&mut self, e: &FileEntry, rel: &[u8]) -> Result<bool> {
         let o = self.ctx.opts;
-        let non_empty = fs::read_dir(path).is_ok_and(|mut d| d.next().is_some());
+        let non_empty = self.ctx.root.read_dir(rel).is_ok_and(|d| !d.is_empty());
         if non_empty && o.delete.is_none() && !o.force {
             let text = format!(
                 "cannot delete non-empty directory: {}",
@@ -770,20 +802,20 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         };
         if !same
             && st.as_ref().is_some_and(fs::Metadata::is_dir)
-            && !self.dir_gives_way(e, path).await?
+            && !self.dir_gives_way(e, ctx.rel(i)).await?
         {
             return Ok(());
         }
         if !dry {
             if !same {
-                if let Err(err) = local::make_special(path, e) {
+                if let Err(err) = local::make_special(ctx.root, ctx.rel(i), e) {
                     return self
                         .fail(format!("creating \"{}\" failed: {err}", path.display()))
                         .await;
                 }
             }
             let cur = if same { st.as_ref() } else { None };
-            match local::set_attrs(path, e, uid, gid, &ctx.preserve, cur, !same) {
+            match local::set_attrs(ctx.root, ctx.rel(i), e, uid, gid, &ctx.preserve, cur, !same) {
                 Ok(f) => flags |= f,
                 Err(err) => {
                     return self
@@ -796,10 +828,10 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             }
         } else if let Some(m) = &st {
             if same {
-                flags |= meta_flags(ctx, e, m, path);
+                flags |= meta_flags(ctx, e, m, ctx.rel(i));
             }
         }
-        let (xflags, need) = self.xattr_flags(i, (same || !dry).then_some(path));
+        let (xflags, need) = self.xattr_flags(i, (same || !dry).then_some(ctx.rel(i)));
         flags |= xflags;
         if flags != 0 || ctx.opts.itemize > 1 {
             ctx.itemize(e, flags);
@@ -819,12 +851,13 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let o = ctx.opts;
         if st.as_ref().is_some_and(|m| !m.is_file()) {
-            if st.as_ref().is_some_and(fs::Metadata::is_dir) && !self.dir_gives_way(e, path).await?
+            if st.as_ref().is_some_and(fs::Metadata::is_dir)
+                && !self.dir_gives_way(e, ctx.rel(i)).await?
             {
                 return Ok(());
             }
             if !o.dry_run {
-                if let Err(err) = local::remove_any(path) {
+                if let Err(err) = ctx.root.remove_any(ctx.rel(i)) {
                     return self
                         .fail(format!("delete of \"{}\" failed: {err}", path.display()))
                         .await;
@@ -837,7 +870,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let unchanged = if o.checksum {
                 same_size
                     && e.checksum().is_some()
-                    && file_sum(ctx, path).as_deref() == e.checksum()
+                    && file_sum(ctx, ctx.rel(i)).as_deref() == e.checksum()
             } else if o.size_only {
                 same_size
             } else {
@@ -847,14 +880,21 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if o.delay_updates && !o.dry_run {
                     // A copy held back by an interrupted --delay-updates run
                     // is stale now.
-                    local::drop_delayed(path);
+                    local::drop_delayed(ctx.root, ctx.rel(i));
                 }
-                let mut flags = meta_flags(ctx, e, m, path);
+                let mut flags = meta_flags(ctx, e, m, ctx.rel(i));
                 if !o.dry_run && flags != 0 {
                     let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
-                    if let Err(err) =
-                        local::set_attrs(path, e, uid, gid, &ctx.preserve, Some(m), false)
-                    {
+                    if let Err(err) = local::set_attrs(
+                        ctx.root,
+                        ctx.rel(i),
+                        e,
+                        uid,
+                        gid,
+                        &ctx.preserve,
+                        Some(m),
+                        false,
+                    ) {
                         return self
                             .fail(format!(
                                 "set attributes of \"{}\" failed: {err}",
@@ -864,7 +904,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     }
                 }
                 flags &= !item::REPORT_OWNER | if ctx.preserve.am_root { 0xffff } else { 0 };
-                let (xflags, need) = self.xattr_flags(i, Some(path));
+                let (xflags, need) = self.xattr_flags(i, Some(ctx.rel(i)));
                 flags |= xflags;
                 if flags != 0 || o.itemize > 1 {
                     ctx.itemize(e, flags);
@@ -890,11 +930,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     async fn request(&mut self, i: usize, redo: bool) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
-        let path = &ctx.paths[i];
+        let rel = ctx.rel(i);
         let protocol = ctx.setup.protocol;
-        let st = fs::symlink_metadata(path)
-            .ok()
-            .filter(fs::Metadata::is_file);
+        let st = ctx.root.lstat(rel).ok().filter(fs::Metadata::is_file);
         let mut flags = item::TRANSFER;
         match &st {
             None => flags |= item::IS_NEW,
@@ -902,7 +940,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 if m.len() != e.size {
                     flags |= item::REPORT_SIZE;
                 }
-                flags |= meta_flags(ctx, e, m, path);
+                flags |= meta_flags(ctx, e, m, ctx.rel(i));
                 if !ctx.opts.times && !same_mtime(ctx, e, m) {
                     flags |= item::REPORT_TIME;
                 }
@@ -911,7 +949,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 }
             }
         }
-        let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(path.as_path()));
+        let (xflags, need) = self.xattr_flags(i, st.is_some().then_some(rel));
         flags |= xflags;
         if !redo {
             ctx.itemize(e, flags);
@@ -923,8 +961,11 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 .opts
                 .partial_dir
                 .as_deref()
-                .and_then(|d| local::find_partial(path, d))
-                .is_some_and(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0));
+                .and_then(|d| local::find_partial(ctx.root, rel, d))
+                .is_some_and(|p| {
+                    let (r, n) = p.get();
+                    r.lstat(n).is_ok_and(|m| m.len() > 0)
+                });
         self.ndx
             .encode(self.w.buf(), i32::try_from(i).unwrap_or(i32::MAX));
         if protocol >= 29 {
@@ -959,8 +1000,11 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             .partial_dir
             .as_deref()
             .filter(|_| protocol >= 29 && !ctx.whole_file)
-            .and_then(|d| local::find_partial(path, d))
-            .and_then(|p| local::open_nofollow(&p).ok())
+            .and_then(|d| local::find_partial(ctx.root, rel, d))
+            .and_then(|p| {
+                let (r, n) = p.get();
+                r.open_read(n).ok()
+            })
             .and_then(|f| f.metadata().ok().map(|m| (f, m.len())))
             .filter(|(_, len)| *len > 0);
         let basis = match &st {
@@ -970,7 +1014,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                     && m.len() > 0
                     && ctx.setup.checksum.kind != crate::checksum::StrongKind::None =>
             {
-                local::open_nofollow(path).ok().map(|f| (f, m.len()))
+                ctx.root.open_read(rel).ok().map(|f| (f, m.len()))
             }
             _ => None,
         };
@@ -1020,13 +1064,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         filters: Option<&crate::filter::FilterSet>,
     ) -> Result<bool> {
         let ctx = self.ctx;
-        let mut names: Vec<Vec<u8>> = fs::read_dir(p)
-            .map(|rd| {
-                rd.filter_map(|d| d.ok())
-                    .map(|d| d.file_name().as_bytes().to_vec())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut names: Vec<Vec<u8>> = ctx.root.read_dir(rel).unwrap_or_default();
         names.sort();
         let inner = filters.map(|f| {
             let mut rd = super::filters::dir_reader(p);
@@ -1038,7 +1076,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let mut crel = rel.to_vec();
             crel.push(b'/');
             crel.extend_from_slice(&n);
-            let is_dir = fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir());
+            let is_dir = ctx.root.lstat(&crel).is_ok_and(|m| m.is_dir());
             if inner.as_ref().is_some_and(|f| f.is_excluded(&crel, is_dir)) {
                 kept = true;
                 continue;
@@ -1072,7 +1110,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         top: bool,
     ) -> Result<bool> {
         let ctx = self.ctx;
-        let Ok(m) = fs::symlink_metadata(p) else {
+        let Ok(m) = ctx.root.lstat(&rel) else {
             return Ok(true);
         };
         if let Some(limit) = ctx.opts.max_delete {
@@ -1099,9 +1137,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         };
         if !ctx.opts.dry_run {
             let res = if m.is_dir() {
-                fs::remove_dir(p)
+                ctx.root.remove_dir(&rel)
             } else {
-                fs::remove_file(p)
+                ctx.root.remove_file(&rel)
             };
             if let Err(err) = res {
                 if m.is_dir()
@@ -1146,7 +1184,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
         let dir = &ctx.paths[i];
-        let Ok(rd) = fs::read_dir(dir) else {
+        let Ok(rd) = ctx.root.read_dir(ctx.rel(i)) else {
             return Ok(());
         };
         let filters = ctx
@@ -1154,8 +1192,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             .map(|f| super::filters::filters_for_dir(f, ctx.dest, &e.name));
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
-            .filter_map(|d| d.ok())
-            .map(|d| d.file_name().as_bytes().to_vec())
+            .into_iter()
             .filter(|n| !keep.is_some_and(|k| k.contains(n)))
             // The holding directory of --delay-updates is never deleted.
             .filter(|n| !(ctx.opts.delay_updates && n == local::DELAY_DIR.as_bytes()))
@@ -1177,7 +1214,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             };
             rel.extend_from_slice(&name);
             if let Some(f) = &filters {
-                let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+                let is_dir = ctx.root.lstat(&rel).is_ok_and(|m| m.is_dir());
                 if f.is_excluded(&rel, is_dir) {
                     continue;
                 }

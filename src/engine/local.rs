@@ -10,10 +10,11 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::flist::{FileEntry, FileKind};
+use crate::fs::beneath::Root;
 
 /// Which attributes to apply.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,13 +55,16 @@ pub fn current_umask() -> u32 {
     old.as_raw_mode()
 }
 
-/// Applies ownership, times and permissions to `path` in rsync's order
+/// Applies ownership, times and permissions to `rel` (beneath `root`,
+/// through handles) in rsync's order
 /// (owner, times, perms). Returns the item flags of what differed.
 ///
 /// # Errors
 /// The first failing system call.
+#[allow(clippy::too_many_arguments)]
 pub fn set_attrs(
-    path: &Path,
+    root: &Root,
+    rel: &[u8],
     e: &FileEntry,
     uid: u32,
     gid: u32,
@@ -75,10 +79,10 @@ pub fn set_attrs(
     // `-K`: a symlink kept in a directory's place. rsync compares with the
     // directory it points to, but sets owner and times on the link itself
     // and cannot change its permissions (ELOOP).
-    let kept_link = is_dir && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let kept_link = is_dir && root.lstat(rel).is_ok_and(|m| m.file_type().is_symlink());
     let target_meta;
     let st = if kept_link {
-        target_meta = fs::metadata(path).ok();
+        target_meta = root.stat_dir_inside(rel);
         target_meta.as_ref().or(st)
     } else {
         st
@@ -95,7 +99,7 @@ pub fn set_attrs(
     let uid_change = want_uid.filter(|u| Some(*u) != cur_uid);
     let gid_change = want_gid.filter(|g| Some(*g) != cur_gid);
     if uid_change.is_some() || gid_change.is_some() {
-        match std::os::unix::fs::lchown(path, uid_change, gid_change) {
+        match root.chown(rel, uid_change, gid_change) {
             Ok(()) => {}
             Err(err) if !p.am_root && err.kind() == io::ErrorKind::PermissionDenied => {}
             Err(err) => return Err(err),
@@ -116,7 +120,7 @@ pub fn set_attrs(
     let atime_differs = want_atime && st.is_none_or(|m| m.atime() != e.atime);
     if want_atime && (mtime_differs || atime_differs) {
         let mtime = want_mtime.then_some((e.mtime, e.mtime_nsec));
-        set_times(path, mtime, Some(e.atime), is_link || kept_link)?;
+        set_times(root, rel, mtime, Some(e.atime), is_link || kept_link)?;
         if !is_new {
             if mtime_differs {
                 flags |= item::REPORT_TIME;
@@ -126,7 +130,7 @@ pub fn set_attrs(
             }
         }
     } else if mtime_differs {
-        set_mtime(path, e.mtime, e.mtime_nsec, is_link || kept_link)?;
+        set_mtime(root, rel, e.mtime, e.mtime_nsec, is_link || kept_link)?;
         if !is_new {
             flags |= item::REPORT_TIME;
         }
@@ -137,9 +141,10 @@ pub fn set_attrs(
             // `set_file_attrs`; the ACL write sets the permission bits too.
             let old = match st {
                 Some(m) => m.mode(),
-                None => fs::symlink_metadata(path)?.mode(),
+                None => root.lstat(rel)?.mode(),
             };
-            if crate::fs::acls::apply(path, acls, e.mode, old)? && !is_new {
+            let (_pin, path) = super::acls::pinned(root, rel)?;
+            if crate::fs::acls::apply(&path, acls, e.mode, old)? && !is_new {
                 flags |= item::REPORT_ACL;
             }
         }
@@ -161,7 +166,7 @@ pub fn set_attrs(
                     ));
                 }
             } else if cur_mode != Some(m) || uid_change.is_some() || gid_change.is_some() {
-                fs::set_permissions(path, fs::Permissions::from_mode(m))?;
+                root.chmod(rel, m)?;
                 if !is_new && cur_mode != Some(m) {
                     flags |= item::REPORT_PERMS;
                 }
@@ -169,44 +174,6 @@ pub fn set_attrs(
         }
     }
     Ok(flags)
-}
-
-/// Opens a regular file for reading without following a symlink in its
-/// last component and without blocking on a fifo.
-///
-/// # Errors
-/// The path is not a regular file, or cannot be opened.
-pub fn open_nofollow(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(f)
-}
-
-/// Opens `path` for an in-place update (`--inplace`): created if missing
-/// (mode 0600 until the attributes are set), never truncated here, never
-/// through a symlink.
-///
-/// # Errors
-/// It cannot be opened, or it is not a regular file.
-pub fn open_inplace(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(f)
 }
 
 /// The smallest run of zeros inside written data that `--sparse` turns
@@ -386,13 +353,13 @@ impl io::Write for OutFile {
     }
 }
 
-/// Sets atime and mtime of `path` without opening it (a fifo must never be
+/// Sets atime and mtime of `rel` without opening it (a fifo must never be
 /// opened) and, for symlinks, without following it.
 ///
 /// # Errors
 /// The system call failed.
-pub fn set_mtime(path: &Path, sec: i64, nsec: u32, no_follow: bool) -> io::Result<()> {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+pub fn set_mtime(root: &Root, rel: &[u8], sec: i64, nsec: u32, no_follow: bool) -> io::Result<()> {
+    use rustix::fs::{Timespec, Timestamps};
     let t = Timespec {
         tv_sec: sec,
         tv_nsec: nsec.into(),
@@ -401,12 +368,7 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: u32, no_follow: bool) -> io::Resul
         last_access: t,
         last_modification: t,
     };
-    let flags = if no_follow {
-        AtFlags::SYMLINK_NOFOLLOW
-    } else {
-        AtFlags::empty()
-    };
-    utimensat(CWD, path, &ts, flags).map_err(io::Error::from)
+    root.set_times(rel, &ts, no_follow)
 }
 
 /// `-U`: sets the access time (whole seconds, as rsync sends it) and,
@@ -415,12 +377,13 @@ pub fn set_mtime(path: &Path, sec: i64, nsec: u32, no_follow: bool) -> io::Resul
 /// # Errors
 /// The system call failed.
 pub fn set_times(
-    path: &Path,
+    root: &Root,
+    rel: &[u8],
     mtime: Option<(i64, u32)>,
     atime: Option<i64>,
     no_follow: bool,
 ) -> io::Result<()> {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    use rustix::fs::{Timespec, Timestamps, UTIME_OMIT};
     let omit = Timespec {
         tv_sec: 0,
         tv_nsec: UTIME_OMIT,
@@ -435,18 +398,39 @@ pub fn set_times(
             tv_nsec: nsec.into(),
         }),
     };
-    let flags = if no_follow {
-        AtFlags::SYMLINK_NOFOLLOW
-    } else {
-        AtFlags::empty()
-    };
-    utimensat(CWD, path, &ts, flags).map_err(io::Error::from)
+    root.set_times(rel, &ts, no_follow)
 }
 
 /// A temporary name beside `dest`: `.NAME.XXXXXX` (upstream `get_tmpname`).
 #[must_use]
 pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
-    let base = dest.file_name().map(OsStr::as_bytes).unwrap_or(b"tmp");
+    let rel = tmp_rel(dest.as_os_str().as_bytes(), attempt);
+    PathBuf::from(OsStr::from_bytes(&rel))
+}
+
+/// `rel` split into its directory part (with the trailing slash, empty at
+/// the top) and its last component.
+fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(p) => (&rel[..=p], &rel[p + 1..]),
+        None => (b"", rel),
+    }
+}
+
+/// `rel`'s last component replaced by `name`.
+fn sibling(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    [split_rel(rel).0, name].concat()
+}
+
+/// A temporary name beside relative name `rel`: `.NAME.XXXXXX`.
+#[must_use]
+pub fn tmp_rel(rel: &[u8], attempt: u32) -> Vec<u8> {
+    let (_, base) = split_rel(rel);
+    let base = if base.is_empty() || base == b"." {
+        &b"tmp"[..]
+    } else {
+        base
+    };
     let mut stem: &[u8] = base.strip_prefix(b".").unwrap_or(base);
     stem = stem.strip_suffix(b".").unwrap_or(stem);
     let stem = &stem[..stem.len().min(240)];
@@ -468,46 +452,82 @@ pub fn tmp_name(dest: &Path, attempt: u32) -> PathBuf {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
     }
-    dest.with_file_name(OsStr::from_bytes(&name))
+    sibling(rel, &name)
 }
 
 /// The holding directory of `--delay-updates` (rsync's default partial
 /// directory).
 pub const DELAY_DIR: &str = ".~tmp~";
 
-/// Where `--delay-updates` keeps the new `dest` until the end: `.~tmp~/`
+/// Where `--delay-updates` keeps the new `rel` until the end: `.~tmp~/`
 /// beside it (created, mode 0700, never through a symlink).
 ///
 /// # Errors
 /// The holding directory cannot be created or is not a real directory.
-pub fn delay_path(dest: &Path) -> io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
-    let dir = parent.join(DELAY_DIR);
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+pub fn delay_path(root: &Root, rel: &[u8]) -> io::Result<Vec<u8>> {
+    let dir = sibling(rel, DELAY_DIR.as_bytes());
+    match root.mkdir(&dir, 0o700) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    if !fs::symlink_metadata(&dir)?.file_type().is_dir() {
+    if !root.lstat(&dir)?.file_type().is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("{} is not a directory", dir.display()),
+            format!("{} is not a directory", root.display(&dir).display()),
         ));
     }
-    let name = dest.file_name().unwrap_or_default();
-    Ok(dir.join(name))
+    Ok([&dir[..], b"/", split_rel(rel).1].concat())
 }
 
-/// `--backup`: moves the current `dest` (if any) to its backup name:
-/// `dest` + suffix (`~`) beside it, or with `--backup-dir` the same
+/// Whether a relative option directory stays beneath the root by its
+/// name alone (no `..` component).
+fn stays_beneath(dir: &str) -> bool {
+    !Path::new(dir).is_absolute() && !dir.split('/').any(|c| c == "..")
+}
+
+/// A place for a file: beneath the destination root, or under another
+/// directory the user named (`--backup-dir`, `--partial-dir` given as an
+/// absolute path or one that climbs with `..`), confined beneath that.
+pub enum Loc<'a> {
+    /// A name beneath the destination root.
+    In(&'a Root, Vec<u8>),
+    /// A name beneath a directory of the user's options.
+    Out(Root, Vec<u8>),
+}
+
+impl Loc<'_> {
+    /// The root and the name beneath it.
+    #[must_use]
+    pub fn get(&self) -> (&Root, &[u8]) {
+        match self {
+            Loc::In(r, n) => (r, n),
+            Loc::Out(r, n) => (r, n),
+        }
+    }
+
+    /// The path, for messages.
+    #[must_use]
+    pub fn display(&self) -> PathBuf {
+        let (r, n) = self.get();
+        r.display(n)
+    }
+}
+
+/// `--backup`: moves the current `rel` (if any) to its backup name:
+/// `rel` + suffix (`~`) beside it, or with `--backup-dir` the same
 /// relative `name` under that directory (relative to the destination root)
 /// + suffix (empty by default). Missing directories are created.
 ///
 /// # Errors
 /// The old file cannot be moved.
-pub fn make_backup(dest: &Path, name: &[u8], opts: &crate::engine::Options) -> io::Result<()> {
-    let Ok(md) = fs::symlink_metadata(dest) else {
+pub fn make_backup(
+    root: &Root,
+    rel: &[u8],
+    name: &[u8],
+    opts: &crate::engine::Options,
+) -> io::Result<()> {
+    let Ok(md) = root.lstat(rel) else {
         return Ok(());
     };
     if md.is_dir() {
@@ -516,128 +536,133 @@ pub fn make_backup(dest: &Path, name: &[u8], opts: &crate::engine::Options) -> i
     let target = match &opts.backup_dir {
         None => {
             let sfx = opts.suffix.as_deref().unwrap_or("~");
-            let mut n = dest.as_os_str().to_os_string();
-            n.push(sfx);
-            PathBuf::from(n)
+            Loc::In(root, [rel, sfx.as_bytes()].concat())
         }
         Some(dir) => {
-            let sfx = opts.suffix.as_deref().unwrap_or("");
-            let rel = Path::new(OsStr::from_bytes(name));
-            let root = dest_root(dest, name);
-            let base = if Path::new(dir).is_absolute() {
-                PathBuf::from(dir)
+            let sfx = opts.suffix.as_deref().unwrap_or("").as_bytes();
+            let loc = if stays_beneath(dir) {
+                let d = dir.trim_end_matches('/').as_bytes();
+                Loc::In(root, [d, b"/", name, sfx].concat())
             } else {
-                root.join(dir)
+                let base = root.path().join(dir);
+                fs::create_dir_all(&base)?;
+                Loc::Out(
+                    Root::new(&base, crate::fs::beneath::Links::Never),
+                    [name, sfx].concat(),
+                )
             };
-            let mut n = base.join(rel).into_os_string();
-            n.push(sfx);
-            let p = PathBuf::from(n);
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent)?;
+            let (r, n) = loc.get();
+            let (parent, _) = split_rel(n);
+            if !parent.is_empty() {
+                r.mkdir_all(parent, 0o777)?;
             }
-            p
+            loc
         }
     };
-    if target == dest {
+    let (troot, tname) = target.get();
+    if std::ptr::eq(troot, root) && tname == rel {
         return Ok(());
     }
-    fs::rename(dest, &target)
-}
-
-/// The destination root for an entry `name` at `dest`.
-fn dest_root(dest: &Path, name: &[u8]) -> PathBuf {
-    let depth = name.split(|&b| b == b'/').count();
-    let mut root = dest.to_path_buf();
-    for _ in 0..depth {
-        root.pop();
-    }
-    root
+    root.rename_to(rel, troot, tname)
 }
 
 /// rsync's basis type for a partial file in `--partial-dir`.
 pub const FNAMECMP_PARTIAL_DIR: u8 = 0x81;
 
-/// Where `--partial-dir` keeps the partial `dest`: `DIR/basename`, `DIR`
-/// relative to `dest`'s directory unless absolute.
+/// Where `--partial-dir` keeps the partial `rel`: `DIR/basename`, `DIR`
+/// relative to `rel`'s directory unless absolute.
 #[must_use]
-pub fn partial_path(dest: &Path, dir: &str) -> PathBuf {
-    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
-    let base = if Path::new(dir).is_absolute() {
+pub fn partial_path<'a>(root: &'a Root, rel: &[u8], dir: &str) -> Loc<'a> {
+    let (parent, base) = split_rel(rel);
+    if stays_beneath(dir) {
+        let d = dir.trim_end_matches('/').as_bytes();
+        return Loc::In(root, [parent, d, b"/", base].concat());
+    }
+    let at = if Path::new(dir).is_absolute() {
         PathBuf::from(dir)
     } else {
-        parent.join(dir)
+        root.display(parent).join(dir)
     };
-    base.join(dest.file_name().unwrap_or_default())
+    Loc::Out(
+        Root::new(&at, crate::fs::beneath::Links::Never),
+        base.to_vec(),
+    )
 }
 
-/// An existing partial file for `dest`, if `--partial-dir` has one (a
+/// An existing partial file for `rel`, if `--partial-dir` has one (a
 /// regular file, not through a symlink).
 #[must_use]
-pub fn find_partial(dest: &Path, dir: &str) -> Option<PathBuf> {
-    let p = partial_path(dest, dir);
-    fs::symlink_metadata(&p)
-        .ok()
-        .filter(fs::Metadata::is_file)
-        .map(|_| p)
+pub fn find_partial<'a>(root: &'a Root, rel: &[u8], dir: &str) -> Option<Loc<'a>> {
+    let p = partial_path(root, rel, dir);
+    let (r, n) = p.get();
+    r.lstat(n).ok().filter(fs::Metadata::is_file).map(|_| p)
 }
 
-/// Removes the partial file of `dest` and its directory when empty.
-pub fn drop_partial(dest: &Path, dir: &str) {
-    let p = partial_path(dest, dir);
-    let _ = fs::remove_file(&p);
+/// Removes the partial file of `rel` and its directory when empty.
+pub fn drop_partial(root: &Root, rel: &[u8], dir: &str) {
+    let p = partial_path(root, rel, dir);
+    let (r, n) = p.get();
+    let _ = r.remove_file(n);
     if !Path::new(dir).is_absolute() {
-        if let Some(d) = p.parent() {
-            let _ = fs::remove_dir(d);
+        let (parent, _) = split_rel(n);
+        if !parent.is_empty() {
+            let _ = r.remove_dir(parent);
         }
     }
 }
 
 /// Keeps an interrupted temporary file: in the partial dir, or (plain
-/// `--partial`) in place of `dest`. Empty files are not kept.
-pub fn keep_partial(tmp: &Path, dest: &Path, dir: Option<&str>) {
-    let has_data = fs::metadata(tmp).is_ok_and(|m| m.len() > 0);
+/// `--partial`) in place of `rel`. Empty files are not kept.
+pub fn keep_partial(root: &Root, tmp: &[u8], rel: &[u8], dir: Option<&str>) {
+    let has_data = root.lstat(tmp).is_ok_and(|m| m.len() > 0);
     if !has_data {
-        let _ = fs::remove_file(tmp);
+        let _ = root.remove_file(tmp);
         return;
     }
     let target = match dir {
         Some(d) => {
-            let p = partial_path(dest, d);
-            if let Some(parent) = p.parent() {
+            let p = partial_path(root, rel, d);
+            let (r, n) = p.get();
+            let (parent, _) = split_rel(n);
+            if let Loc::Out(r, _) = &p {
                 use std::os::unix::fs::DirBuilderExt;
                 let _ = fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
-                    .create(parent);
+                    .create(r.path());
+            }
+            if !parent.is_empty() {
+                let _ = r.mkdir_all(parent, 0o700);
             }
             p
         }
-        None => dest.to_path_buf(),
+        None => Loc::In(root, rel.to_vec()),
     };
-    if fs::rename(tmp, &target).is_err() {
-        let _ = fs::remove_file(tmp);
+    let (r, n) = target.get();
+    if root.rename_to(tmp, r, n).is_err() {
+        let _ = root.remove_file(tmp);
     }
 }
 
-/// `-H`: makes `dest` a hard link to `leader` (through a temporary name
+/// `-H`: makes `rel` a hard link to `leader` (through a temporary name
 /// and a rename when something is in the way). `Ok(false)` when it already
 /// is one.
 ///
 /// # Errors
 /// The leader is missing or the link cannot be made.
-pub fn link_into(leader: &Path, dest: &Path) -> io::Result<bool> {
-    let lm = fs::symlink_metadata(leader)?;
-    if let Ok(dm) = fs::symlink_metadata(dest) {
+pub fn link_into(root: &Root, leader: &[u8], rel: &[u8]) -> io::Result<bool> {
+    let lm = root.lstat(leader)?;
+    if let Ok(dm) = root.lstat(rel) {
         if dm.dev() == lm.dev() && dm.ino() == lm.ino() {
             return Ok(false);
         }
     }
     for attempt in 0..100 {
-        let tmp = tmp_name(dest, attempt);
-        match fs::hard_link(leader, &tmp) {
+        let tmp = tmp_rel(rel, attempt);
+        match root.hard_link(leader, &tmp) {
             Ok(()) => {
-                if let Err(e) = fs::rename(&tmp, dest) {
-                    let _ = fs::remove_file(&tmp);
+                if let Err(e) = root.rename(&tmp, rel) {
+                    let _ = root.remove_file(&tmp);
                     return Err(e);
                 }
                 return Ok(true);
@@ -649,34 +674,26 @@ pub fn link_into(leader: &Path, dest: &Path) -> io::Result<bool> {
     Err(io::Error::other("no free temporary name"))
 }
 
-/// Removes a held-back copy of `dest` left by an interrupted
+/// Removes a held-back copy of `rel` left by an interrupted
 /// `--delay-updates` run, and the holding directory once it is empty.
-pub fn drop_delayed(dest: &Path) {
-    let parent = dest.parent().unwrap_or_else(|| Path::new("."));
-    let dir = parent.join(DELAY_DIR);
-    if let (Ok(md), Some(name)) = (fs::symlink_metadata(&dir), dest.file_name()) {
-        if md.is_dir() {
-            let _ = fs::remove_file(dir.join(name));
-            let _ = fs::remove_dir(&dir);
-        }
+pub fn drop_delayed(root: &Root, rel: &[u8]) {
+    let dir = sibling(rel, DELAY_DIR.as_bytes());
+    if root.lstat(&dir).is_ok_and(|m| m.is_dir()) {
+        let _ = root.remove_file(&[&dir[..], b"/", split_rel(rel).1].concat());
+        let _ = root.remove_dir(&dir);
     }
 }
 
-/// Creates a new temporary file beside `dest`, mode 0600.
+/// Creates a new temporary file beside `rel`, mode 0600; returns it and
+/// its name.
 ///
 /// # Errors
 /// The directory is not writable.
-pub fn create_tmp(dest: &Path) -> io::Result<(fs::File, PathBuf)> {
-    use std::os::unix::fs::OpenOptionsExt;
+pub fn create_tmp(root: &Root, rel: &[u8]) -> io::Result<(fs::File, Vec<u8>)> {
     let mut last = None;
     for attempt in 0..100 {
-        let p = tmp_name(dest, attempt);
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
+        let p = tmp_rel(rel, attempt);
+        match root.create_new(&p, 0o600) {
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),
@@ -685,33 +702,19 @@ pub fn create_tmp(dest: &Path) -> io::Result<(fs::File, PathBuf)> {
     Err(last.unwrap_or_else(|| io::Error::other("no temporary name")))
 }
 
-/// Removes whatever is at `path` (a directory recursively, never following
-/// symlinks).
-///
-/// # Errors
-/// The removal failed.
-pub fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Creates a symlink, fifo, socket or device node at a temporary name and
-/// renames it over `path`.
+/// renames it over `rel`.
 ///
 /// # Errors
 /// The creation or rename failed.
-pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
-    use rustix::fs::{CWD, FileType, Mode, mknodat};
+pub fn make_special(root: &Root, rel: &[u8], e: &FileEntry) -> io::Result<()> {
+    use rustix::fs::FileType;
     for attempt in 0..100 {
-        let tmp = tmp_name(path, attempt);
+        let tmp = tmp_rel(rel, attempt);
         let res = match e.kind() {
             Some(FileKind::Symlink) => {
                 let target = e.link_target().unwrap_or_default();
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
+                root.symlink(target, &tmp)
             }
             Some(k) => {
                 let ft = match k {
@@ -722,23 +725,20 @@ pub fn make_special(path: &Path, e: &FileEntry) -> io::Result<()> {
                     _ => return Err(io::Error::other("not a special file")),
                 };
                 let dev = rustix::fs::makedev(e.rdev().0, e.rdev().1);
-                mknodat(CWD, &tmp, ft, Mode::from_raw_mode(e.mode & 0o7777), dev)
-                    .map_err(io::Error::from)
+                root.mknod(&tmp, ft, e.mode & 0o7777, dev)
             }
             None => return Err(io::Error::other("unknown file type")),
         };
         match res {
             Ok(()) => {
-                if let Ok(m) = fs::symlink_metadata(path) {
-                    if m.is_dir() {
-                        if let Err(err) = fs::remove_dir_all(path) {
-                            let _ = fs::remove_file(&tmp);
-                            return Err(err);
-                        }
+                if root.lstat(rel).is_ok_and(|m| m.is_dir()) {
+                    if let Err(err) = root.remove_any(rel) {
+                        let _ = root.remove_file(&tmp);
+                        return Err(err);
                     }
                 }
-                return fs::rename(&tmp, path).inspect_err(|_| {
-                    let _ = fs::remove_file(&tmp);
+                return root.rename(&tmp, rel).inspect_err(|_| {
+                    let _ = root.remove_file(&tmp);
                 });
             }
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}

@@ -31,6 +31,7 @@ use crate::flist::{
     FileEntry, FileKind, FileListDecoder, check_safe_name, clean_file_list, decode_id_list,
     sort_file_list,
 };
+use crate::fs::beneath::{Links, Root};
 use crate::wire::{Limits, MsgCode, NDX_DEL_STATS, NDX_DONE, NdxDecoder};
 
 /// Reads the file list (and id lists, io_error) from the sender.
@@ -295,6 +296,28 @@ where
             }
         }
     }
+    // Every local operation on a listed name is resolved beneath the
+    // destination through handles (crate::fs::beneath). A single file
+    // received under another name lives beneath the destination's
+    // directory.
+    let links = if opts.keep_dirlinks || (opts.relative && !opts.implied_dirs) {
+        Links::Inside
+    } else {
+        Links::Never
+    };
+    let single_name: Option<Vec<u8>> = (!must_create
+        && paths.len() == 1
+        && paths[0] == dest
+        && list.first().is_some_and(|e| e.name != b"."))
+    .then(|| {
+        dest.file_name()
+            .map_or_else(|| b".".to_vec(), |n| n.as_bytes().to_vec())
+    });
+    let root = match (&single_name, dest.parent()) {
+        (Some(_), Some(p)) if !p.as_os_str().is_empty() => Root::new(p, links),
+        (Some(_), _) => Root::new(Path::new("."), links),
+        (None, _) => Root::new(dest, links),
+    };
     let preserve = Preserve {
         perms: opts.perms,
         times: opts.times,
@@ -322,6 +345,8 @@ where
             level: opts.xattrs,
             am_root: preserve.am_root,
         },
+        root: &root,
+        single: single_name.as_deref(),
     };
     let (tx, rx) = unbounded_channel();
     let generator = Generator::new(&ctx, w, rx);
@@ -354,25 +379,25 @@ where
 /// The temporary file of the file being received; what happens to it if
 /// the step does not finish: removed, or kept (`--partial`, with the
 /// destination and the partial dir, if any).
-struct TempGuard(Option<PathBuf>, Option<(PathBuf, Option<String>)>);
+struct TempGuard<'r>(&'r Root, Option<Vec<u8>>, Option<(Vec<u8>, Option<String>)>);
 
-impl TempGuard {
+impl TempGuard<'_> {
     /// The file was renamed into place or must go anyway.
     fn discard(&mut self) {
-        self.1 = None;
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
+        self.2 = None;
+        if let Some(p) = self.1.take() {
+            let _ = self.0.remove_file(&p);
         }
     }
 }
 
-impl Drop for TempGuard {
+impl Drop for TempGuard<'_> {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            match self.1.take() {
-                Some((dest, dir)) => local::keep_partial(&p, &dest, dir.as_deref()),
+        if let Some(p) = self.1.take() {
+            match self.2.take() {
+                Some((dest, dir)) => local::keep_partial(self.0, &p, &dest, dir.as_deref()),
                 None => {
-                    let _ = fs::remove_file(p);
+                    let _ = self.0.remove_file(&p);
                 }
             }
         }
@@ -423,8 +448,8 @@ async fn receive<R: AsyncRead + Unpin>(
         .map(|k| TokenDecompressor::new(k, protocol, limits));
     let mut report = Report::default();
     let digest_len = setup.checksum.kind.digest_len();
-    // --delay-updates: (list index, holding path, final path).
-    let mut delayed: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    // --delay-updates: (list index, holding name, final name).
+    let mut delayed: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
     // -X: abbreviated values the sender filled in, per list index.
     let mut fetched: std::collections::HashMap<usize, Vec<(i32, Vec<u8>)>> =
         std::collections::HashMap::new();
@@ -433,7 +458,7 @@ async fn receive<R: AsyncRead + Unpin>(
         if ndx == NDX_DONE {
             phase += 1;
             if phase == 2 || phase > max_phase {
-                finish_delayed(&mut delayed, &tx, &mut report);
+                finish_delayed(ctx.root, &mut delayed, &tx, &mut report);
             }
             let _ = tx.send(ToGen::Phase(phase));
             if phase > max_phase {
@@ -490,9 +515,10 @@ async fn receive<R: AsyncRead + Unpin>(
                 && !ctx.opts.dry_run
                 && iflags & both != both
             {
-                let path = &ctx.paths[idx];
+                let rel = ctx.rel(idx);
                 let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
-                if let Err(msg) = set_xattrs(ctx, &ctx.list[idx], got, path, path) {
+                let basis = (ctx.root, rel);
+                if let Err(msg) = set_xattrs(ctx, &ctx.list[idx], got, rel, basis) {
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
@@ -515,15 +541,20 @@ async fn receive<R: AsyncRead + Unpin>(
             .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
             .await?;
         let path = &ctx.paths[idx];
+        let rel = ctx.rel(idx);
         // The generator chose the partial file as the basis (0x81).
         let partial = ctx
             .opts
             .partial_dir
             .as_deref()
             .filter(|_| basis_type == Some(local::FNAMECMP_PARTIAL_DIR));
-        let basis_path = partial.map_or_else(|| path.clone(), |d| local::partial_path(path, d));
+        let basis_loc = partial.map_or_else(
+            || local::Loc::In(ctx.root, rel.to_vec()),
+            |d| local::partial_path(ctx.root, rel, d),
+        );
         let basis = if head.count > 0 {
-            local::open_nofollow(&basis_path)
+            let (r, n) = basis_loc.get();
+            r.open_read(n)
                 .map(Basis::File)
                 .unwrap_or(Basis::None(NoBasis))
         } else {
@@ -531,9 +562,9 @@ async fn receive<R: AsyncRead + Unpin>(
         };
         let inplace = ctx.opts.inplace;
         let out = if inplace {
-            local::open_inplace(path).map(|f| (f, path.clone()))
+            ctx.root.open_inplace(rel).map(|f| (f, rel.to_vec()))
         } else {
-            local::create_tmp(path)
+            local::create_tmp(ctx.root, rel)
         };
         // Removes (or with --partial keeps) the temporary file however this
         // step ends, including when the whole transfer is cancelled by
@@ -541,8 +572,9 @@ async fn receive<R: AsyncRead + Unpin>(
         let keep = ctx
             .opts
             .partial
-            .then(|| (path.clone(), ctx.opts.partial_dir.clone()));
+            .then(|| (rel.to_vec(), ctx.opts.partial_dir.clone()));
         let mut guard = TempGuard(
+            ctx.root,
             out.as_ref()
                 .ok()
                 .filter(|_| !inplace)
@@ -581,17 +613,19 @@ async fn receive<R: AsyncRead + Unpin>(
             Outcome::Ok(tmp) if inplace => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                 let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
-                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, &basis_path) {
+                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, basis_loc.get()) {
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                 }
                 // The old content may have been longer.
-                let res = fs::OpenOptions::new()
-                    .write(true)
-                    .open(&tmp)
+                let res = ctx
+                    .root
+                    .open_inplace(&tmp)
                     .and_then(|f| f.set_len(e.size))
-                    .and_then(|()| local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true))
+                    .and_then(|()| {
+                        local::set_attrs(ctx.root, &tmp, e, uid, gid, &ctx.preserve, None, true)
+                    })
                     .map(|_| ());
                 match res {
                     Ok(()) => {
@@ -610,33 +644,34 @@ async fn receive<R: AsyncRead + Unpin>(
             Outcome::Ok(tmp) => {
                 let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
                 let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
-                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, &basis_path) {
+                if let Err(msg) = set_xattrs(ctx, e, got, &tmp, basis_loc.get()) {
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                 }
-                let res =
-                    local::set_attrs(&tmp, e, uid, gid, &ctx.preserve, None, true).and_then(|_| {
+                let root = ctx.root;
+                let res = local::set_attrs(root, &tmp, e, uid, gid, &ctx.preserve, None, true)
+                    .and_then(|_| {
                         if ctx.opts.backup {
-                            local::make_backup(path, &e.name, ctx.opts)?;
+                            local::make_backup(root, rel, &e.name, ctx.opts)?;
                         }
                         if ctx.opts.delay_updates {
-                            let held = local::delay_path(path)?;
-                            fs::rename(&tmp, &held)?;
-                            delayed.push((idx, held, path.clone()));
+                            let held = local::delay_path(root, rel)?;
+                            root.rename(&tmp, &held)?;
+                            delayed.push((idx, held, rel.to_vec()));
                             Ok(())
                         } else {
-                            fs::rename(&tmp, path)
+                            root.rename(&tmp, rel)
                         }
                     });
                 guard.discard();
                 if res.is_ok() {
                     if let Some(d) = partial {
-                        local::drop_partial(path, d);
+                        local::drop_partial(root, rel, d);
                     }
                 }
                 if let Err(err) = res {
-                    let _ = fs::remove_file(&tmp);
+                    let _ = root.remove_file(&tmp);
                     let msg = format!("rename \"{}\" failed: {err}", path.display());
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
@@ -732,24 +767,29 @@ fn set_xattrs(
     ctx: &RecvCtx<'_>,
     e: &FileEntry,
     fetched: &[(i32, Vec<u8>)],
-    target: &Path,
-    basis: &Path,
+    rel: &[u8],
+    basis: (&Root, &[u8]),
 ) -> std::result::Result<(), String> {
     if ctx.opts.xattrs == 0 {
         return Ok(());
     }
+    let target = ctx.root.display(rel);
     let wanted = ctx.wanted_xattrs(e, fetched, Some(basis));
     let missing: Vec<String> = wanted
         .iter()
         .filter(|(_, v)| v.is_none())
         .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
         .collect();
-    let res = crate::fs::xattrs::apply(target, &wanted, &ctx.xattrs).map_err(|err| {
-        format!(
-            "rsync_xal_set: setxattr(\"{}\") failed: {err}",
-            target.display()
-        )
-    });
+    let res = ctx
+        .root
+        .xattr_target(rel)
+        .and_then(|t| crate::fs::xattrs::apply_on((&t).into(), &wanted, &ctx.xattrs))
+        .map_err(|err| {
+            format!(
+                "rsync_xal_set: setxattr(\"{}\") failed: {err}",
+                target.display()
+            )
+        });
     match missing.first() {
         Some(name) => Err(format!(
             "Missing abbreviated xattr value, {name}, for \"{}\"",
@@ -782,18 +822,19 @@ fn normalize_hardlinks(entries: &mut [FileEntry], protocol: u8) {
 /// Renames the files held back by `--delay-updates` into place, in list
 /// order, then removes the emptied holding directories.
 fn finish_delayed(
-    delayed: &mut Vec<(usize, PathBuf, PathBuf)>,
+    root: &Root,
+    delayed: &mut Vec<(usize, Vec<u8>, Vec<u8>)>,
     tx: &UnboundedSender<ToGen>,
     report: &mut Report,
 ) {
     delayed.sort_by_key(|d| d.0);
-    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut dirs: Vec<Vec<u8>> = Vec::new();
     for (idx, held, path) in delayed.drain(..) {
-        if let Err(err) = fs::rename(&held, &path) {
+        if let Err(err) = root.rename(&held, &path) {
             let msg = format!(
                 "rename \"{}\" -> \"{}\": {err}",
-                held.display(),
-                path.display()
+                root.display(&held).display(),
+                root.display(&path).display()
             );
             report.errors.push(msg.clone());
             report.io_error |= 1;
@@ -801,14 +842,15 @@ fn finish_delayed(
         } else {
             let _ = tx.send(ToGen::Success(idx));
         }
-        if let Some(d) = held.parent() {
+        if let Some(p) = held.iter().rposition(|b| *b == b'/') {
+            let d = &held[..p];
             if !dirs.iter().any(|x| x == d) {
-                dirs.push(d.to_path_buf());
+                dirs.push(d.to_vec());
             }
         }
     }
     for d in dirs {
-        let _ = fs::remove_dir(d);
+        let _ = root.remove_dir(&d);
     }
 }
 
@@ -828,7 +870,7 @@ struct WriteMode {
 }
 
 enum Outcome {
-    Ok(PathBuf),
+    Ok(Vec<u8>),
     Mismatch,
     LocalError(String),
 }
@@ -840,7 +882,7 @@ async fn receive_data<R: AsyncRead + Unpin>(
     r: &mut MuxReader<R>,
     head: SumHead,
     basis: Basis,
-    out: std::io::Result<(fs::File, PathBuf)>,
+    out: std::io::Result<(fs::File, Vec<u8>)>,
     mode: WriteMode,
     (limits, digest_len): (&Limits, usize),
     dec: Option<&mut TokenDecompressor>,
@@ -894,7 +936,7 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
     head: SumHead,
     (mut basis, mode): (Basis, WriteMode),
     mut writer: Option<BufWriter<local::OutFile>>,
-    tmp: Option<PathBuf>,
+    tmp: Option<Vec<u8>>,
     mut local_err: Option<String>,
     (limits, digest_len): (&Limits, usize),
     mut dec: Option<&mut TokenDecompressor>,
@@ -1066,7 +1108,7 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
         Outcome::LocalError("no temporary file".into())
     };
     if let Some(p) = tmp.as_ref().filter(|_| !ctx.opts.inplace) {
-        let _ = fs::remove_file(p);
+        let _ = ctx.root.remove_file(p);
     }
     Ok(result)
 }

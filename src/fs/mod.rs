@@ -5,6 +5,7 @@
 //! `send_directory`) for the scanning part and uidlist.c for names.
 
 pub mod acls;
+pub mod beneath;
 pub mod chmod;
 pub mod scan;
 pub mod xattrs;

@@ -97,8 +97,65 @@ fn unsupported(err: &io::Error) -> bool {
 
 /// The names of `path`'s attributes that `keep` accepts, sorted (a file
 /// system without xattr support has none).
+/// Where attributes are read and set: a path (its last component not
+/// followed) or an open handle.
+#[derive(Debug, Clone, Copy)]
+pub enum On<'a> {
+    /// By name.
+    Path(&'a Path),
+    /// On an open file or directory.
+    File(&'a std::fs::File),
+}
+
+impl<'a> From<&'a crate::fs::beneath::XattrTarget> for On<'a> {
+    fn from(t: &'a crate::fs::beneath::XattrTarget) -> Self {
+        match t {
+            crate::fs::beneath::XattrTarget::File(f) => On::File(f),
+            crate::fs::beneath::XattrTarget::Pinned(_, p) => On::Path(p),
+        }
+    }
+}
+
+impl On<'_> {
+    fn list(self) -> io::Result<xattr::XAttrs> {
+        use xattr::FileExt;
+        match self {
+            On::Path(p) => xattr::list(p),
+            On::File(f) => f.list_xattr(),
+        }
+    }
+
+    fn get(self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        use xattr::FileExt;
+        match self {
+            On::Path(p) => xattr::get(p, OsStr::from_bytes(name)),
+            On::File(f) => f.get_xattr(OsStr::from_bytes(name)),
+        }
+    }
+
+    fn set(self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        use xattr::FileExt;
+        match self {
+            On::Path(p) => xattr::set(p, OsStr::from_bytes(name), value),
+            On::File(f) => f.set_xattr(OsStr::from_bytes(name), value),
+        }
+    }
+
+    fn remove(self, name: &[u8]) -> io::Result<()> {
+        use xattr::FileExt;
+        match self {
+            On::Path(p) => xattr::remove(p, OsStr::from_bytes(name)),
+            On::File(f) => f.remove_xattr(OsStr::from_bytes(name)),
+        }
+    }
+}
+
 fn names(path: &Path, keep: impl Fn(&[u8]) -> bool) -> io::Result<Vec<Vec<u8>>> {
-    let list = match xattr::list(path) {
+    names_on(On::Path(path), keep)
+}
+
+fn names_on(on: On<'_>, keep: impl Fn(&[u8]) -> bool) -> io::Result<Vec<Vec<u8>>> {
+    let list = match on.list() {
         Ok(l) => l,
         Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -148,13 +205,21 @@ pub fn read_for_send(path: &Path, rules: &XattrRules) -> io::Result<Vec<Xattr>> 
 /// # Errors
 /// Listing or reading failed.
 pub fn read_local(path: &Path, rules: &XattrRules) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = match names(path, |n| rules.manages(n)) {
+    read_local_on(On::Path(path), rules)
+}
+
+/// [`read_local`] on a path or an open handle.
+///
+/// # Errors
+/// Listing or reading failed.
+pub fn read_local_on(on: On<'_>, rules: &XattrRules) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match names_on(on, |n| rules.manages(n)) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         r => r?,
     };
     let mut out = Vec::new();
     for name in names {
-        if let Some(value) = xattr::get(path, OsStr::from_bytes(&name))? {
+        if let Some(value) = on.get(&name)? {
             out.push((name, value));
         }
     }
@@ -198,7 +263,19 @@ pub fn apply(
     wanted: &[(Vec<u8>, Option<Vec<u8>>)],
     rules: &XattrRules,
 ) -> io::Result<bool> {
-    let current = read_local(path, rules)?;
+    apply_on(On::Path(path), wanted, rules)
+}
+
+/// [`apply`] on a path or an open handle.
+///
+/// # Errors
+/// The first failing system call.
+pub fn apply_on(
+    on: On<'_>,
+    wanted: &[(Vec<u8>, Option<Vec<u8>>)],
+    rules: &XattrRules,
+) -> io::Result<bool> {
+    let current = read_local_on(on, rules)?;
     let mut changed = false;
     for (name, value) in wanted {
         let Some(value) = value else { continue };
@@ -206,13 +283,13 @@ pub fn apply(
             .iter()
             .any(|(n, v)| n == name && v.as_slice() == value.as_slice());
         if !same {
-            xattr::set(path, OsStr::from_bytes(name), value)?;
+            on.set(name, value)?;
             changed = true;
         }
     }
     for (name, _) in &current {
         if !wanted.iter().any(|(n, _)| n == name) {
-            xattr::remove(path, OsStr::from_bytes(name))?;
+            on.remove(name)?;
             changed = true;
         }
     }
