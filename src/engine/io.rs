@@ -130,6 +130,22 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         self.bytes_read
     }
 
+    /// Reads whatever the connection has into the buffer without looking
+    /// at it (read later as usual), at most `cap` bytes held; 0 at the
+    /// end of the stream or when full. Cancel-safe: a cancelled call has
+    /// read nothing. Used while we write something long the peer answers
+    /// as it reads (a forwarded `--files-from` list), so that neither
+    /// side blocks on a full pipe.
+    ///
+    /// # Errors
+    /// A broken connection or the idle timeout.
+    pub async fn prefetch(&mut self, cap: usize) -> Result<usize> {
+        if self.raw.len() >= cap {
+            std::future::pending::<()>().await;
+        }
+        self.read_raw().await
+    }
+
     async fn read_raw(&mut self) -> Result<usize> {
         let mut chunk = self.raw.split_off(self.raw.len());
         chunk.reserve(READ_CHUNK);
