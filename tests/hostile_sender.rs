@@ -689,7 +689,12 @@ fn unrequested_names_are_refused() {
         (
             "outside-sub-path-r",
             ask("/srv/sub", "sub", true, false),
-            vec![dir("sub"), file("sub/ok", 7), dir("other"), file("other/evil", 7)],
+            vec![
+                dir("sub"),
+                file("sub/ok", 7),
+                dir("other"),
+                file("other/evil", 7),
+            ],
             Some("other"),
         ),
         (
@@ -725,7 +730,13 @@ fn unrequested_names_are_refused() {
         (
             "requested-relative",
             ask("/srv/./a/b", "./a/b", true, true),
-            vec![dir("a"), dir("a/b"), file("a/b/ok", 7), dir("a/b/c"), file("a/b/c/d", 7)],
+            vec![
+                dir("a"),
+                dir("a/b"),
+                file("a/b/ok", 7),
+                dir("a/b/c"),
+                file("a/b/c/d", 7),
+            ],
             None,
         ),
         (
@@ -746,7 +757,13 @@ fn unrequested_names_are_refused() {
                 a.trust = trust;
                 let what = format!("{name} trust={trust} p{protocol}");
                 ASK.with(|c| *c.borrow_mut() = Some(a));
-                let r = run_case(name, protocol, &s, list.clone(), Act::Serve(b"payload".to_vec()));
+                let r = run_case(
+                    name,
+                    protocol,
+                    &s,
+                    list.clone(),
+                    Act::Serve(b"payload".to_vec()),
+                );
                 ASK.with(|c| *c.borrow_mut() = None);
                 match (bad, trust) {
                     (Some(bad), false) => {

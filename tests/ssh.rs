@@ -714,7 +714,10 @@ fn remote_shell_argument_injection_is_inert() {
             .current_dir(&base)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let ours = env!("CARGO_BIN_EXE_ferrsync");
     // Hosts starting with '-' (after `--`, else they are options).
@@ -792,7 +795,10 @@ fn remote_shell_argument_injection_is_inert() {
                 }
                 let (code, err) = run(prog, &a);
                 assert!(!marker.exists(), "{who} {a:?}: the marker was made\n{err}");
-                assert!(!base.join("marker2").exists(), "{who} {a:?}: a redirect ran");
+                assert!(
+                    !base.join("marker2").exists(),
+                    "{who} {a:?}: a redirect ran"
+                );
                 // The source is never removed (no option got through).
                 assert!(src.join(name).join("f").exists(), "{who} {a:?}");
                 let mut got: Vec<String> = Vec::new();

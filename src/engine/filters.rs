@@ -231,7 +231,11 @@ pub fn with_parents(set: Option<FilterSet>, first: Option<PathBuf>) -> Option<Fi
 /// reads them when it first enters the destination to delete. Not in a
 /// daemon module (its names stop at the module).
 #[must_use]
-pub fn receiver_with_parents(set: Option<&FilterSet>, dest: &Path, opts: &Options) -> Option<FilterSet> {
+pub fn receiver_with_parents(
+    set: Option<&FilterSet>,
+    dest: &Path,
+    opts: &Options,
+) -> Option<FilterSet> {
     let set = set?;
     if opts.module_root.is_some() || opts.delete.is_none() {
         return Some(set.clone());

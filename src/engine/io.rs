@@ -208,7 +208,14 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
 
     /// Moves whole or partial data frames from `raw` to `data` and handles
     /// complete message frames.
+    ///
+    /// Lazy as rsync's reader: once data has been moved, the next header
+    /// is left alone until more data is needed, so that bytes the peer
+    /// sends outside the multiplexing (a `--files-from` list before
+    /// protocol 31, right after the multiplexed filter list) are not
+    /// taken for a frame.
     fn parse_frames(&mut self) -> Result<()> {
+        let mut moved = false;
         loop {
             if self.frame_left > 0 {
                 let n = self.frame_left.min(self.raw.len());
@@ -218,7 +225,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
                 let part = self.raw.split_to(n);
                 self.data.unsplit(part);
                 self.frame_left -= n;
+                moved = true;
                 continue;
+            }
+            if moved {
+                return Ok(());
             }
             let hdr: FrameHeader = match decode_frame_header(&self.raw)? {
                 Decoded::Done { value, .. } => value,

@@ -49,7 +49,14 @@ impl Requested {
     /// Adds one requested argument (`skip_module`: a daemon path, whose
     /// first component is the module). `relative` is `-R`; `recurse` is
     /// `-r`; `dirs` is `--dirs` (or `--files-from`'s implied one).
-    pub fn add(&mut self, arg: &[u8], skip_module: bool, relative: bool, recurse: bool, dirs: bool) {
+    pub fn add(
+        &mut self,
+        arg: &[u8],
+        skip_module: bool,
+        relative: bool,
+        recurse: bool,
+        dirs: bool,
+    ) {
         let mut arg = arg;
         if skip_module {
             arg = match arg.iter().position(|&c| c == b'/') {
