@@ -136,6 +136,18 @@ fn split_remote(arg: &str) -> Option<(String, String)> {
 
 /// The remote-shell command for `[user@]host` (rsync's `do_cmd`: the shell
 /// words, `-l USER` when a user is given, then the host).
+/// rsync's check in `start_client`: a host (after any `user@`) may not
+/// start with `-`, where the remote shell would take it for an option.
+fn check_host(host: &str) -> Result<(), Error> {
+    let h = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if h.starts_with('-') {
+        return Err(syntax(
+            "Invalid remote host: hostnames may not start with '-'.".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn remote_command(rsh: &str, host: &str, rsync_path: &str) -> RemoteCommand {
     let mut shell = split_words(rsh);
     let host = match host.split_once('@') {
@@ -461,6 +473,9 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
                 "The source and destination cannot both be remote.".into(),
             ));
         }
+        if cli.rsh.is_some() {
+            check_host(&url.host)?;
+        }
         if let Some(cmd) = daemon_shell(&url) {
             transfer = transfer.with_daemon_shell(cmd);
         }
@@ -471,6 +486,9 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
             return Err(syntax(
                 "only one daemon source is supported per transfer".into(),
             ));
+        }
+        if cli.rsh.is_some() {
+            check_host(&url.host)?;
         }
         if let Some(cmd) = daemon_shell(&url) {
             transfer = transfer.with_daemon_shell(cmd);
@@ -484,10 +502,14 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
                 "The source and destination cannot both be remote.".into(),
             ));
         }
+        same_files_from_host(&opts, &host)?;
+        check_host(&host)?;
         let cmd = remote_command(&rsh, &host, &opts.rsync_path);
         let sources: Vec<PathBuf> = srcs.iter().map(PathBuf::from).collect();
         transfer.push(&cmd, &sources, &path).await?
     } else if let Some((host, first)) = split_remote(&srcs[0]) {
+        same_files_from_host(&opts, &host)?;
+        check_host(&host)?;
         let mut paths = vec![first];
         for s in &srcs[1..] {
             match split_remote(s) {
@@ -517,6 +539,23 @@ async fn run(argv: Vec<String>) -> Result<i32, Error> {
         eprintln!("rsync error: {} (code {})", code.describe(), code.code());
     }
     Ok(code.code())
+}
+
+/// A `--files-from=HOST:FILE` must name the transfer's host (rsync's
+/// check in `start_client`; `:FILE` means that host).
+fn same_files_from_host(opts: &Options, host: &str) -> Result<(), Error> {
+    let named = opts
+        .files_from
+        .as_deref()
+        .and_then(split_remote)
+        .map(|(h, _)| h)
+        .filter(|h| !h.is_empty());
+    match named {
+        Some(h) if h != host => Err(syntax(
+            "--files-from hostname is not the same as the transfer hostname".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// rsync's `RSYNC_CHECKSUM_LIST` and `RSYNC_COMPRESS_LIST`: our lists for

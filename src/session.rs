@@ -371,10 +371,22 @@ impl Transfer {
         let open =
             dclient::open_module(&mut io, ours, &url.module, creds, &mut sink, &args, &paths);
         let protocol = within_idle_timeout(&self.opts, open).await?;
-        let mut opts = self.opts.clone();
+        let word = format!("{}/{}", url.module, url.path);
+        let mut opts = self.requesting(server_sends, &[word], true);
         opts.protocol = Some(protocol);
         let (rd, wr) = tokio::io::split(io);
         engine::run_client_with(rd, wr, &opts, role, &self.hooks, Some(protocol)).await
+    }
+
+    /// The options with the source words of a pull recorded, for the
+    /// check of the pulled list (see [`Options::requested`]).
+    fn requesting(&self, server_sends: bool, paths: &[String], in_module: bool) -> Options {
+        let mut o = self.opts.clone();
+        if server_sends && o.requested.is_empty() {
+            o.requested = paths.to_vec();
+            o.requested_in_module = in_module;
+        }
+        o
     }
 
     async fn through(
@@ -389,7 +401,8 @@ impl Transfer {
         let (Some(rd), Some(wr)) = (peer.stdout.take(), peer.stdin.take()) else {
             return Err(Error::Start("peer has no pipes".into()));
         };
-        match engine::run_client(rd, wr, &self.opts, role, &self.hooks).await {
+        let opts = self.requesting(server_sends, paths, false);
+        match engine::run_client(rd, wr, &opts, role, &self.hooks).await {
             Ok(mut report) => {
                 let code = peer.wait().await?;
                 report.remote_exit = Some(code);
@@ -462,7 +475,8 @@ impl Transfer {
         let args = self.opts.server_args(server_sends);
         let exec = session.exec_rsync(&args, paths).await?;
         let (rd, wr, exit) = exec.into_parts();
-        let res = engine::run_client(rd, wr, &self.opts, role, &self.hooks).await;
+        let opts = self.requesting(server_sends, paths, false);
+        let res = engine::run_client(rd, wr, &opts, role, &self.hooks).await;
         let code = if res.is_ok() {
             exit.wait().await
         } else {

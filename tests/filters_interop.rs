@@ -321,3 +321,106 @@ fn per_dir_filters_of_parent_dirs() {
         }
     }
 }
+
+/// `-F --delete`: the receiving side reads the destination's own
+/// `.rsync-filter` files (each once, when its directory is entered, so a
+/// merge file deleted as extraneous still protects what it names below)
+/// and, as rsync's parent-dir scan does for `dir-merge /.rsync-filter`,
+/// those of every directory above the destination. Protect (`P`) and
+/// exclude (`-`) rules, anchored rules anchored where their file is; the
+/// transfer rooted at the top of the destination and below it, our
+/// receiver (our client pulling, real rsync pushing to `ferrsync
+/// --server`, the local copy) and our sender, all equal to rsync alone.
+#[test]
+fn receiver_reads_destination_merge_files_and_their_parents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let shim = common::tree::write_shim(&base);
+    let src = base.join("src");
+    write_tree(
+        &src,
+        &[("b", "b"), ("sub/", ""), ("sub/a", "a"), ("sub/deep/", "")],
+    );
+    // The destination `dst` inside `top`, whose filter file is a parent's.
+    let top_spec: &[(&str, &str)] = &[
+        (".rsync-filter", "P keep*\n- /dst/anch\n- /dst/sub/anch2\n"),
+        ("dst/", ""),
+        ("dst/.rsync-filter", "- prot2\nP /old-top\n"),
+        ("dst/keepr", "k"),
+        ("dst/anch", "a"),
+        ("dst/old", "o"),
+        ("dst/old-top", "o"),
+        ("dst/sub/", ""),
+        ("dst/sub/.rsync-filter", "P /local\n"),
+        ("dst/sub/keep1", "k"),
+        ("dst/sub/prot2", "p"),
+        ("dst/sub/anch", "not anchored here"),
+        ("dst/sub/anch2", "a2"),
+        ("dst/sub/local", "l"),
+        ("dst/sub/old", "o"),
+        ("dst/sub/old-top", "o"),
+        ("dst/sub/deep/", ""),
+        ("dst/sub/deep/local", "not anchored here"),
+        ("dst/sub/deep/x", "x"),
+    ];
+    let cmp = Compare {
+        dir_times: false,
+        ..Compare::all(true)
+    };
+    let s = src.display().to_string();
+    // (source word, destination below `top`)
+    let cases = [
+        (format!("{s}/"), "dst/"),
+        (format!("{s}/sub"), "dst/"),
+        (format!("{s}/sub/"), "dst/sub/"),
+    ];
+    let ours = ferrsync_bin();
+    let mut failures = Vec::new();
+    for (k, (from, to)) in cases.iter().enumerate() {
+        let fresh = |name: &str| {
+            let t = base.join(format!("{name}{k}"));
+            write_tree(&t, top_spec);
+            t
+        };
+        let reference = fresh("ref");
+        let flags = ["-a", "-F", "--delete"].map(String::from);
+        let mut ra = flags.to_vec();
+        ra.push(from.clone());
+        ra.push(format!("{}/{to}", reference.display()));
+        run("rsync", &ra);
+        for how in ["pull", "push", "rpull", "rpush", "local"] {
+            let top = fresh(how);
+            let d = format!("{}/{to}", top.display());
+            let mut a = flags.to_vec();
+            let prog = if how.starts_with('r') { "rsync" } else { ours };
+            if how != "local" {
+                a.push("-e".into());
+                a.push(shim.display().to_string());
+                a.push(format!(
+                    "--rsync-path={}",
+                    if how.starts_with('r') { ours } else { "rsync" }
+                ));
+            }
+            match how {
+                "pull" | "rpull" => {
+                    a.push(format!("localhost:{from}"));
+                    a.push(d);
+                }
+                "push" | "rpush" => {
+                    a.push(from.clone());
+                    a.push(format!("localhost:{d}"));
+                }
+                _ => {
+                    a.push(from.clone());
+                    a.push(d);
+                }
+            }
+            run(prog, &a);
+            let diffs = compare_trees(&reference, &top, cmp);
+            if !diffs.is_empty() {
+                failures.push(format!("{how} {from} -> {to}: {diffs:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

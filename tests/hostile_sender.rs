@@ -374,6 +374,22 @@ fn reset(s: &Site, links: &[(PathBuf, PathBuf)]) {
     }
 }
 
+/// What a pull asked for (CVE-2022-29154 cases): the source word over a
+/// pipe, the path inside the module over the daemon transport, `-r`,
+/// `-R`, `--trust-sender`.
+#[derive(Clone, Debug, Default)]
+struct Ask {
+    word: String,
+    module_path: String,
+    recursive: bool,
+    relative: bool,
+    trust: bool,
+}
+
+thread_local! {
+    static ASK: std::cell::RefCell<Option<Ask>> = const { std::cell::RefCell::new(None) };
+}
+
 fn run_case_over(
     transport: Transport,
     name: &str,
@@ -382,6 +398,7 @@ fn run_case_over(
     list: Vec<FileEntry>,
     act: Act,
 ) -> Result<ferrsync::Report, ferrsync::Error> {
+    let ask = ASK.with(|a| a.borrow().clone());
     let outside_before = snapshot(&s.outside);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dest = s.dest.clone();
@@ -394,6 +411,16 @@ fn run_case_over(
         }
         if name.contains("[K]") {
             o.keep_dirlinks = true;
+        }
+        let mut module_path = String::new();
+        if let Some(a) = &ask {
+            o.recursive = a.recursive;
+            o.relative = a.relative;
+            o.trust_sender = a.trust;
+            if transport == Transport::Pipe {
+                o.requested = vec![a.word.clone()];
+            }
+            module_path = a.module_path.clone();
         }
         let both = async {
             match transport {
@@ -409,7 +436,10 @@ fn run_case_over(
                 }
                 Transport::Daemon => {
                     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    let url = format!("rsync://127.0.0.1:{}/m/", l.local_addr().unwrap().port());
+                    let url = format!(
+                        "rsync://127.0.0.1:{}/m/{module_path}",
+                        l.local_addr().unwrap().port()
+                    );
                     let url = ferrsync::transport::daemon::DaemonUrl::parse(&url).unwrap();
                     let t = ferrsync::Transfer::new(o.clone());
                     tokio::join!(
@@ -782,5 +812,138 @@ fn the_same_cases_through_the_openat_walk() {
             "{name} with the walk: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+/// CVE-2022-29154: a server listing names the pull did not ask for (an
+/// extra top-level file, a file outside the requested sub-path, with and
+/// without `-r`, with `-R`, a wildcard the server expands) is refused
+/// with rsync's error and exit code 4 before anything is written; the
+/// names that were asked for (a trailing-slash directory, `-R` parents)
+/// pass; `--trust-sender` turns the check off as in rsync. Over the
+/// pipe and the daemon transport, protocols 29 to 32.
+#[test]
+fn unrequested_names_are_refused() {
+    let ask = |word: &str, module_path: &str, recursive: bool, relative: bool| Ask {
+        word: word.into(),
+        module_path: module_path.into(),
+        recursive,
+        relative,
+        trust: false,
+    };
+    // (case, what was asked, list, the unrequested name or None)
+    let cases: Vec<(&str, Ask, Vec<FileEntry>, Option<&str>)> = vec![
+        (
+            "extra-top-file",
+            ask("/srv/f", "f", false, false),
+            vec![file("f", 7), file("evil", 7)],
+            Some("evil"),
+        ),
+        (
+            "extra-top-file-r",
+            ask("/srv/f", "f", true, false),
+            vec![file("f", 7), file("evil", 7)],
+            Some("evil"),
+        ),
+        (
+            "outside-sub-path-r",
+            ask("/srv/sub", "sub", true, false),
+            vec![
+                dir("sub"),
+                file("sub/ok", 7),
+                dir("other"),
+                file("other/evil", 7),
+            ],
+            Some("other"),
+        ),
+        (
+            "outside-sub-path",
+            ask("/srv/sub", "sub", false, false),
+            vec![dir("sub"), file("sub/evil", 7)],
+            Some("sub/evil"),
+        ),
+        (
+            "relative-sibling",
+            ask("/srv/./a/b", "./a/b", true, true),
+            vec![dir("a"), dir("a/b"), file("a/b/ok", 7), file("a/evil", 7)],
+            Some("a/evil"),
+        ),
+        (
+            "relative-parent-as-file",
+            ask("/srv/./a/b", "./a/b", true, true),
+            vec![file("a", 7)],
+            Some("a"),
+        ),
+        (
+            "wildcard-other-name",
+            ask("/srv/*.txt", "*.txt", false, false),
+            vec![file("a.txt", 7), file("b.sh", 7)],
+            Some("b.sh"),
+        ),
+        (
+            "requested-trailing-slash",
+            ask("/srv/sub/", "sub/", true, false),
+            vec![dir("."), file("x", 7), dir("d"), file("d/y", 7)],
+            None,
+        ),
+        (
+            "requested-relative",
+            ask("/srv/./a/b", "./a/b", true, true),
+            vec![
+                dir("a"),
+                dir("a/b"),
+                file("a/b/ok", 7),
+                dir("a/b/c"),
+                file("a/b/c/d", 7),
+            ],
+            None,
+        ),
+        (
+            "requested-wildcard",
+            ask("/srv/*.txt", "*.txt", false, false),
+            vec![file("a.txt", 7), file("b.txt", 7)],
+            None,
+        ),
+    ];
+    for protocol in PROTOCOLS {
+        for (name, a, list, bad) in &cases {
+            let s = site();
+            for trust in [false, true] {
+                if trust && bad.is_none() {
+                    continue;
+                }
+                let mut a = a.clone();
+                a.trust = trust;
+                let what = format!("{name} trust={trust} p{protocol}");
+                ASK.with(|c| *c.borrow_mut() = Some(a));
+                let r = run_case(
+                    name,
+                    protocol,
+                    &s,
+                    list.clone(),
+                    Act::Serve(b"payload".to_vec()),
+                );
+                ASK.with(|c| *c.borrow_mut() = None);
+                match (bad, trust) {
+                    (Some(bad), false) => {
+                        let e = r.expect_err(&what);
+                        assert_eq!(e.exit_code().code(), 4, "{what}: {e}");
+                        assert!(
+                            e.to_string()
+                                .contains(&format!("rejecting unrequested file-list name: {bad}")),
+                            "{what}: {e}"
+                        );
+                        // Nothing of the list was written.
+                        let top = bad.split('/').next().unwrap();
+                        assert!(!s.dest.join(top).exists(), "{what}");
+                    }
+                    _ => {
+                        let rep = r.unwrap_or_else(|e| panic!("{what}: {e}"));
+                        assert_eq!(rep.exit_code().code(), 0, "{what}: {:?}", rep.errors);
+                        if let Some(bad) = bad {
+                            // --trust-sender: rsync takes the list as it is.
+                            assert!(s.dest.join(bad).exists(), "{what}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

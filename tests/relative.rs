@@ -532,3 +532,238 @@ fn dot_dot_in_relative_part_is_refused() {
     assert_eq!(a.status.code(), b.status.code());
     assert!(String::from_utf8_lossy(&b.stderr).contains("found \"..\" dir in relative path"));
 }
+
+/// A `--files-from` list "on the remote side" of a local copy, or naming
+/// another host than the transfer's, is refused as rsync refuses it: the
+/// same text, the same exit code, nothing copied.
+#[test]
+fn remote_files_from_is_refused_where_rsync_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let src = base.join("src");
+    write_src(&src);
+    fs::write(base.join("list"), LIST).unwrap();
+    let s = format!("{}/", src.display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "-a".into(),
+                format!("--files-from=:{}", base.join("list").display()),
+                s.clone(),
+                "DST".into(),
+            ],
+            "--files-from cannot be remote when the transfer is local",
+        ),
+        (
+            vec![
+                "-a".into(),
+                format!("--files-from=host:{}", base.join("list").display()),
+                s.clone(),
+                "DST".into(),
+            ],
+            "--files-from cannot be remote when the transfer is local",
+        ),
+        (
+            vec![
+                "-a".into(),
+                format!("--files-from=other:{}", base.join("list").display()),
+                format!("localhost:{s}"),
+                "DST".into(),
+            ],
+            "--files-from hostname is not the same as the transfer hostname",
+        ),
+        (
+            vec![
+                "-a".into(),
+                format!("--files-from=other:{}", base.join("list").display()),
+                s.clone(),
+                "localhost:DST".into(),
+            ],
+            "--files-from hostname is not the same as the transfer hostname",
+        ),
+    ];
+    for (k, (args, text)) in cases.iter().enumerate() {
+        let mut codes = Vec::new();
+        for prog in ["rsync", bin()] {
+            let dst = base.join(format!("d{k}-{}", codes.len()));
+            let a: Vec<String> = args
+                .iter()
+                .map(|w| w.replace("DST", &format!("{}/", dst.display())))
+                .collect();
+            let out = Command::new(prog).args(&a).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(err.contains(text), "{prog} {a:?}: {err}");
+            assert!(!dst.exists(), "{prog} {a:?} copied something");
+            codes.push(out.status.code());
+        }
+        assert_eq!(codes[0], codes[1], "{args:?}");
+        assert_eq!(codes[0], Some(1));
+    }
+}
+
+/// `--files-from` at protocols 29 and 30 (the list travels as plain
+/// bytes between multiplexed parts), a local and a remote list, with and
+/// without `--from0`, every way against rsync alone.
+#[test]
+fn files_from_at_protocols_29_and_30() {
+    for p in ["--protocol=29", "--protocol=30"] {
+        check_case(
+            &["-a", p, "--files-from={L}"],
+            &["{S}/"],
+            false,
+            all(),
+            Some(LIST),
+        );
+        check_case(
+            &["-a", "-r", p, "--from0", "--files-from={L}"],
+            &["{S}/"],
+            false,
+            all(),
+            Some(b"a/./b/c\0x/y\0top.txt\0"),
+        );
+        check_case(
+            &["-a", p, "--files-from=:{L}"],
+            &["{S}/"],
+            false,
+            all(),
+            Some(LIST),
+        );
+        check_case(
+            &["-a", p, "--from0", "--files-from=:{L}"],
+            &["{S}/"],
+            false,
+            all(),
+            Some(b"a/b/g\0sp ace/f\0"),
+        );
+    }
+}
+
+/// Runs `prog args`, killing it after `secs`: `Err` on failure or when
+/// it had to be killed (a deadlock).
+fn run_bounded(prog: &str, args: &[String], secs: u64) -> Result<std::time::Duration, String> {
+    let start = std::time::Instant::now();
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return if st.success() {
+                Ok(start.elapsed())
+            } else {
+                Err(format!(
+                    "{prog} {:?}: {st}\n{err}",
+                    &args[..args.len().min(6)]
+                ))
+            };
+        }
+        if start.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{prog}: still running after {secs} s (deadlock)"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A huge `--files-from` list (60,000 names, 2.8 MB: forty times what
+/// fits in the pipes) forwarded to
+/// the sender: the forwarding interleaves with reading the sender's file
+/// list, so neither side blocks on a full pipe. Our client pulling from
+/// `rsync --server` with a local list, real rsync pulling from `ferrsync
+/// --server` (our sender reads the forwarded list), and both pushes with
+/// a list on the receiving side (`:FILE`: the receiver forwards it to
+/// the sending client), each within a time bound, each equal to rsync
+/// alone.
+#[test]
+fn huge_forwarded_files_from_list_does_not_deadlock() {
+    const DIRS: usize = 60;
+    const PER: usize = 1000;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let shim = write_shim(&base);
+    let src = base.join("src");
+    let mut list = Vec::with_capacity(DIRS * PER * 40);
+    let t = filetime::FileTime::from_unix_time(T, 0);
+    for d in 0..DIRS {
+        let dir = src.join(format!("directory-{d:04}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..PER {
+            let name = format!("directory-{d:04}/a-rather-long-file-name-{f:06}");
+            let p = src.join(&name);
+            fs::File::create(&p).unwrap();
+            filetime::set_file_mtime(&p, t).unwrap();
+            list.extend_from_slice(name.as_bytes());
+            list.push(b'\n');
+        }
+        filetime::set_file_mtime(&dir, t).unwrap();
+    }
+    filetime::set_file_mtime(&src, t).unwrap();
+    assert!(list.len() > 2_500_000, "{}", list.len());
+    let lp = base.join("list");
+    fs::write(&lp, &list).unwrap();
+    let s = format!("{}/", src.display());
+    let reference = base.join("ref");
+    let flags = |ff: &str| {
+        vec![
+            "-rt".to_string(),
+            format!("--files-from={ff}{}", lp.display()),
+        ]
+    };
+    let mut ra = flags("");
+    ra.push(s.clone());
+    ra.push(format!("{}/", reference.display()));
+    let alone = run_bounded("rsync", &ra, 600).unwrap();
+    let bound = 120 + 4 * alone.as_secs();
+    let cmp = Compare {
+        dir_times: false,
+        ..all()
+    };
+    let mut failures = Vec::new();
+    for how in ["pull", "rpull", "push", "rpush"] {
+        let dst = base.join(format!("dst-{how}"));
+        let mut a = flags(if how.ends_with("push") { ":" } else { "" });
+        a.push("-e".into());
+        a.push(shim.display().to_string());
+        let (prog, server) = if how.starts_with('r') {
+            ("rsync", bin())
+        } else {
+            (bin(), "rsync")
+        };
+        a.push(format!("--rsync-path={server}"));
+        if how.ends_with("pull") {
+            a.push(format!("localhost:{s}"));
+            a.push(format!("{}/", dst.display()));
+        } else {
+            a.push(s.clone());
+            a.push(format!("localhost:{}/", dst.display()));
+        }
+        match run_bounded(prog, &a, bound) {
+            Ok(took) => {
+                eprintln!("{how}: {took:?} (rsync alone {alone:?})");
+                same_root_time(&reference, &dst);
+                let diffs = compare_trees(&reference, &dst, cmp);
+                if !diffs.is_empty() {
+                    failures.push(format!(
+                        "{how}: {} differences, first {:?}",
+                        diffs.len(),
+                        diffs.first()
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{how}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -674,3 +674,172 @@ fn the_binary_finds_the_users_key_and_known_hosts_by_default() {
     );
     assert!(!dst.exists());
 }
+
+/// A stand-in for `ssh` that behaves as a remote shell does: the first
+/// word is the host, the rest are joined with blanks and run by `sh -c`
+/// (as sshd hands the command line to the user's shell). Each call's
+/// words are appended to `calls`.
+fn shell_like_ssh(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("fake-ssh");
+    let calls = dir.join("calls");
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\nshift\nexec sh -c \"$*\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Argument injection into the remote-shell command line (`-e`): a host
+/// starting with `-` is refused before anything runs, with rsync's text
+/// and exit code; paths with `;`, `$()`, backticks, blanks, quotes, a
+/// newline or a leading `-` reach the remote rsync as data (escaped as
+/// rsync's `safe_arg` does), never as shell code or an option. Each case
+/// against real rsync 3.5.0's client through the same remote shell: the
+/// same exit code, the same files, and no marker file anywhere.
+#[test]
+fn remote_shell_argument_injection_is_inert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let fake = shell_like_ssh(&base);
+    let marker = base.join("marker");
+    let run = |prog: &str, args: &[String]| {
+        let out = std::process::Command::new(prog)
+            .args(args)
+            .current_dir(&base)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let ours = env!("CARGO_BIN_EXE_ferrsync");
+    // Hosts starting with '-' (after `--`, else they are options).
+    for host in [
+        "-oProxyCommand=touch marker",
+        "user@-oProxyCommand=touch marker",
+    ] {
+        for push in [false, true] {
+            let mut codes = Vec::new();
+            for prog in ["rsync", ours] {
+                let _ = fs::remove_file(base.join("calls"));
+                let mut a = vec![
+                    "-a".to_string(),
+                    "-e".into(),
+                    fake.display().to_string(),
+                    "--rsync-path=rsync".into(),
+                    "--".into(),
+                ];
+                if push {
+                    a.push("in/".into());
+                    a.push(format!("{host}:out/"));
+                } else {
+                    a.push(format!("{host}:in/"));
+                    a.push("out/".into());
+                }
+                let (code, err) = run(prog, &a);
+                assert!(
+                    err.contains("Invalid remote host: hostnames may not start with '-'."),
+                    "{prog} {a:?}: {err}"
+                );
+                assert!(!base.join("calls").exists(), "{prog} {a:?}: the shell ran");
+                assert!(!marker.exists(), "{prog} {a:?}: the marker was made");
+                codes.push(code);
+            }
+            assert_eq!(codes, [Some(1), Some(1)], "{host} push={push}");
+        }
+    }
+    // Paths: directories whose names are shell code or options.
+    let names = [
+        "semi; touch marker",
+        "subst $(touch marker)",
+        "tick `touch marker`",
+        "quotes ' \" & | > marker2",
+        "new\nline; touch marker",
+        "--remove-source-files",
+        "-e touch marker",
+    ];
+    for (k, name) in names.iter().enumerate() {
+        // In the remote shell's directory (`base`), so that a leading '-'
+        // stays at the front of the pulled word.
+        let src = base.clone();
+        fs::create_dir_all(src.join(name)).unwrap();
+        fs::write(src.join(name).join("f"), b"payload").unwrap();
+        let mut results = Vec::new();
+        for (who, prog) in [("rsync", "rsync"), ("ours", ours)] {
+            for push in [false, true] {
+                let dst = base.join(format!("dst{k}-{who}-{push}"));
+                fs::create_dir_all(&dst).unwrap();
+                let rel_src = (*name).to_string();
+                let rel_dst = format!("dst{k}-{who}-{push}/");
+                let mut a = vec![
+                    "-a".to_string(),
+                    "-e".into(),
+                    fake.display().to_string(),
+                    "--rsync-path=rsync".into(),
+                ];
+                if push {
+                    // The odd name is the remote destination here.
+                    fs::create_dir_all(dst.join(name)).unwrap();
+                    a.push(format!("{}/", src.join(name).display()));
+                    a.push(format!("h:{rel_dst}{name}"));
+                } else {
+                    a.push(format!("h:{rel_src}"));
+                    a.push(rel_dst.clone());
+                }
+                let (code, err) = run(prog, &a);
+                assert!(!marker.exists(), "{who} {a:?}: the marker was made\n{err}");
+                assert!(
+                    !base.join("marker2").exists(),
+                    "{who} {a:?}: a redirect ran"
+                );
+                // The source is never removed (no option got through).
+                assert!(src.join(name).join("f").exists(), "{who} {a:?}");
+                let mut got: Vec<String> = Vec::new();
+                let mut stack = vec![dst.clone()];
+                while let Some(d) = stack.pop() {
+                    for e in fs::read_dir(&d).unwrap() {
+                        let p = e.unwrap().path();
+                        if p.is_dir() {
+                            stack.push(p.clone());
+                        }
+                        got.push(p.strip_prefix(&dst).unwrap().display().to_string());
+                    }
+                }
+                got.sort();
+                results.push(((push, code), got));
+            }
+        }
+        let (theirs, mine) = results.split_at(2);
+        assert_eq!(theirs, mine, "{name:?}: rsync vs ours");
+    }
+}
+
+/// The built-in SSH client (russh) never hands the host to a program: a
+/// host starting with '-' is only a name that does not resolve; nothing
+/// runs and the error says the connection failed.
+#[test]
+fn russh_host_starting_with_dash_is_only_a_name() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = Keys::new(&tmp.path().join("keys"));
+    let marker = tmp.path().join("marker");
+    let host = format!("-oProxyCommand=touch {}", marker.display());
+    let dst = tmp.path().join("out");
+    let r = rt.block_on(Transfer::new(options(32, false)).pull_ssh(
+        &SshTarget::new(host.as_str(), "root").with_port(free_port()),
+        &ssh_opts(&keys, &keys.user),
+        &["/etc/hostname".to_string()],
+        &dst,
+    ));
+    let e = r.expect_err("a host starting with '-' connected");
+    assert!(matches!(e, Error::Ssh(_)), "{e:?}");
+    assert!(!marker.exists(), "something ran the host");
+    assert!(!dst.exists());
+}

@@ -190,6 +190,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                     files_from_given = true;
                 }
                 "from0" => o.from0 = true,
+                "trust-sender" => o.trust_sender = true,
                 "no-from0" => o.from0 = false,
                 "dirs" => o.dirs = true,
                 "links" => o.links = true,

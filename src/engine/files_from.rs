@@ -170,6 +170,40 @@ pub async fn forward<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// [`forward`] while reading what the peer sends meanwhile into `r`'s
+/// buffer (rsync forwards the list from its I/O loop): a sender that
+/// answers each name with file-list bytes cannot block us, nor we it,
+/// however long the list.
+///
+/// # Errors
+/// A broken connection.
+pub async fn forward_interleaved<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut MuxReader<R>,
+    w: &mut MuxWriter<W>,
+    data: &[u8],
+    from0: bool,
+    protocol: u8,
+) -> Result<()> {
+    // What may pile up unread: far more than a file list's bytes for
+    // MAX_NAMES names would need before the sender reads on.
+    const HOLD: usize = 1 << 30;
+    let send = forward(w, data, from0, protocol);
+    tokio::pin!(send);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            res = &mut send => return res,
+            got = r.prefetch(HOLD), if reading => {
+                // The end of the stream, or an error, shows again when
+                // the list is read; stop looking until then.
+                if !matches!(got, Ok(n) if n > 0) {
+                    reading = false;
+                }
+            }
+        }
+    }
+}
+
 /// Reads the names the other side forwards, up to the empty name, each
 /// cleaned as the sender cleans them.
 ///

@@ -225,6 +225,24 @@ pub fn with_parents(set: Option<FilterSet>, first: Option<PathBuf>) -> Option<Fi
     )
 }
 
+/// The receiving side's set with rsync's parent-directory scan done: the
+/// `.rsync-filter` (or other `/`-named per-directory merge file) of each
+/// directory above the destination, from `/` down, as rsync's receiver
+/// reads them when it first enters the destination to delete. Not in a
+/// daemon module (its names stop at the module).
+#[must_use]
+pub fn receiver_with_parents(
+    set: Option<&FilterSet>,
+    dest: &Path,
+    opts: &Options,
+) -> Option<FilterSet> {
+    let set = set?;
+    if opts.module_root.is_some() || opts.delete.is_none() {
+        return Some(set.clone());
+    }
+    with_parents(Some(set.clone()), Some(dest.to_path_buf()))
+}
+
 /// The first directory the sending side's scan enters: the first source
 /// that is a directory, or with `-R` the first directory of the first
 /// name (after a `/./`), or with `--files-from` of the first listed name
@@ -285,6 +303,36 @@ fn module_relative_root(opts: &Options, root: Option<&[u8]>) -> Option<Vec<u8>> 
         return Some(b"/".to_vec());
     }
     rest.starts_with(b"/").then(|| rest.to_vec())
+}
+
+/// [`filters_for_dir`] remembering each directory's filters in `cache`,
+/// so that a merge file is read once, when its directory is first
+/// entered (rsync keeps a directory's rules while it works below it: a
+/// merge file deleted by then still counts).
+pub fn filters_for_dir_cached(
+    set: &FilterSet,
+    root: &Path,
+    name: &[u8],
+    cache: &mut std::collections::HashMap<Vec<u8>, FilterSet>,
+) -> FilterSet {
+    let key: &[u8] = if name.is_empty() { b"." } else { name };
+    if let Some(f) = cache.get(key) {
+        return f.clone();
+    }
+    let made = if key == b"." {
+        filters_for_dir(set, root, b".")
+    } else {
+        let parent: &[u8] = match key.iter().rposition(|&c| c == b'/') {
+            Some(p) => key.get(..p).unwrap_or(b"."),
+            None => b".",
+        };
+        let up = filters_for_dir_cached(set, root, parent, cache);
+        let here = root.join(std::ffi::OsStr::from_bytes(key));
+        let mut rd = dir_reader(&here);
+        up.enter_dir(key, &mut rd).unwrap_or(up)
+    };
+    cache.insert(key.to_vec(), made.clone());
+    made
 }
 
 /// The filters in effect in directory `name` (relative to `root`), with

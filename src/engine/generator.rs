@@ -246,6 +246,9 @@ pub(crate) struct Generator<'a, 'b, W> {
     /// `-X`: the abbreviated values already requested per entry (never
     /// twice: rsync's sender refuses a second request).
     xattr_requested: HashMap<usize, HashSet<i32>>,
+    /// The filters of each directory entered for deletion (its merge
+    /// files read once, when first entered).
+    dir_filters: HashMap<Vec<u8>, crate::filter::FilterSet>,
 }
 
 /// `-H`: within each group of regular files sharing an inode on the
@@ -310,6 +313,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             skipped_deletes: 0,
             followers: hardlink_followers(ctx),
             xattr_requested: HashMap::new(),
+            dir_filters: HashMap::new(),
         }
     }
 
@@ -1187,9 +1191,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let Ok(rd) = ctx.root.read_dir(ctx.rel(i)) else {
             return Ok(());
         };
-        let filters = ctx
-            .filters
-            .map(|f| super::filters::filters_for_dir(f, ctx.dest, &e.name));
+        let filters = ctx.filters.map(|f| {
+            super::filters::filters_for_dir_cached(f, ctx.dest, &e.name, &mut self.dir_filters)
+        });
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
             .into_iter()

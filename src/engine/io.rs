@@ -130,6 +130,22 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
         self.bytes_read
     }
 
+    /// Reads whatever the connection has into the buffer without looking
+    /// at it (read later as usual), at most `cap` bytes held; 0 at the
+    /// end of the stream or when full. Cancel-safe: a cancelled call has
+    /// read nothing. Used while we write something long the peer answers
+    /// as it reads (a forwarded `--files-from` list), so that neither
+    /// side blocks on a full pipe.
+    ///
+    /// # Errors
+    /// A broken connection or the idle timeout.
+    pub async fn prefetch(&mut self, cap: usize) -> Result<usize> {
+        if self.raw.len() >= cap {
+            std::future::pending::<()>().await;
+        }
+        self.read_raw().await
+    }
+
     async fn read_raw(&mut self) -> Result<usize> {
         let mut chunk = self.raw.split_off(self.raw.len());
         chunk.reserve(READ_CHUNK);
@@ -192,7 +208,14 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
 
     /// Moves whole or partial data frames from `raw` to `data` and handles
     /// complete message frames.
+    ///
+    /// Lazy as rsync's reader: once data has been moved, the next header
+    /// is left alone until more data is needed, so that bytes the peer
+    /// sends outside the multiplexing (a `--files-from` list before
+    /// protocol 31, right after the multiplexed filter list) are not
+    /// taken for a frame.
     fn parse_frames(&mut self) -> Result<()> {
+        let mut moved = false;
         loop {
             if self.frame_left > 0 {
                 let n = self.frame_left.min(self.raw.len());
@@ -202,7 +225,11 @@ impl<R: AsyncRead + Unpin> MuxReader<R> {
                 let part = self.raw.split_to(n);
                 self.data.unsplit(part);
                 self.frame_left -= n;
+                moved = true;
                 continue;
+            }
+            if moved {
+                return Ok(());
             }
             let hdr: FrameHeader = match decode_frame_header(&self.raw)? {
                 Decoded::Done { value, .. } => value,

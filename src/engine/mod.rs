@@ -24,6 +24,7 @@ pub mod local;
 pub mod options;
 mod receiver;
 pub mod report;
+pub mod requested;
 pub mod sender;
 pub mod setup;
 
@@ -342,6 +343,7 @@ where
                 .wire_rules(false, setup.protocol)
                 .map_err(Error::Protocol)?;
             setup::send_filter_list(&mut w, &wire).await?;
+            let mut requested = implied_requests(opts);
             if let Some(ff) = opts
                 .files_from
                 .as_deref()
@@ -349,7 +351,13 @@ where
             {
                 // The sender is remote: it reads our list from us.
                 let data = files_from::read_list(ff)?;
-                files_from::forward(&mut w, &data, opts.from0, setup.protocol).await?;
+                if let Some(req) = &mut requested {
+                    for n in files_from::split_names(&data, opts.from0, false) {
+                        req.add(&n, false, opts.relative, opts.recursive, true);
+                    }
+                }
+                files_from::forward_interleaved(&mut r, &mut w, &data, opts.from0, setup.protocol)
+                    .await?;
             }
             filters::client_cvs(&mut fl, opts, setup.protocol, false)?;
             let set = filters::with_daemon(fl, opts, Side::Receiver)?;
@@ -362,6 +370,7 @@ where
                 whole_file,
                 hooks.events.as_ref(),
                 set.as_ref(),
+                requested.as_ref().filter(|r| r.is_active()),
             )
             .await?
         }
@@ -561,7 +570,7 @@ where
         if let Some(ff) = opts.files_from.as_deref().filter(|f| *f != "-") {
             // A list on our side for the client's sender (`host:FILE`).
             let data = files_from::read_list(ff)?;
-            files_from::forward(w, &data, opts.from0, setup.protocol).await?;
+            files_from::forward_interleaved(r, w, &data, opts.from0, setup.protocol).await?;
         }
         let dest = sa
             .paths
@@ -580,9 +589,41 @@ where
             whole_file,
             hooks.events.as_ref(),
             set.as_ref(),
+            None,
         )
         .await
     }
+}
+
+/// The names a pull asked for, from the source words sent to the server
+/// (rsync's `add_implied_include` in `main.c`); `None` with
+/// `--trust-sender`, with a list read on the remote side, or when no
+/// words are known.
+fn implied_requests(opts: &Options) -> Option<requested::Requested> {
+    if opts.trust_sender || opts.requested.is_empty() {
+        return None;
+    }
+    let ff = opts.files_from.as_deref();
+    if ff.is_some_and(|f| f != "-" && options::files_from_remote(f).is_some()) {
+        return None;
+    }
+    let mut req = requested::Requested::new();
+    // With a local --files-from list the source word is only its base
+    // directory: the listed names are what is requested.
+    if ff.is_none() {
+        let dirs = opts.dirs;
+        for w in &opts.requested {
+            let w = if w.is_empty() { "." } else { w.as_str() };
+            req.add(
+                w.as_bytes(),
+                opts.requested_in_module,
+                opts.relative,
+                opts.recursive,
+                dirs,
+            );
+        }
+    }
+    Some(req)
 }
 
 /// Aborts the spawned task when the owner is dropped (cancellation).
@@ -605,6 +646,16 @@ pub async fn run_local(
     opts: &Options,
     hooks: &Hooks,
 ) -> Result<Report> {
+    if opts
+        .files_from
+        .as_deref()
+        .is_some_and(|f| f != "-" && options::files_from_remote(f).is_some())
+    {
+        // As rsync's main.c: a list "on the remote side" of a local copy.
+        return Err(Error::Syntax(
+            "--files-from cannot be remote when the transfer is local".into(),
+        ));
+    }
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let mut server_opts = opts.clone();
     // The sending side applies --chmod in a local copy; not twice.

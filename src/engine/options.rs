@@ -235,6 +235,15 @@ pub struct Options {
     /// are anchored there, whatever directory of the module the transfer
     /// starts in (rsync matches them against the module-relative path).
     pub module_root: Option<std::path::PathBuf>,
+    /// `--trust-sender`: do not check that a pulled file list only holds
+    /// what was asked for (rsync 3.2.5+'s check against CVE-2022-29154).
+    pub trust_sender: bool,
+    /// The source arguments of a pull as the client sent them (set by
+    /// [`crate::Transfer`]'s pull methods): the receiving client refuses a
+    /// listed name outside them. Empty: not checked.
+    pub requested: Vec<String>,
+    /// The [`Options::requested`] words start with a daemon module name.
+    pub requested_in_module: bool,
 }
 
 impl Default for Options {
@@ -321,6 +330,9 @@ impl Default for Options {
             files_from: None,
             from0: false,
             module_root: None,
+            trust_sender: false,
+            requested: Vec::new(),
+            requested_in_module: false,
         }
     }
 }

@@ -227,6 +227,7 @@ pub(crate) async fn run_receiving_side<R, W>(
     whole_file: bool,
     events: Option<&EventSink>,
     filters: Option<&crate::filter::FilterSet>,
+    requested: Option<&super::requested::Requested>,
 ) -> Result<Report>
 where
     R: AsyncRead + Unpin,
@@ -241,6 +242,15 @@ where
         }
     }
     let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
+    if let Some(req) = requested {
+        // CVE-2022-29154: a sender may list only what the pull asked for.
+        if let Some(e) = list.iter().find(|e| !req.allows(&e.name, e.is_dir())) {
+            return Err(Error::Unsupported(format!(
+                "ERROR: rejecting unrequested file-list name: {}",
+                String::from_utf8_lossy(&e.name)
+            )));
+        }
+    }
     if list.is_empty() && !setup.is_server {
         // rsync's client stops here ("nothing to do"), and an rsync sender
         // exits after sending an empty list.
@@ -329,6 +339,7 @@ where
         atimes: opts.atimes > 0,
         acls: opts.acls,
     };
+    let scanned = super::filters::receiver_with_parents(filters, dest, opts);
     let ctx = RecvCtx {
         setup,
         opts,
@@ -339,7 +350,7 @@ where
         preserve,
         events,
         whole_file,
-        filters,
+        filters: scanned.as_ref(),
         dest,
         xattrs: crate::fs::xattrs::XattrRules {
             level: opts.xattrs,

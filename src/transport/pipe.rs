@@ -42,9 +42,12 @@ impl RemoteCommand {
         }
         v.extend(server_args.iter().cloned());
         v.push(".".into());
+        let through_shell = !self.shell.is_empty();
         v.extend(paths.iter().map(|p| {
             if p.is_empty() {
                 ".".to_string()
+            } else if through_shell {
+                safe_path_arg(p)
             } else {
                 p.clone()
             }
@@ -83,6 +86,42 @@ impl RemoteCommand {
             stdout: Some(stdout),
         })
     }
+}
+
+/// A path word as rsync's client hands it to the remote shell (upstream
+/// options.c `safe_arg` for a file name): a leading `-` gets `./` before
+/// it (never an option to the remote rsync), and every character the
+/// remote shell would act on gets a backslash (the shell removes it; a
+/// backslash before a wildcard character is kept single, so the remote
+/// side still expands wildcards as rsync does).
+///
+/// ```
+/// use ferrsync::transport::pipe::safe_path_arg;
+/// assert_eq!(safe_path_arg("dir/f.txt"), "dir/f.txt");
+/// assert_eq!(safe_path_arg("-oProxy"), "./-oProxy");
+/// assert_eq!(safe_path_arg("a b;$(id)"), "a\\ b\\;\\$\\(id\\)");
+/// assert_eq!(safe_path_arg("*.txt"), "*.txt");
+/// ```
+#[must_use]
+pub fn safe_path_arg(arg: &str) -> String {
+    const SHELL_CHARS: &str = "!#$&;|<>(){}\"'` \t\n\r\\";
+    const WILD_CHARS: &str = "*?[]";
+    let mut out = String::with_capacity(arg.len() + 8);
+    if arg.starts_with('-') {
+        out.push_str("./");
+    }
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if !chars.peek().is_some_and(|n| WILD_CHARS.contains(*n)) {
+                out.push('\\');
+            }
+        } else if SHELL_CHARS.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A running peer process.

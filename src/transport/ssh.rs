@@ -549,6 +549,10 @@ impl SshSession {
         args.extend(paths.iter().map(|p| {
             if p.is_empty() {
                 ".".to_string()
+            } else if p.starts_with('-') {
+                // A path, never an option of the remote rsync (as rsync's
+                // `safe_arg`).
+                format!("./{p}")
             } else {
                 p.clone()
             }
