@@ -2,9 +2,8 @@
 //! task field, in both directions, the task's outcome equals what the
 //! equivalent rsync command line produces from the same start.
 
-mod common;
-#[path = "common/task_cases.rs"]
-mod task_cases;
+use crate::common;
+use crate::task_cases;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
