@@ -30,6 +30,7 @@ mod filters_interop;
 mod flist_proptest;
 mod flist_sort_rsync;
 mod fs_scan;
+mod fuzz_smoke;
 mod interop;
 mod metadata;
 mod metadata_more;
@@ -47,3 +48,19 @@ mod vectors_flist;
 mod vectors_session;
 mod vectors_xattrs;
 mod xattrs;
+
+// `fuzz_smoke` compiles the cargo-fuzz targets as modules: their
+// `use libfuzzer_sys::fuzz_target;` finds this crate, and `fuzz_target!`
+// makes the target's body the module's `run`. (Defined after the
+// modules, so that they reach it through that `use`, not by textual scope.)
+extern crate self as libfuzzer_sys;
+
+/// The body of a fuzz target as `pub fn run(data: &[u8])`.
+#[macro_export]
+macro_rules! fuzz_target {
+    (|$data:ident: &[u8]| $body:expr) => {
+        pub fn run($data: &[u8]) {
+            $body;
+        }
+    };
+}
