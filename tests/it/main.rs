@@ -10,6 +10,11 @@
 //! the whole process's peak memory stay binaries of their own
 //! (`tests/hostile*.rs`).
 
+// The fuzz targets each load their helpers (`fuzz/common/*.rs`,
+// `tests/common/flist_gen.rs`) as modules of their own, as in the fuzz
+// crate where each target is a crate.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../common/flist_gen.rs"]
