@@ -21,8 +21,16 @@ fi
 rsync --version | sed -n 1p
 
 # Optimised (profile `ci`: release without LTO): the interop tests move
-# tens of MiB through checksums, and the many test binaries must link fast.
-cargo test --profile ci --all-targets "$@"
+# tens of MiB through checksums. The integration tests are one binary
+# (tests/it) plus the few that measure their own process's peak memory;
+# their tests mostly wait on real rsync, sshd and the network, so more of
+# them run at once than there are cores.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+# Everything in one build, in parallel: the test binaries, the benches (in
+# test mode, each run once below) and the examples as programs (not as
+# empty test binaries, which `cargo test --all-targets` would add).
+cargo build --profile ci --all-targets
+cargo test --profile ci --lib --bins --tests --benches "$@"
 cargo test --profile ci --doc
-# The no-network example must keep working.
+# The no-network example must keep working (already built above).
 cargo run --profile ci --example loopback

@@ -3,7 +3,7 @@
 //! `Service::start` applies module changes without dropping transfers in
 //! flight.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

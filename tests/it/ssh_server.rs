@@ -2,9 +2,8 @@
 //! `rsync -e 'ssh ...'` (OpenSSH client) pulls and pushes through it;
 //! other commands, shells and paths outside the root are refused.
 
-mod common;
-#[path = "common/sshd.rs"]
-mod sshd;
+use crate::common;
+use crate::sshd;
 
 use std::fs;
 use std::path::Path;

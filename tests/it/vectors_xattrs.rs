@@ -2,7 +2,7 @@
 //! lists in the file list (literal lists, index reuse, abbreviated values)
 //! and the request / fill-in exchange for the abbreviated value.
 
-mod common;
+use crate::common;
 
 use common::tap;
 use ferrsync::flist::codec::{FileListDecoder, FileListEncoder, FlistOptions};

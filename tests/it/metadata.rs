@@ -1,7 +1,7 @@
 //! Metadata and update options against real rsync 3.5.0, in every
 //! direction, compared with what rsync alone produces from the same start.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

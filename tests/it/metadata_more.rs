@@ -5,7 +5,7 @@
 //! `--open-noatime`. Each start goes through rsync alone (rsync to rsync)
 //! and through ferrsync in each of the four ways; the trees must agree.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

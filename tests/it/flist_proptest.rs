@@ -36,8 +36,7 @@ fn options() -> impl Strategy<Value = FlistOptions> {
         })
 }
 
-#[path = "common/flist_gen.rs"]
-mod flist_gen;
+use crate::flist_gen;
 
 use flist_gen::{Draw, entries};
 

@@ -3,9 +3,8 @@
 //! with and without compression), key kinds, and the failures that must
 //! stop before anything is written.
 
-mod common;
-#[path = "common/sshd.rs"]
-mod sshd;
+use crate::common;
+use crate::sshd;
 
 use std::fs;
 use std::path::{Path, PathBuf};

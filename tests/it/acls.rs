@@ -6,7 +6,7 @@
 //! rsync does. Needs `setfacl`/`getfacl` (the `acl` package) and a file
 //! system with ACLs; skipped with a note otherwise.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -20,7 +20,7 @@
 //! old files stay whole, nothing partial is left, and after space is freed
 //! a rerun completes.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

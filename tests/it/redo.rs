@@ -3,7 +3,7 @@
 //! whole-file check fail; the file must be requested again with full-length
 //! sums and arrive intact, in both directions.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

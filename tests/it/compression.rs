@@ -4,7 +4,7 @@
 //! incompressible data and a file updated by delta, so block references and
 //! literals interleave; the result must equal the source.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

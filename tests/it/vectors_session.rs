@@ -10,7 +10,7 @@
 //! the file indexes listed in the transfer decodes are decoded and
 //! re-encoded with `NdxDecoder`/`NdxEncoder`.
 
-mod common;
+use crate::common;
 
 use common::tap::{self, Tap};
 use ferrsync::wire::{

@@ -2,7 +2,7 @@
 //! with real `rsync` alone, once with `ferrsync` (in-process local copy),
 //! and the resulting trees and the itemized change lists must be equal.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! `--delete`, `--delete-excluded`, `-C`. Each run's destination must equal
 //! what rsync alone produces from the same start.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -2,9 +2,8 @@
 //! task field, in both directions, the task's outcome equals what the
 //! equivalent rsync command line produces from the same start.
 
-mod common;
-#[path = "common/task_cases.rs"]
-mod task_cases;
+use crate::common;
+use crate::task_cases;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -178,8 +177,12 @@ fn password_from_value_env_and_file() {
 }
 
 fn unsafe_env_set(k: &str, v: &str) {
-    // Tests in this file that read it run after it is set; no other
-    // thread writes the environment.
+    // Only this test reads the variable, after setting it. Other tests of
+    // the process run meanwhile: std's own readers (`env::var`, spawning)
+    // take the environment lock that `set_var` holds, and this is the one
+    // `set_var` of the test binary, which adds a new variable: glibc then
+    // copies the environment to a new array and frees nothing a libc
+    // reader elsewhere may still be scanning.
     #[allow(unsafe_code)]
     unsafe {
         std::env::set_var(k, v);

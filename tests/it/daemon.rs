@@ -2,7 +2,7 @@
 //! `rsync` clients against our [`Daemon`], and our client against a real
 //! `rsync --daemon`. Every transfer ends with a tree comparison.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! client of `rsync --server`, and real `rsync` as the client of
 //! `ferrsync --server`. Every run ends with a tree comparison.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

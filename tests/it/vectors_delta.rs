@@ -8,7 +8,7 @@
 //! and strong sums, matcher, token encoding, patcher and whole-file
 //! checksum reproduce those bytes exactly.
 
-mod common;
+use crate::common;
 
 use common::tap;
 use ferrsync::checksum::{ChecksumConfig, StrongKind, checksum1};

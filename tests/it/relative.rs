@@ -5,7 +5,7 @@
 //! pushing to / pulling from `ferrsync --server`) and the binary's local
 //! copy must leave the tree rsync alone leaves from the same start.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

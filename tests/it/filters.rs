@@ -4,7 +4,7 @@
 //! a populated one (which names are deleted). Every (rule set, scenario,
 //! path) is one case and both programs must agree on it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -4,11 +4,9 @@
 //! produces from the same start; and `validate_remote` checks (and
 //! creates) the remote path over the same connection settings.
 
-mod common;
-#[path = "common/sshd.rs"]
-mod sshd;
-#[path = "common/task_cases.rs"]
-mod task_cases;
+use crate::common;
+use crate::sshd;
+use crate::task_cases;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

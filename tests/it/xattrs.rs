@@ -4,7 +4,7 @@
 //! the list, longer ones are requested; names that are not listed are
 //! removed). Below protocol 30 `-X` is refused, as rsync does.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

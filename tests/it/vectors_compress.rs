@@ -11,7 +11,7 @@
 //! 2. the same token sequence through our `TokenCompressor` decodes back to
 //!    the same file, and whether our bytes equal rsync's (reported).
 
-mod common;
+use crate::common;
 
 use common::tap;
 use ferrsync::delta::{CToken, Compression, TokenCompressor, TokenDecompressor};

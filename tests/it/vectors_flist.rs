@@ -6,7 +6,7 @@
 //! push's filter list is skipped, and the first file list is taken with its
 //! id lists and (protocol < 30) the io_error int.
 
-mod common;
+use crate::common;
 
 use common::tap;
 use ferrsync::flist::codec::{FileListDecoder, FileListEncoder, FlistOptions};
