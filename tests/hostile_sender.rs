@@ -812,6 +812,9 @@ fn the_same_cases_through_the_openat_walk() {
             "{name} with the walk: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
 /// CVE-2022-29154: a server listing names the pull did not ask for (an
 /// extra top-level file, a file outside the requested sub-path, with and
 /// without `-r`, with `-R`, a wildcard the server expands) is refused
