@@ -515,10 +515,12 @@ fn chmod_value(a: &Assign<'_>) -> Result<Option<String>, ConfigError> {
 
 /// A `PATH` value as written to the file: rsync trims blanks after the
 /// value and then slashes, so a path that ends in blanks (from `x  /`)
-/// is written with one `/` after them to come back the same.
+/// is written with one `/` after them to come back the same; so is a
+/// path ending in `\` (from `x\/`), which would otherwise continue the
+/// line.
 fn path_value(p: &Path) -> String {
     let mut v = p.to_string_lossy().into_owned();
-    if v.ends_with(c_isspace) {
+    if v.ends_with(c_isspace) || v.ends_with('\\') {
         v.push('/');
     }
     v

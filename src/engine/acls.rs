@@ -41,29 +41,9 @@ pub(crate) fn map_acl_ids(entries: &mut [FileEntry], ids: &IdMap) {
     }
 }
 
-/// A path naming exactly `rel`'s inode beneath `root`: `/proc/self/fd/N`
-/// of a handle opened through the root (or the pinned parent's entry for
-/// a special file), with the handle that keeps it valid. ACLs are
-/// system xattrs, so they are read and set through this path.
-pub(crate) fn pinned(
-    root: &crate::fs::beneath::Root,
-    rel: &[u8],
-) -> std::io::Result<(crate::fs::beneath::XattrTarget, std::path::PathBuf)> {
-    use crate::fs::beneath::XattrTarget;
-    use std::os::fd::AsRawFd;
-    let t = root.xattr_target(rel)?;
-    let p = match &t {
-        XattrTarget::File(f) => {
-            std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
-        }
-        XattrTarget::Pinned(_, p) => p.clone(),
-    };
-    Ok((t, p))
-}
-
 /// Whether `rel` beneath `root` (with metadata `st`) needs `e`'s ACLs
-/// applied; an ACL that cannot be read counts as differing (applying it
-/// reports why).
+/// applied, read through a handle opened beneath the root; an ACL that
+/// cannot be read counts as differing (applying it reports why).
 pub(crate) fn differs(
     e: &FileEntry,
     root: &crate::fs::beneath::Root,
@@ -74,8 +54,8 @@ pub(crate) fn differs(
     let Some(a) = e.extra().acls.as_deref() else {
         return false;
     };
-    match pinned(root, rel) {
-        Ok((_pin, path)) => crate::fs::acls::differs(&path, a, e.mode, st.mode()).unwrap_or(true),
+    match root.xattr_target(rel) {
+        Ok(t) => crate::fs::acls::differs((&t).into(), a, e.mode, st.mode()).unwrap_or(true),
         Err(_) => true,
     }
 }

@@ -143,8 +143,8 @@ pub fn set_attrs(
                 Some(m) => m.mode(),
                 None => root.lstat(rel)?.mode(),
             };
-            let (_pin, path) = super::acls::pinned(root, rel)?;
-            if crate::fs::acls::apply(&path, acls, e.mode, old)? && !is_new {
+            let target = root.xattr_target(rel)?;
+            if crate::fs::acls::apply((&target).into(), acls, e.mode, old)? && !is_new {
                 flags |= item::REPORT_ACL;
             }
         }

@@ -8,11 +8,11 @@
 //! `set_acl` and `set_rsync_acl`, and libacl's xattr form: a little-endian
 //! u32 version (2), then per entry u16 tag, u16 permissions, u32 id.
 
-use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
 
 use crate::flist::acls::{AclTag, EntryAcls, RsyncAcl, SysEntry, from_system, to_system};
+use crate::fs::xattrs::On;
 
 /// The access ACL's attribute name.
 pub const ACCESS_XATTR: &str = "system.posix_acl_access";
@@ -92,8 +92,8 @@ fn no_acl_support(err: &io::Error) -> bool {
         || n == Some(rustix::io::Errno::NOSYS.raw_os_error())
 }
 
-fn get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    match xattr::get(path, OsStr::new(name)) {
+fn get(on: On<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
+    match on.get(name.as_bytes()) {
         Ok(v) => Ok(v),
         Err(e) if no_acl_support(&e) => Ok(None),
         Err(e) => Err(e),
@@ -106,12 +106,16 @@ fn get(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 /// # Errors
 /// Reading an attribute failed, or it is malformed.
 pub fn read_full(path: &Path, mode: u32) -> io::Result<(RsyncAcl, Option<RsyncAcl>)> {
-    let access = match get(path, ACCESS_XATTR)? {
+    read_full_on(On::Path(path), mode)
+}
+
+fn read_full_on(on: On<'_>, mode: u32) -> io::Result<(RsyncAcl, Option<RsyncAcl>)> {
+    let access = match get(on, ACCESS_XATTR)? {
         Some(b) => from_system(&parse_xattr(&b)?),
         None => RsyncAcl::from_mode(mode),
     };
     let default = if mode & 0o170_000 == 0o040_000 {
-        Some(match get(path, DEFAULT_XATTR)? {
+        Some(match get(on, DEFAULT_XATTR)? {
             Some(b) => from_system(&parse_xattr(&b)?),
             None => RsyncAcl::default(),
         })
@@ -165,15 +169,16 @@ pub fn read_for_send(
     })
 }
 
-/// Applies received ACLs to `path`, which gets `mode` (after this the
+/// Applies received ACLs to `on` (a path, its last component not
+/// followed, or an open handle), which gets `mode` (after this the
 /// caller sets the mode itself): the access ACL when its extended entries
 /// differ, the default ACL of a directory when it differs (an empty one is
 /// removed). Returns whether anything differed.
 ///
 /// # Errors
 /// Reading or writing an attribute failed.
-pub fn apply(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32) -> io::Result<bool> {
-    set(path, acls, mode, old_mode, true)
+pub fn apply(on: On<'_>, acls: &EntryAcls, mode: u32, old_mode: u32) -> io::Result<bool> {
+    set(on, acls, mode, old_mode, true)
 }
 
 /// Whether [`apply`] would change anything (upstream `set_acl` with no
@@ -181,15 +186,15 @@ pub fn apply(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32) -> io::Res
 ///
 /// # Errors
 /// Reading an attribute failed.
-pub fn differs(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32) -> io::Result<bool> {
-    set(path, acls, mode, old_mode, false)
+pub fn differs(on: On<'_>, acls: &EntryAcls, mode: u32, old_mode: u32) -> io::Result<bool> {
+    set(on, acls, mode, old_mode, false)
 }
 
-fn set(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> io::Result<bool> {
+fn set(on: On<'_>, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> io::Result<bool> {
     if !reads_acls(mode) {
         return Ok(false);
     }
-    let (cur_access, cur_default) = read_full(path, old_mode)?;
+    let (cur_access, cur_default) = read_full_on(on, old_mode)?;
     let mut changed = false;
     if !cur_access.equal_enough(&acls.access, mode) {
         changed = true;
@@ -197,7 +202,7 @@ fn set(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> 
             return Ok(true);
         }
         let sys = to_system(&acls.access, Some((mode, old_mode)));
-        xattr::set(path, OsStr::new(ACCESS_XATTR), &format_xattr(&sys))?;
+        on.set(ACCESS_XATTR.as_bytes(), &format_xattr(&sys))?;
     }
     if let (Some(want), Some(cur)) = (&acls.default, &cur_default) {
         if want != cur {
@@ -206,7 +211,7 @@ fn set(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> 
                 return Ok(true);
             }
             if want.user_obj.is_none() {
-                match xattr::remove(path, OsStr::new(DEFAULT_XATTR)) {
+                match on.remove(DEFAULT_XATTR.as_bytes()) {
                     Ok(()) => {}
                     Err(e)
                         if e.raw_os_error() == Some(rustix::io::Errno::NODATA.raw_os_error()) => {}
@@ -214,7 +219,7 @@ fn set(path: &Path, acls: &EntryAcls, mode: u32, old_mode: u32, write: bool) -> 
                 }
             } else {
                 let sys = to_system(want, None);
-                xattr::set(path, OsStr::new(DEFAULT_XATTR), &format_xattr(&sys))?;
+                on.set(DEFAULT_XATTR.as_bytes(), &format_xattr(&sys))?;
             }
         }
     }

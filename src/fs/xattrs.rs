@@ -125,7 +125,7 @@ impl On<'_> {
         }
     }
 
-    fn get(self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn get(self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
         use xattr::FileExt;
         match self {
             On::Path(p) => xattr::get(p, OsStr::from_bytes(name)),
@@ -133,7 +133,7 @@ impl On<'_> {
         }
     }
 
-    fn set(self, name: &[u8], value: &[u8]) -> io::Result<()> {
+    pub(crate) fn set(self, name: &[u8], value: &[u8]) -> io::Result<()> {
         use xattr::FileExt;
         match self {
             On::Path(p) => xattr::set(p, OsStr::from_bytes(name), value),
@@ -141,7 +141,7 @@ impl On<'_> {
         }
     }
 
-    fn remove(self, name: &[u8]) -> io::Result<()> {
+    pub(crate) fn remove(self, name: &[u8]) -> io::Result<()> {
         use xattr::FileExt;
         match self {
             On::Path(p) => xattr::remove(p, OsStr::from_bytes(name)),

@@ -256,13 +256,17 @@ pub fn compare_trees(a: &Path, b: &Path, c: Compare) -> Vec<String> {
     walk(a, Path::new(""), &mut la);
     walk(b, Path::new(""), &mut lb);
     let mut diffs = Vec::new();
-    for p in la.iter().filter(|p| !lb.contains(p)) {
+    // Sets: trees of tens of thousands of entries must not compare in
+    // quadratic time.
+    let sa: std::collections::HashSet<_> = la.iter().cloned().collect();
+    let sb: std::collections::HashSet<_> = lb.iter().cloned().collect();
+    for p in la.iter().filter(|p| !sb.contains(*p)) {
         diffs.push(format!("only in {}: {:?}", a.display(), p));
     }
-    for p in lb.iter().filter(|p| !la.contains(p)) {
+    for p in lb.iter().filter(|p| !sa.contains(*p)) {
         diffs.push(format!("only in {}: {:?}", b.display(), p));
     }
-    for rel in la.iter().filter(|p| lb.contains(p)) {
+    for rel in la.iter().filter(|p| sb.contains(*p)) {
         let (pa, pb) = (a.join(rel), b.join(rel));
         let (ma, mb) = (
             fs::symlink_metadata(&pa).unwrap(),

@@ -250,6 +250,13 @@ fn paths_ending_in_blanks_round_trip() {
     let (back, _) = DaemonConfig::parse(&again).unwrap();
     assert_eq!(back, cfg, "{again}");
     assert_eq!(back.to_conf_string(), again);
+    // A path ending in a backslash (fuzz find): written as `x\/` so that
+    // the backslash does not join the next line.
+    let (cfg, _) = DaemonConfig::parse("[m]\npath = /srv/et\\/\n[n]\npath = /b\n").unwrap();
+    assert_eq!(cfg.modules[0].path, PathBuf::from("/srv/et\\"));
+    let again = cfg.to_conf_string();
+    let (back, _) = DaemonConfig::parse(&again).unwrap();
+    assert_eq!(back, cfg, "{again}");
     // Other Unicode spaces are not C spaces: rsync keeps them.
     let (cfg, _) = DaemonConfig::parse("[m]\npath = /srv/x\u{a0}\ncomment = c\u{3000}\n").unwrap();
     assert_eq!(cfg.modules[0].path, PathBuf::from("/srv/x\u{a0}"));
