@@ -400,6 +400,13 @@ impl TempGuard<'_> {
             let _ = self.0.remove_file(&p);
         }
     }
+
+    /// The file was renamed away: its temporary name no longer exists, so
+    /// nothing is left to remove (saves an `unlink` per file).
+    fn renamed(&mut self) {
+        self.2 = None;
+        self.1 = None;
+    }
 }
 
 impl Drop for TempGuard<'_> {
@@ -675,14 +682,15 @@ async fn receive<R: AsyncRead + Unpin>(
                             root.rename(&tmp, rel)
                         }
                     });
-                guard.discard();
                 if res.is_ok() {
+                    guard.renamed();
                     if let Some(d) = partial {
                         local::drop_partial(root, rel, d);
                     }
+                } else {
+                    guard.discard();
                 }
                 if let Err(err) = res {
-                    let _ = root.remove_file(&tmp);
                     let msg = format!("rename \"{}\" failed: {err}", path.display());
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
