@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -51,7 +51,6 @@ pub(crate) struct RecvCtx<'a> {
     pub opts: &'a Options,
     pub list: &'a [FileEntry],
     pub active: &'a [bool],
-    pub paths: &'a [PathBuf],
     pub ids: &'a IdMap,
     pub preserve: Preserve,
     pub events: Option<&'a EventSink>,
@@ -490,8 +489,8 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         pairs.sort_unstable();
         for (f, l) in pairs {
             let e = &ctx.list[f];
-            let leader = &ctx.paths[l];
-            let path = &ctx.paths[f];
+            let leader = &ctx.path(l);
+            let path = &ctx.path(f);
             let is_new = ctx.root.lstat(ctx.rel(f)).is_err();
             let linked = if ctx.opts.dry_run {
                 Ok(true)
@@ -581,7 +580,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     async fn generate(&mut self, i: usize) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
-        let path = &ctx.paths[i];
+        let path = &ctx.path(i);
         let rel = ctx.rel(i);
         let dry = ctx.opts.dry_run;
         let mut st = ctx.root.lstat(rel).ok();
@@ -1187,7 +1186,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
     async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
-        let dir = &ctx.paths[i];
+        let dir = &ctx.path(i);
         let Ok(rd) = ctx.root.read_dir(ctx.rel(i)) else {
             return Ok(());
         };

@@ -47,12 +47,113 @@ pub fn dest_mode(sender_mode: u32, umask: u32, is_dir: bool) -> u32 {
     sender_mode & 0o777 & !umask
 }
 
-/// The process umask (read once; restoring it right away).
+/// The process umask (read once per process, restoring it right away;
+/// nothing here changes it later).
 #[must_use]
 pub fn current_umask() -> u32 {
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    rustix::process::umask(old);
-    old.as_raw_mode()
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(old);
+        old.as_raw_mode()
+    })
+}
+
+/// The permission bits a new non-directory item ends with: the sender's
+/// (`-p`), else the sender's masked by the umask.
+#[must_use]
+pub fn new_mode(e: &FileEntry, p: &Preserve) -> u32 {
+    if p.perms {
+        e.mode & 0o7777
+    } else {
+        dest_mode(e.mode, current_umask(), false)
+    }
+}
+
+/// The mode a received file's temporary is created with: its final
+/// permission bits (never setuid/setgid/sticky) when it keeps the owner
+/// and group it is created with (`me`: our effective uid and gid), so
+/// that no chmod is needed afterwards; else 0600, so that no one else
+/// reads it before it has its owner. The owner can always write it.
+#[must_use]
+pub fn tmp_mode(e: &FileEntry, uid: u32, gid: u32, p: &Preserve, me: (u32, u32)) -> u32 {
+    let keeps_owner = !(p.owner && p.am_root) || uid == me.0;
+    let keeps_group = !p.group || gid == me.1;
+    if keeps_owner && keeps_group {
+        (new_mode(e, p) & 0o777) | 0o600
+    } else {
+        0o600
+    }
+}
+
+/// Applies owner, times and permissions to a newly received regular file
+/// through its open handle (no name is resolved), in rsync's order
+/// (owner, times, perms), each only when it differs from what one `fstat`
+/// of the file shows. Not for `-A` (the ACL goes by name).
+///
+/// # Errors
+/// The first failing system call.
+pub fn set_attrs_fd(
+    f: &fs::File,
+    e: &FileEntry,
+    uid: u32,
+    gid: u32,
+    p: &Preserve,
+) -> io::Result<()> {
+    use rustix::fs::{Timespec, Timestamps, UTIME_OMIT};
+    let st = rustix::fs::fstat(f)?;
+    let uid_change = (p.owner && p.am_root)
+        .then_some(uid)
+        .filter(|u| *u != st.st_uid);
+    let gid_change = p.group.then_some(gid).filter(|g| *g != st.st_gid);
+    if uid_change.is_some() || gid_change.is_some() {
+        match rustix::fs::fchown(
+            f,
+            uid_change.map(rustix::process::Uid::from_raw_unchecked),
+            gid_change.map(rustix::process::Gid::from_raw_unchecked),
+        ) {
+            Ok(()) => {}
+            Err(err)
+                if !p.am_root && io::Error::from(err).kind() == io::ErrorKind::PermissionDenied => {
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let nsec_differs =
+        p.nsec && i64::try_from(st.st_mtime_nsec).ok() != Some(i64::from(e.mtime_nsec));
+    let mtime_differs = p.times && (st.st_mtime != e.mtime || nsec_differs);
+    let atime_differs = p.atimes && st.st_atime != e.atime;
+    let mtime = Timespec {
+        tv_sec: e.mtime,
+        tv_nsec: e.mtime_nsec.into(),
+    };
+    if p.atimes && (mtime_differs || atime_differs) {
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        };
+        let ts = Timestamps {
+            last_access: Timespec {
+                tv_sec: e.atime,
+                tv_nsec: 0,
+            },
+            last_modification: if p.times { mtime } else { omit },
+        };
+        rustix::fs::futimens(f, &ts)?;
+    } else if mtime_differs {
+        let ts = Timestamps {
+            last_access: mtime,
+            last_modification: mtime,
+        };
+        rustix::fs::futimens(f, &ts)?;
+    }
+    // A chown clears setuid/setgid: set them again after it.
+    let want = new_mode(e, p);
+    let owner_changed = uid_change.is_some() || gid_change.is_some();
+    if st.st_mode & 0o7777 != want || (owner_changed && want & 0o6000 != 0) {
+        rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(want))?;
+    }
+    Ok(())
 }
 
 /// Applies ownership, times and permissions to `rel` (beneath `root`,
@@ -256,6 +357,12 @@ impl OutFile {
         }
     }
 
+    /// The file written.
+    #[must_use]
+    pub fn into_file(self) -> fs::File {
+        self.file
+    }
+
     /// The offset after the last byte written or skipped.
     #[must_use]
     pub fn position(&self) -> u64 {
@@ -438,7 +545,10 @@ pub fn tmp_rel(rel: &[u8], attempt: u32) -> Vec<u8> {
     name.push(b'.');
     name.extend_from_slice(stem);
     name.push(b'.');
-    let mut x = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    // The pid only seeds the name (a clash is retried): read once.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let mut x = u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ u64::from(attempt).wrapping_mul(0xBF58_476D_1CE4_E5B9)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -684,16 +794,16 @@ pub fn drop_delayed(root: &Root, rel: &[u8]) {
     }
 }
 
-/// Creates a new temporary file beside `rel`, mode 0600; returns it and
-/// its name.
+/// Creates a new temporary file beside `rel` with `mode` (less the
+/// umask; see [`tmp_mode`]); returns it and its name.
 ///
 /// # Errors
 /// The directory is not writable.
-pub fn create_tmp(root: &Root, rel: &[u8]) -> io::Result<(fs::File, Vec<u8>)> {
+pub fn create_tmp(root: &Root, rel: &[u8], mode: u32) -> io::Result<(fs::File, Vec<u8>)> {
     let mut last = None;
     for attempt in 0..100 {
         let p = tmp_rel(rel, attempt);
-        match root.create_new(&p, 0o600) {
+        match root.create_new(&p, mode) {
             Ok(f) => return Ok((f, p)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),

@@ -136,28 +136,32 @@ fn map_warnings(opts: &Options) -> Vec<String> {
         .collect()
 }
 
-/// Where the received entries go: under a directory, or (a single file)
-/// to a file name.
-fn dest_paths(dest: &Path, list: &[FileEntry]) -> Result<(Vec<PathBuf>, bool)> {
+/// Where the received entries go: under a directory (`Some(must_create)`),
+/// or (a single file) to a file name (`None`).
+fn dest_kind(dest: &Path, list: &[FileEntry]) -> Option<bool> {
     let dest_is_dir = fs::metadata(dest).map(|m| m.is_dir()).unwrap_or(false);
     if list.len() == 1
         && !list[0].is_dir()
         && !dest_is_dir
         && !dest.as_os_str().as_bytes().ends_with(b"/")
     {
-        return Ok((vec![dest.to_path_buf()], false));
+        return None;
     }
-    let paths = list
-        .iter()
-        .map(|e| {
-            if e.name == b"." {
-                dest.to_path_buf()
-            } else {
-                dest.join(OsStr::from_bytes(&e.name))
+    Some(!dest_is_dir)
+}
+
+impl RecvCtx<'_> {
+    /// Entry `i`'s destination path, for messages: the destination itself
+    /// for `.` and for a single file received under another name, else
+    /// the name under it.
+    pub(crate) fn path(&self, i: usize) -> PathBuf {
+        match self.list.get(i) {
+            Some(e) if self.single.is_none() && e.name != b"." => {
+                self.dest.join(OsStr::from_bytes(&e.name))
             }
-        })
-        .collect();
-    Ok((paths, !dest_is_dir))
+            _ => self.dest.to_path_buf(),
+        }
+    }
 }
 
 /// Rejects entries whose parent is not a directory of the same list, so
@@ -288,7 +292,8 @@ where
         io_error,
         ..Report::default()
     };
-    let (paths, must_create) = dest_paths(dest, &list)?;
+    let kind = dest_kind(dest, &list);
+    let must_create = kind.unwrap_or(false);
     if must_create && !list.is_empty() {
         // A list with "." creates the destination itself (and itemizes it
         // as new); otherwise it is the container of the top names.
@@ -315,14 +320,11 @@ where
     } else {
         Links::Never
     };
-    let single_name: Option<Vec<u8>> = (!must_create
-        && paths.len() == 1
-        && paths[0] == dest
-        && list.first().is_some_and(|e| e.name != b"."))
-    .then(|| {
-        dest.file_name()
-            .map_or_else(|| b".".to_vec(), |n| n.as_bytes().to_vec())
-    });
+    let single_name: Option<Vec<u8>> =
+        (kind.is_none() && list.first().is_some_and(|e| e.name != b".")).then(|| {
+            dest.file_name()
+                .map_or_else(|| b".".to_vec(), |n| n.as_bytes().to_vec())
+        });
     let root = match (&single_name, dest.parent()) {
         (Some(_), Some(p)) if !p.as_os_str().is_empty() => Root::new(p, links),
         (Some(_), _) => Root::new(Path::new("."), links),
@@ -345,7 +347,6 @@ where
         opts,
         list: &list,
         active: &active,
-        paths: &paths,
         ids: &ids,
         preserve,
         events,
@@ -471,6 +472,11 @@ async fn receive<R: AsyncRead + Unpin>(
     // -X: abbreviated values the sender filled in, per list index.
     let mut fetched: std::collections::HashMap<usize, Vec<(i32, Vec<u8>)>> =
         std::collections::HashMap::new();
+    // Our effective ids: who owns a file we create (for its first mode).
+    let me = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
     loop {
         let ndx = r.decode(|b| ndx_in.decode(b)).await?;
         if ndx == NDX_DONE {
@@ -558,7 +564,6 @@ async fn receive<R: AsyncRead + Unpin>(
         let head = r
             .decode(|b| SumHead::decode(b, protocol, digest_len, &limits))
             .await?;
-        let path = &ctx.paths[idx];
         let rel = ctx.rel(idx);
         // The generator chose the partial file as the basis (0x81).
         let partial = ctx
@@ -579,10 +584,12 @@ async fn receive<R: AsyncRead + Unpin>(
             Basis::None(NoBasis)
         };
         let inplace = ctx.opts.inplace;
+        let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
         let out = if inplace {
             ctx.root.open_inplace(rel).map(|f| (f, rel.to_vec()))
         } else {
-            local::create_tmp(ctx.root, rel)
+            let mode = local::tmp_mode(e, uid, gid, &ctx.preserve, me);
+            local::create_tmp(ctx.root, rel, mode)
         };
         // Removes (or with --partial keeps) the temporary file however this
         // step ends, including when the whole transfer is cancelled by
@@ -628,8 +635,7 @@ async fn receive<R: AsyncRead + Unpin>(
         )
         .await?;
         match outcome {
-            Outcome::Ok(tmp) if inplace => {
-                let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+            Outcome::Ok(tmp, _) if inplace => {
                 let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
                 if let Err(msg) = set_xattrs(ctx, e, got, &tmp, basis_loc.get()) {
                     report.errors.push(msg.clone());
@@ -652,15 +658,15 @@ async fn receive<R: AsyncRead + Unpin>(
                         let _ = tx.send(ToGen::Success(idx));
                     }
                     Err(err) => {
-                        let msg = format!("update of \"{}\" failed: {err}", path.display());
+                        let msg =
+                            format!("update of \"{}\" failed: {err}", ctx.path(idx).display());
                         report.errors.push(msg.clone());
                         report.io_error |= 1;
                         let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                     }
                 }
             }
-            Outcome::Ok(tmp) => {
-                let (uid, gid) = (ctx.ids.uid(e.uid), ctx.ids.gid(e.gid));
+            Outcome::Ok(tmp, file) => {
                 let got = fetched.get(&idx).map_or(&[][..], Vec::as_slice);
                 if let Err(msg) = set_xattrs(ctx, e, got, &tmp, basis_loc.get()) {
                     report.errors.push(msg.clone());
@@ -668,20 +674,26 @@ async fn receive<R: AsyncRead + Unpin>(
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
                 }
                 let root = ctx.root;
-                let res = local::set_attrs(root, &tmp, e, uid, gid, &ctx.preserve, None, true)
-                    .and_then(|_| {
-                        if ctx.opts.backup {
-                            local::make_backup(root, rel, &e.name, ctx.opts)?;
-                        }
-                        if ctx.opts.delay_updates {
-                            let held = local::delay_path(root, rel)?;
-                            root.rename(&tmp, &held)?;
-                            delayed.push((idx, held, rel.to_vec()));
-                            Ok(())
-                        } else {
-                            root.rename(&tmp, rel)
-                        }
-                    });
+                // The new file's attributes go through its open handle
+                // (an ACL goes by name).
+                let attrs = match file.filter(|_| !ctx.preserve.acls) {
+                    Some(f) => local::set_attrs_fd(&f, e, uid, gid, &ctx.preserve),
+                    None => local::set_attrs(root, &tmp, e, uid, gid, &ctx.preserve, None, true)
+                        .map(|_| ()),
+                };
+                let res = attrs.and_then(|()| {
+                    if ctx.opts.backup {
+                        local::make_backup(root, rel, &e.name, ctx.opts)?;
+                    }
+                    if ctx.opts.delay_updates {
+                        let held = local::delay_path(root, rel)?;
+                        root.rename(&tmp, &held)?;
+                        delayed.push((idx, held, rel.to_vec()));
+                        Ok(())
+                    } else {
+                        root.rename(&tmp, rel)
+                    }
+                });
                 if res.is_ok() {
                     guard.renamed();
                     if let Some(d) = partial {
@@ -691,7 +703,7 @@ async fn receive<R: AsyncRead + Unpin>(
                     guard.discard();
                 }
                 if let Err(err) = res {
-                    let msg = format!("rename \"{}\" failed: {err}", path.display());
+                    let msg = format!("rename \"{}\" failed: {err}", ctx.path(idx).display());
                     report.errors.push(msg.clone());
                     report.io_error |= 1;
                     let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, msg));
@@ -730,11 +742,11 @@ async fn receive<R: AsyncRead + Unpin>(
                 // RERR_FILEIO, exit 11. The temporary file goes with the
                 // guard; the destination file stays the old one.
                 let why = msg.trim_start_matches("write failed: ");
-                let text = format!("write failed on \"{}\": {why}", path.display());
+                let text = format!("write failed on \"{}\": {why}", ctx.path(idx).display());
                 let _ = tx.send(ToGen::Msg(MsgCode::ErrorXfer, text));
                 return Err(Error::local(
                     "write failed on",
-                    path.clone(),
+                    ctx.path(idx),
                     std::io::Error::other(why.to_string()),
                 ));
             }
@@ -889,7 +901,8 @@ struct WriteMode {
 }
 
 enum Outcome {
-    Ok(Vec<u8>),
+    /// Written and verified: its name, and the file still open.
+    Ok(Vec<u8>, Option<fs::File>),
     Mismatch,
     LocalError(String),
 }
@@ -1112,17 +1125,18 @@ async fn receive_tokens<R: AsyncRead + Unpin>(
         Some(mut w) => w
             .flush()
             .and_then(|()| w.get_mut().finish())
+            .map(|()| w.into_parts().0.into_file())
             .map_err(|e| e.to_string()),
         None => Err(String::new()),
     };
     let result = if let Some(msg) = local_err {
         Outcome::LocalError(msg)
-    } else if let Err(msg) = flushed {
+    } else if let Err(msg) = &flushed {
         Outcome::LocalError(format!("write failed: {msg}"))
     } else if ours.as_bytes() != theirs.as_slice() {
         Outcome::Mismatch
     } else if let Some(p) = &tmp {
-        return Ok(Outcome::Ok(p.clone()));
+        return Ok(Outcome::Ok(p.clone(), flushed.ok()));
     } else {
         Outcome::LocalError("no temporary file".into())
     };

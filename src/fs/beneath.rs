@@ -19,14 +19,23 @@
 //!
 //! Setting `FERRSYNC_BENEATH_WALK=1` in the environment forces the walk
 //! (tests use it to cover both ways).
+//!
+//! The parent handles of the last few directories used are kept (a file
+//! list goes directory by directory), so a run of operations in one
+//! directory resolves it once. A kept handle is what was resolved beneath
+//! the root, so an operation through it cannot leave the root through a
+//! symlink; like rsync's working directory it stays on that directory even
+//! if someone outside moves it. Every operation here that may remove or
+//! replace a directory (`rename*`, `remove_dir`, `remove_any`, `mkdir` of
+//! the root) drops the kept handles at and below the names it touches.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags, Timestamps};
@@ -70,7 +79,13 @@ pub struct Root {
     fd: OnceLock<OwnedFd>,
     links: Links,
     walk: bool,
+    /// Kept parent handles: (directory name, handle), most recent last.
+    dirs: Mutex<Vec<(Vec<u8>, Arc<OwnedFd>)>>,
 }
+
+/// How many parent handles a root keeps (the generator and the receiver
+/// work in different directories at the same time).
+const KEPT_DIRS: usize = 4;
 
 /// The error for a name that would leave the root or pass a symlink.
 fn escape(rel: &[u8], why: &io::Error) -> io::Error {
@@ -117,8 +132,8 @@ fn os(name: &[u8]) -> &OsStr {
 /// A parent directory handle and the last component of a name.
 #[derive(Debug)]
 pub struct Parent {
-    /// The directory (an `O_PATH` handle).
-    pub dir: OwnedFd,
+    /// The directory (an `O_PATH` handle, possibly kept by the root).
+    pub dir: Arc<OwnedFd>,
     /// The last component (`.` for the root itself).
     pub name: Vec<u8>,
 }
@@ -132,7 +147,7 @@ pub enum XattrTarget {
     /// An open handle on the item.
     File(fs::File),
     /// A path through the pinned parent; the handle keeps it open.
-    Pinned(OwnedFd, PathBuf),
+    Pinned(Arc<OwnedFd>, PathBuf),
 }
 
 impl Root {
@@ -146,7 +161,49 @@ impl Root {
             fd: OnceLock::new(),
             links,
             walk: walk_forced(),
+            dirs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Drops every kept parent handle (the next operations resolve their
+    /// directories again).
+    pub fn forget_dirs(&self) {
+        if let Ok(mut d) = self.dirs.lock() {
+            d.clear();
+        }
+    }
+
+    /// Drops the kept handles of directory `rel` and of everything below
+    /// it (all of them for the root).
+    fn forget(&self, rel: &[u8]) {
+        let rel = trim_slashes(rel);
+        if let Ok(mut d) = self.dirs.lock() {
+            d.retain(|(k, _)| {
+                !(rel.is_empty()
+                    || k.strip_prefix(rel)
+                        .is_some_and(|t| t.is_empty() || t.first() == Some(&b'/')))
+            });
+        }
+    }
+
+    /// The handle of directory `rel` (a parent), kept or resolved now.
+    fn kept_dir(&self, rel: &[u8]) -> io::Result<Arc<OwnedFd>> {
+        let rel = trim_slashes(rel);
+        if let Ok(d) = self.dirs.lock() {
+            if let Some((_, fd)) = d.iter().rev().find(|(k, _)| k.as_slice() == rel) {
+                return Ok(Arc::clone(fd));
+            }
+        }
+        let fd = Arc::new(self.dir(rel)?);
+        if let Ok(mut d) = self.dirs.lock() {
+            if !d.iter().any(|(k, _)| k.as_slice() == rel) {
+                if d.len() >= KEPT_DIRS {
+                    d.remove(0);
+                }
+                d.push((rel.to_vec(), Arc::clone(&fd)));
+            }
+        }
+        Ok(fd)
     }
 
     /// Forces (or stops forcing) the `openat` walk instead of `openat2`.
@@ -296,7 +353,7 @@ impl Root {
     pub fn parent(&self, rel: &[u8]) -> io::Result<Parent> {
         let (dir, name) = split(rel);
         Ok(Parent {
-            dir: self.dir(dir)?,
+            dir: self.kept_dir(dir)?,
             name: name.to_vec(),
         })
     }
@@ -399,12 +456,11 @@ impl Root {
     pub fn rename_to(&self, from: &[u8], other: &Root, to: &[u8]) -> io::Result<()> {
         let a = self.parent(from)?;
         let b = other.parent(to)?;
-        Ok(rustix::fs::renameat(
-            &a.dir,
-            os(&a.name),
-            &b.dir,
-            os(&b.name),
-        )?)
+        let res = rustix::fs::renameat(&a.dir, os(&a.name), &b.dir, os(&b.name));
+        // A directory may have moved, or been replaced.
+        self.forget(from);
+        other.forget(to);
+        Ok(res?)
     }
 
     /// Makes `to` a new hard link to `from` (never following a symlink).
@@ -438,11 +494,9 @@ impl Root {
     /// The rmdir failed.
     pub fn remove_dir(&self, rel: &[u8]) -> io::Result<()> {
         let p = self.parent(rel)?;
-        Ok(rustix::fs::unlinkat(
-            &p.dir,
-            os(&p.name),
-            AtFlags::REMOVEDIR,
-        )?)
+        let res = rustix::fs::unlinkat(&p.dir, os(&p.name), AtFlags::REMOVEDIR);
+        self.forget(rel);
+        Ok(res?)
     }
 
     /// Removes whatever is at `rel`, a directory with all its contents
@@ -452,7 +506,9 @@ impl Root {
     /// A removal failed.
     pub fn remove_any(&self, rel: &[u8]) -> io::Result<()> {
         let p = self.parent(rel)?;
-        remove_tree(p.dir.as_fd(), &p.name, 0)
+        let res = remove_tree(p.dir.as_fd(), &p.name, 0);
+        self.forget(rel);
+        res
     }
 
     /// The names in directory `rel` (without `.` and `..`), unsorted.
@@ -481,6 +537,7 @@ impl Root {
     pub fn mkdir(&self, rel: &[u8], mode: u32) -> io::Result<()> {
         if trim_slashes(rel).is_empty() {
             use std::os::unix::fs::DirBuilderExt;
+            self.forget_dirs();
             return fs::DirBuilder::new().mode(mode).create(&self.path);
         }
         let p = self.parent(rel)?;
@@ -923,6 +980,9 @@ mod tests {
                 && start.elapsed() < std::time::Duration::from_secs(10)
             {
                 i += 1;
+                // Every try resolves `racy` again (a kept handle would
+                // stay on the directory first found, which is safe too).
+                r.forget_dirs();
                 match r.create_new(format!("racy/f{i}").as_bytes(), 0o600) {
                     Ok(_) => made += 1,
                     Err(e) if e.to_string().contains("outside the destination") => refused += 1,
@@ -940,6 +1000,41 @@ mod tests {
             let _ = fs::remove_file(f.dest.join("racy"));
             let _ = fs::remove_dir_all(f.dest.join("racy"));
             let _ = fs::remove_dir_all(f.dest.join("racy.real"));
+        }
+    }
+
+    /// A kept parent handle never outlives the directory it stands for
+    /// when this root removes, replaces or moves it.
+    #[test]
+    fn kept_parent_handles_follow_replaced_directories() {
+        let f = fixture();
+        for r in roots(&f.dest, Links::Never) {
+            r.mkdir(b"k", 0o755).unwrap();
+            r.mkdir(b"k/s", 0o755).unwrap();
+            r.create_new(b"k/s/a", 0o600).unwrap();
+            r.create_new(b"k/b", 0o600).unwrap();
+            // Removed and made again: the new one is used.
+            r.remove_any(b"k").unwrap();
+            r.mkdir(b"k", 0o755).unwrap();
+            r.create_new(b"k/c", 0o600).unwrap();
+            assert!(f.dest.join("k/c").is_file());
+            // Moved away and made again.
+            r.mkdir(b"k/s", 0o755).unwrap();
+            r.create_new(b"k/s/d", 0o600).unwrap();
+            r.rename(b"k", b"moved").unwrap();
+            r.mkdir(b"k", 0o755).unwrap();
+            r.mkdir(b"k/s", 0o755).unwrap();
+            r.create_new(b"k/s/e", 0o600).unwrap();
+            assert!(f.dest.join("k/s/e").is_file());
+            assert!(f.dest.join("moved/s/d").is_file());
+            // Replaced by a symlink to the outside: refused, not followed.
+            r.remove_any(b"k").unwrap();
+            r.symlink(f.outside.as_os_str().as_bytes(), b"k").unwrap();
+            assert!(r.create_new(b"k/s", 0o600).is_err());
+            assert!(r.create_new(b"k/x", 0o600).is_err());
+            r.remove_any(b"moved").unwrap();
+            r.remove_file(b"k").unwrap();
+            outside_untouched(&f);
         }
     }
 
