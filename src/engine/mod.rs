@@ -186,6 +186,10 @@ fn finish_send_list(
     if protocol < 29 {
         crate::fs::sort_scan(&mut res, protocol);
     }
+    // The lists are kept for the whole transfer: without the slack of
+    // their growth (a third of the largest allocation on average).
+    res.entries.shrink_to_fit();
+    res.paths.shrink_to_fit();
     Ok(SendList {
         entries: res.entries,
         paths: res.paths,
@@ -656,7 +660,10 @@ pub async fn run_local(
             "--files-from cannot be remote when the transfer is local".into(),
         ));
     }
-    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    // As much in flight as a few pipe buffers: the file list and data
+    // stream through it, it does not hold them (a larger buffer only
+    // grows the peak memory of a large list).
+    let (client_io, server_io) = tokio::io::duplex(256 << 10);
     let mut server_opts = opts.clone();
     // The sending side applies --chmod in a local copy; not twice.
     server_opts.chmod = None;
