@@ -198,7 +198,7 @@ fn read_piece(f: &fs::File, off: u64, buf: &mut [u8]) -> usize {
 }
 
 /// How many list entries the generator `lstat`s ahead of itself.
-const PRESTAT_WINDOW: usize = 2048;
+const PRESTAT_WINDOW: usize = 512;
 
 /// Below this many entries in a window, one thread does them.
 const PRESTAT_SPLIT: usize = 128;
@@ -235,20 +235,28 @@ impl Prestat {
             .map(|i| ctx.active[i].then(|| ctx.rel(i)))
             .collect();
         let root = ctx.root;
-        let mut stats: Vec<Option<fs::Metadata>> = Vec::with_capacity(names.len());
+        // One allocation, made here: the helper thread only fills its
+        // half (an allocation there would start a malloc arena of its own).
+        let mut stats: Vec<Option<fs::Metadata>> = Vec::new();
+        stats.resize_with(names.len(), || None);
         if names.len() < PRESTAT_SPLIT {
-            stats.extend(lstat_run(root, &names));
+            lstat_run(root, &names, &mut stats);
         } else {
-            let (a, b) = names.split_at(names.len() / 2);
-            std::thread::scope(|s| {
-                let other = s.spawn(|| lstat_run(root, b));
-                stats.extend(lstat_run(root, a));
-                match other.join() {
-                    Ok(v) => stats.extend(v),
-                    // Never expected: the entries are taken one by one.
-                    Err(_) => stats.extend(b.iter().map(|n| n.and_then(|r| root.lstat(r).ok()))),
-                }
+            let mid = names.len() / 2;
+            let (a, b) = names.split_at(mid);
+            let (sa, sb) = stats.split_at_mut(mid);
+            let joined = std::thread::scope(|s| {
+                let other = s.spawn(|| lstat_run(root, b, &mut *sb));
+                lstat_run(root, a, sa);
+                other.join().is_ok()
             });
+            if !joined {
+                // Never expected (nothing there panics): that half again,
+                // one name at a time.
+                for (n, slot) in b.iter().zip(sb.iter_mut()) {
+                    *slot = n.and_then(|r| root.lstat(r).ok());
+                }
+            }
         }
         self.start = from;
         self.stats = stats;
@@ -259,13 +267,11 @@ impl Prestat {
 /// reusing the parent directory's handle between consecutive names in
 /// the same directory; a name not in the simple `dir/name` form goes
 /// through [`Root::lstat`].
-fn lstat_run(root: &Root, names: &[Option<&[u8]>]) -> Vec<Option<fs::Metadata>> {
+fn lstat_run(root: &Root, names: &[Option<&[u8]>], out: &mut [Option<fs::Metadata>]) {
     use rustix::fs::{Mode, OFlags};
     let mut parent: Option<(&[u8], Option<std::os::fd::OwnedFd>)> = None;
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
+    for (n, slot) in names.iter().zip(out.iter_mut()) {
         let Some(rel) = *n else {
-            out.push(None);
             continue;
         };
         let simple = !rel.is_empty()
@@ -281,7 +287,7 @@ fn lstat_run(root: &Root, names: &[Option<&[u8]>]) -> Vec<Option<fs::Metadata>> 
             || name == b".."
             || dir.split(|b| *b == b'/').any(|c| c == b"." || c == b"..")
         {
-            out.push(root.lstat(rel).ok());
+            *slot = root.lstat(rel).ok();
             continue;
         }
         if parent.as_ref().is_none_or(|(d, _)| *d != dir) {
@@ -300,9 +306,8 @@ fn lstat_run(root: &Root, names: &[Option<&[u8]>]) -> Vec<Option<fs::Metadata>> 
                 .ok()?;
                 fs::File::from(h).metadata().ok()
             });
-        out.push(st);
+        *slot = st;
     }
-    out
 }
 
 /// What the generator counted.

@@ -63,6 +63,8 @@ pub(crate) async fn recv_file_list<R: AsyncRead + Unpin>(
             return Err(Error::Protocol("file list too long".into()));
         }
     }
+    // The list is kept for the whole transfer: without its growth slack.
+    entries.shrink_to_fit();
     super::apply_chmod(&mut entries, opts)?;
     if opts.hard_links {
         normalize_hardlinks(&mut entries, setup.protocol);
