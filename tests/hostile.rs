@@ -171,3 +171,82 @@ fn a_compression_bomb_leaves_an_existing_file_untouched() {
     let hwm_kib = peak_kib();
     assert!(hwm_kib < 256 * 1024, "peak memory {hwm_kib} KiB");
 }
+
+/// Issue 10: our client's own option values (`--backup-dir`, `--suffix`,
+/// `--partial-dir`, `--chown`'s `*:USER` maps) go through a remote shell
+/// escaped as rsync's `safe_arg` escapes them: blanks, quotes, `;`,
+/// `$()`, backticks, a newline and `*` reach real `rsync --server`
+/// unchanged and nothing runs. The remote shell is `sh -c "$*"`, as ssh
+/// does on the far side; the backup lands under the exact directory
+/// name and suffix given, and no marker file is made.
+#[test]
+fn option_values_through_a_remote_shell_are_data() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let fake = base.join("fake-ssh");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\nshift\ncd '{}' && exec sh -c \"$*\"\n",
+            base.join("calls").display(),
+            base.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = base.join("marker");
+    let nasty = [
+        "bk dir; touch marker",
+        "subst $(touch marker)",
+        "tick `touch marker`",
+        "quotes ' \" & | > marker2 *",
+        "new\nline; touch marker",
+    ];
+    for (k, value) in nasty.iter().enumerate() {
+        let src = base.join(format!("src{k}"));
+        let dst = base.join(format!("dst{k}"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::write(src.join("f"), b"new content").unwrap();
+        std::fs::write(dst.join("f"), b"old").unwrap();
+        // The old file is older, so it is replaced (and backed up).
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(dst.join("f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let suffix = format!(".{k}{value}");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .current_dir(&base)
+            .args(["-a", "-b", "-e"])
+            .arg(&fake)
+            .arg("--rsync-path=rsync")
+            .arg(format!("--backup-dir={value}"))
+            .arg(format!("--suffix={suffix}"))
+            .arg(format!("--partial-dir=pd {value}"))
+            .arg("--chown=root:root")
+            .arg(format!("{}/", src.display()))
+            .arg(format!("h:dst{k}/"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!marker.exists(), "{value:?}: the marker was made\n{err}");
+        assert!(!base.join("marker2").exists(), "{value:?}: a redirect ran");
+        assert_eq!(out.status.code(), Some(0), "{value:?}: {err}");
+        assert_eq!(std::fs::read(dst.join("f")).unwrap(), b"new content");
+        let backup = dst.join(value).join(format!("f{suffix}"));
+        assert_eq!(
+            std::fs::read(&backup).unwrap_or_default(),
+            b"old",
+            "{value:?}: no backup at {}",
+            backup.display()
+        );
+        // The words the remote shell got carry the escaped values.
+        let calls = std::fs::read_to_string(base.join("calls")).unwrap();
+        assert!(calls.contains("--usermap=\\*:root"), "{calls}");
+        let _ = std::fs::remove_file(base.join("calls"));
+    }
+}

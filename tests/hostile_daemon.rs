@@ -720,3 +720,215 @@ fn a_silent_server_times_out_by_default() {
     assert_eq!(r.expect("hung").unwrap_err().exit_code().code(), 30);
     assert!(t0.elapsed() < Duration::from_secs(10));
 }
+
+/// Our `ferrsync --daemon` binary (not chrooted) with `FERRSYNC_BENEATH_WALK`
+/// set or not, on a free port.
+fn binary_daemon(conf: &Path, walk: bool) -> (std::process::Child, u16) {
+    for _ in 0..8 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrsync"))
+            .args(["--daemon", "--no-detach"])
+            .arg(format!("--config={}", conf.display()))
+            .arg(format!("--port={port}"))
+            .arg("--address=127.0.0.1")
+            .env("FERRSYNC_BENEATH_WALK", if walk { "1" } else { "0" })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..250 {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(150));
+                if let Ok(None) = child.try_wait() {
+                    return (child, port);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("ferrsync --daemon did not start");
+}
+
+/// Every regular file under `root` (its content) and every name, for the
+/// marker check.
+fn pulled(root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(rd) = fs::read_dir(root) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            out.push((p.clone(), Vec::new()));
+            pulled(&p, out);
+        } else if md.is_file() {
+            out.push((p.clone(), fs::read(&p).unwrap_or_default()));
+        } else {
+            out.push((p, Vec::new()));
+        }
+    }
+}
+
+/// Issue 10: a client pulling from a module that is not chrooted can
+/// never make the daemon read outside it: symlinks to outside files and
+/// directories (absolute and relative), with `-a` (munged links), `-L`,
+/// `-k`, `--copy-unsafe-links` and `-R`, while a local user keeps
+/// swapping a directory of the module for a symlink to the outside.
+/// Real rsync is the client; both resolvers (`openat2` and the
+/// `O_NOFOLLOW` walk) run the daemon. The outside holds a marker secret
+/// (in file contents and names) that must never show up in a pulled
+/// tree, and the inside content must arrive.
+#[test]
+fn a_pull_from_an_unchrooted_module_never_reads_outside() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("module");
+    let outside = tmp.path().join("outside");
+    let marker = format!("MARKER-{}-SECRET", std::process::id());
+    fs::create_dir_all(outside.join("secretdir")).unwrap();
+    fs::write(outside.join("secret"), &marker).unwrap();
+    fs::write(outside.join("secretdir/secretinner"), &marker).unwrap();
+    fs::create_dir_all(module.join("d/e")).unwrap();
+    fs::create_dir_all(module.join("racy.real/sub")).unwrap();
+    fs::write(module.join("d/e/f"), b"inside").unwrap();
+    fs::write(module.join("racy.real/inner"), b"inside racy").unwrap();
+    fs::write(module.join("racy.real/sub/deep"), b"inside racy deep").unwrap();
+    let ln = |t: &Path, n: &str| std::os::unix::fs::symlink(t, module.join(n)).unwrap();
+    ln(&outside, "absdir");
+    ln(Path::new("../outside"), "reldir");
+    ln(&outside.join("secret"), "absfile");
+    ln(Path::new("../outside/secret"), "relfile");
+    ln(Path::new("d/../../outside/secretdir"), "climb");
+    ln(Path::new("d/e/f"), "insidefile");
+    ln(Path::new("d"), "insidedir");
+    let conf = tmp.path().join("ferrsyncd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[m]\npath = {}\nuse chroot = no\nread only = yes\nuid = root\ngid = root\n",
+            module.display()
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        let (module, outside) = (module.clone(), outside.clone());
+        std::thread::spawn(move || {
+            let d = module.join("racy");
+            let held = module.join("racy.real");
+            let sub = held.join("sub");
+            let sub_held = module.join("sub.held");
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::rename(&held, &d);
+                std::thread::yield_now();
+                let _ = fs::rename(&d, &held);
+                let _ = std::os::unix::fs::symlink(&outside, &d);
+                // A deeper directory swapped too (relative link out).
+                let _ = fs::rename(&sub, &sub_held);
+                let _ = std::os::unix::fs::symlink("../../outside", &sub);
+                std::thread::yield_now();
+                let _ = fs::remove_file(&d);
+                let _ = fs::remove_file(&sub);
+                let _ = fs::rename(&sub_held, &sub);
+            }
+        })
+    };
+    let option_sets: [&[&str]; 6] = [
+        &["-a"],
+        &["-aL"],
+        &["-ak"],
+        &["-a", "--copy-unsafe-links"],
+        &["-aR"],
+        &["-aX"],
+    ];
+    let mut total = 0;
+    let mut racy_seen = 0;
+    for walk in [false, true] {
+        let (mut child, port) = binary_daemon(&conf, walk);
+        for opts in option_sets {
+            let t0 = Instant::now();
+            let mut runs = 0;
+            while runs < 3 || (t0.elapsed() < Duration::from_secs(3) && runs < 40) {
+                runs += 1;
+                total += 1;
+                let dest = tmp.path().join(format!("dest{total}"));
+                let mut words: Vec<String> = vec![
+                    format!("rsync://127.0.0.1:{port}/m/"),
+                    format!("rsync://127.0.0.1:{port}/m/racy/"),
+                    format!("rsync://127.0.0.1:{port}/m/racy/sub/"),
+                    format!("rsync://127.0.0.1:{port}/m/absfile"),
+                ];
+                if opts.contains(&"-aR") {
+                    words = vec![format!("rsync://127.0.0.1:{port}/m/./d")];
+                    words.push(format!("rsync://127.0.0.1:{port}/m/./racy/sub/"));
+                    words.push(format!("rsync://127.0.0.1:{port}/m/./racy/"));
+                }
+                let mut cmd = std::process::Command::new("rsync");
+                cmd.args(opts)
+                    .arg("--timeout=20")
+                    .args(&words[..1])
+                    .arg(&dest);
+                let out = cmd.output().unwrap();
+                assert!(
+                    matches!(out.status.code(), Some(0 | 23 | 24)),
+                    "{opts:?} walk {walk}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                // The other words, one pull each (a word that resolves
+                // outside is refused, which is fine).
+                for w in &words[1..] {
+                    let _ = std::process::Command::new("rsync")
+                        .args(opts)
+                        .arg("--timeout=20")
+                        .arg(w)
+                        .arg(dest.join("extra"))
+                        .output()
+                        .unwrap();
+                }
+                let mut items = Vec::new();
+                pulled(&dest, &mut items);
+                for (p, content) in &items {
+                    let name = p.file_name().unwrap().to_string_lossy();
+                    assert!(
+                        !content
+                            .windows(marker.len())
+                            .any(|w| w == marker.as_bytes())
+                            && !name.starts_with("secret"),
+                        "outside data pulled with {opts:?} (walk {walk}): {}",
+                        p.display()
+                    );
+                }
+                assert_eq!(fs::read(dest.join("d/e/f")).unwrap(), b"inside");
+                if items
+                    .iter()
+                    .any(|(p, c)| p.ends_with("racy/inner") && c == b"inside racy")
+                {
+                    racy_seen += 1;
+                }
+                let _ = fs::remove_dir_all(&dest);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    // The outside is untouched and the race went both ways.
+    assert_eq!(fs::read(outside.join("secret")).unwrap(), marker.as_bytes());
+    assert!(
+        racy_seen > 0,
+        "the racy directory was never pulled ({total} pulls)"
+    );
+}

@@ -30,6 +30,7 @@ pub mod setup;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -95,9 +96,28 @@ pub fn build_send_list_filtered(
     filters: Option<&crate::filter::FilterSet>,
 ) -> Result<SendList> {
     let so = scan_options(opts, protocol);
-    let res = crate::fs::scan_sources_filtered(sources, &so, filters)
+    let beneath = read_root(opts)?;
+    let res = crate::fs::scan_sources_beneath(beneath.clone(), sources, &so, filters)
         .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
-    finish_send_list(res, opts, protocol)
+    let mut list = finish_send_list(res, opts, protocol)?;
+    list.beneath = beneath;
+    Ok(list)
+}
+
+/// The module a daemon's sending side reads beneath ([`Options::module_root`]),
+/// opened once for the list and the file data.
+fn read_root(opts: &Options) -> Result<Option<Arc<crate::fs::beneath_read::ReadRoot>>> {
+    let Some(root) = &opts.module_root else {
+        return Ok(None);
+    };
+    crate::fs::beneath_read::ReadRoot::open(root)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|e| {
+            Error::FileSelect(format!(
+                "rsync: opening the module {} failed: {e}",
+                root.display()
+            ))
+        })
 }
 
 /// The `--files-from` list: `names` relative to the directory `base`
@@ -117,17 +137,20 @@ pub fn build_send_list_from(
     let mut so = scan_options(opts, protocol);
     // --files-from implies --dirs.
     so.dirs = true;
+    let beneath = read_root(opts)?;
     let res = if opts.relative {
-        crate::fs::scan_relative(Some(base), names, &so, filters)
+        crate::fs::scan_relative_beneath(beneath.clone(), Some(base), names, &so, filters)
     } else {
         let sources: Vec<PathBuf> = names
             .iter()
             .map(|n| base.join(std::ffi::OsStr::from_bytes(n)))
             .collect();
-        crate::fs::scan_sources_filtered(&sources, &so, filters)
+        crate::fs::scan_sources_beneath(beneath.clone(), &sources, &so, filters)
     }
     .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
-    finish_send_list(res, opts, protocol)
+    let mut list = finish_send_list(res, opts, protocol)?;
+    list.beneath = beneath;
+    Ok(list)
 }
 
 fn scan_options(opts: &Options, protocol: u8) -> crate::fs::ScanOptions {
@@ -195,6 +218,7 @@ fn finish_send_list(
         paths: res.paths,
         io_error: res.io_error,
         errors: res.errors,
+        beneath: None,
     })
 }
 

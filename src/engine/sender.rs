@@ -38,6 +38,8 @@ pub struct SendList {
     pub io_error: i32,
     /// Messages about what could not be listed.
     pub errors: Vec<String>,
+    /// A daemon module (not chrooted) every path is read beneath.
+    pub beneath: Option<std::sync::Arc<crate::fs::beneath_read::ReadRoot>>,
 }
 
 /// File-list options for this session.
@@ -89,10 +91,11 @@ pub(crate) fn xattr_exchange(setup: &Setup, opts: &Options, iflags: u16) -> bool
 async fn answer_xattr_request<R: AsyncRead + Unpin>(
     r: &mut MuxReader<R>,
     entry: &FileEntry,
-    path: &std::path::Path,
+    (path, beneath): (&std::path::Path, Option<&crate::fs::beneath_read::ReadRoot>),
     limits: &Limits,
     report: &mut Report,
 ) -> Result<Vec<u8>> {
+    let follow = entry.kind() != Some(FileKind::Symlink);
     let mut nums = r
         .decode(|b| crate::flist::xattrs::decode_xattr_request(b, limits))
         .await?;
@@ -111,7 +114,10 @@ async fn answer_xattr_request<R: AsyncRead + Unpin>(
                     String::from_utf8_lossy(&entry.name)
                 ))
             })?;
-        let value = crate::fs::xattrs::read_value(path, &x.name).unwrap_or_else(|err| {
+        let value = crate::fs::beneath_read::with_xattr_path(beneath, path, follow, |p| {
+            crate::fs::xattrs::read_value(p, &x.name)
+        })
+        .unwrap_or_else(|err| {
             report.errors.push(format!(
                 "failed to re-read xattr {} for {}: {err}",
                 String::from_utf8_lossy(&x.name),
@@ -145,7 +151,7 @@ pub(crate) fn fill_file_sums(list: &mut SendList, setup: &Setup, opts: &Options)
             continue;
         }
         let mut h = setup.file_sum.file_hasher();
-        let ok = open_source(p, opts).and_then(|mut f| {
+        let ok = open_source(p, opts, list.beneath.as_deref()).and_then(|mut f| {
             let mut buf = vec![0u8; READ_STEP];
             loop {
                 let n = f.read(&mut buf)?;
@@ -363,7 +369,16 @@ where
         }
         let entry = &list.entries[idx];
         let xattr_values = if xattr_exchange(setup, opts, iflags) {
-            Some(answer_xattr_request(r, entry, &list.paths[idx], &limits, &mut report).await?)
+            Some(
+                answer_xattr_request(
+                    r,
+                    entry,
+                    (&list.paths[idx], list.beneath.as_deref()),
+                    &limits,
+                    &mut report,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -422,7 +437,7 @@ where
                 "file data requested for a non-regular item: {ndx}"
             )));
         }
-        let file = match open_source(&list.paths[idx], opts) {
+        let file = match open_source(&list.paths[idx], opts, list.beneath.as_deref()) {
             Ok(f) => f,
             Err(err) => {
                 let msg = format!(
@@ -560,10 +575,20 @@ where
         if e.is_dir() {
             continue;
         }
-        let st = if opts.copy_links {
-            std::fs::metadata(path)
-        } else {
-            std::fs::symlink_metadata(path)
+        let st = match list.beneath.as_deref() {
+            Some(b) => {
+                let st = if opts.copy_links {
+                    b.stat(path)
+                } else {
+                    b.lstat(path)
+                };
+                st.map_err(std::io::Error::from).and_then(|_| {
+                    let (_pin, p) = b.pinned(path, opts.copy_links)?;
+                    std::fs::symlink_metadata(p)
+                })
+            }
+            None if opts.copy_links => std::fs::metadata(path),
+            None => std::fs::symlink_metadata(path),
         };
         let (code, text) = match st {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => (
@@ -587,7 +612,11 @@ where
                         ),
                     )
                 } else {
-                    match std::fs::remove_file(path) {
+                    let removed = match list.beneath.as_deref() {
+                        Some(b) => b.remove_file(path),
+                        None => std::fs::remove_file(path),
+                    };
+                    match removed {
                         Ok(()) => continue,
                         Err(err) => (
                             MsgCode::ErrorXfer,
@@ -648,9 +677,23 @@ pub(crate) fn append_mode(opts: &Options, protocol: u8) -> u8 {
 pub(crate) fn open_source(
     path: &std::path::Path,
     opts: &Options,
+    beneath: Option<&crate::fs::beneath_read::ReadRoot>,
 ) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let follow = opts.copy_links || opts.copy_unsafe_links || opts.copy_dirlinks;
+    if let Some(b) = beneath {
+        let open = |f| b.open_file(path, follow, f);
+        return if opts.open_noatime {
+            match open(rustix::fs::OFlags::NOATIME) {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                    open(rustix::fs::OFlags::empty())
+                }
+                r => r,
+            }
+        } else {
+            open(rustix::fs::OFlags::empty())
+        };
+    }
     let mut flags = rustix::fs::OFlags::NONBLOCK;
     if !follow {
         flags |= rustix::fs::OFlags::NOFOLLOW;

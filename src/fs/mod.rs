@@ -6,11 +6,12 @@
 
 pub mod acls;
 pub mod beneath;
+pub mod beneath_read;
 pub mod chmod;
 pub mod scan;
 pub mod xattrs;
 
 pub use scan::{
-    ScanOptions, ScanResult, clean_fname, scan_relative, scan_sources, scan_sources_filtered,
-    sort_scan,
+    ScanOptions, ScanResult, clean_fname, scan_relative, scan_relative_beneath, scan_sources,
+    scan_sources_beneath, scan_sources_filtered, sort_scan,
 };

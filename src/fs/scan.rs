@@ -16,13 +16,14 @@ use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, Stat};
 use rustix::io::Errno;
 
+use super::beneath_read::{self as rd, ReadRoot};
 use crate::filter::FilterSet;
 use crate::flist::entry::{FileEntry, FileKind, HardLink, XMIT_NO_CONTENT_DIR, XMIT_TOP_DIR};
 use crate::flist::sort::{apply_permutation, sort_permutation};
@@ -128,14 +129,29 @@ pub fn scan_sources_filtered(
     opts: &ScanOptions,
     filters: Option<&FilterSet>,
 ) -> io::Result<ScanResult> {
+    scan_sources_beneath(None, sources, opts, filters)
+}
+
+/// [`scan_sources_filtered`] with every path resolved beneath `beneath`
+/// (a daemon module that is not chrooted) when it is given.
+///
+/// # Errors
+/// As [`scan_sources`].
+pub fn scan_sources_beneath(
+    beneath: Option<Arc<ReadRoot>>,
+    sources: &[PathBuf],
+    opts: &ScanOptions,
+    filters: Option<&FilterSet>,
+) -> io::Result<ScanResult> {
     if opts.relative {
         let args: Vec<Vec<u8>> = sources
             .iter()
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect();
-        return scan_relative(None, &args, opts, filters);
+        return scan_relative_beneath(beneath, None, &args, opts, filters);
     }
     let mut s = Scanner::new(opts, filters)?;
+    s.beneath = beneath;
     for src in sources {
         s.source(src);
     }
@@ -159,7 +175,23 @@ pub fn scan_relative(
     opts: &ScanOptions,
     filters: Option<&FilterSet>,
 ) -> io::Result<ScanResult> {
+    scan_relative_beneath(None, base, names, opts, filters)
+}
+
+/// [`scan_relative`] with every path resolved beneath `beneath` when it
+/// is given.
+///
+/// # Errors
+/// As [`scan_sources`].
+pub fn scan_relative_beneath(
+    beneath: Option<Arc<ReadRoot>>,
+    base: Option<&Path>,
+    names: &[Vec<u8>],
+    opts: &ScanOptions,
+    filters: Option<&FilterSet>,
+) -> io::Result<ScanResult> {
     let mut s = Scanner::new(opts, filters)?;
+    s.beneath = beneath;
     let base = base.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     for n in names {
         s.source_relative(&base, n);
@@ -407,6 +439,8 @@ struct Scanner {
     implied_filters: Vec<(Vec<u8>, Option<FilterSet>)>,
     /// flist.c `implied_dot_dir`: 0 not yet, -1 to send, 1 sent.
     implied_dot: i8,
+    /// A daemon module (not chrooted) every path is resolved beneath.
+    beneath: Option<Arc<ReadRoot>>,
 }
 
 /// glibc's split of a 64-bit `dev_t`.
@@ -437,6 +471,7 @@ impl Scanner {
             last_implied: Vec::new(),
             implied_filters: Vec::new(),
             implied_dot: 0,
+            beneath: None,
         })
     }
 
@@ -486,7 +521,7 @@ impl Scanner {
             Some(d) => base.join(OsStr::from_bytes(d)),
             None => base.to_path_buf(),
         };
-        if let Err(e) = rustix::fs::stat(&dir_path) {
+        if let Err(e) = rd::stat(self.beneath.as_deref(), &dir_path) {
             self.out.io_error |= IOERR_GENERAL;
             self.complain("change_dir", &dir_path, e);
             if self.implied_dot < 0 {
@@ -515,9 +550,9 @@ impl Scanner {
             dir_path.join(OsStr::from_bytes(&sent))
         };
         let st = if kind == NameType::Normal {
-            rustix::fs::lstat(&path)
+            rd::lstat(self.beneath.as_deref(), &path)
         } else {
-            rustix::fs::stat(&path)
+            rd::stat(self.beneath.as_deref(), &path)
         };
         let meta = match st {
             Ok(st) => Meta::from_stat(&st),
@@ -645,7 +680,7 @@ impl Scanner {
                 .map_or_else(|| self.filters.clone(), |(_, f)| f.clone()),
             None => self.filters.clone(),
         };
-        let meta = match rustix::fs::stat(path) {
+        let meta = match rd::stat(self.beneath.as_deref(), path) {
             Ok(st) => Meta::from_stat(&st),
             Err(e) => {
                 self.out.io_error |= errno_bit(e);
@@ -688,7 +723,8 @@ impl Scanner {
     fn source(&mut self, src: &Path) {
         let raw = src.as_os_str().as_bytes();
         let contents_only = raw.ends_with(b"/") || raw.ends_with(b"/.") || raw == b".";
-        let meta = match rustix::fs::lstat(src) {
+        let beneath = self.beneath.clone();
+        let meta = match rd::lstat(beneath.as_deref(), src) {
             Ok(st) => Meta::from_stat(&st),
             Err(e) => {
                 self.out.io_error |= IOERR_GENERAL;
@@ -703,12 +739,8 @@ impl Scanner {
             meta,
             &top,
             src,
-            || {
-                fs::read_link(src)
-                    .map(|t| t.into_os_string().into_vec())
-                    .ok()
-            },
-            || rustix::fs::stat(src),
+            || rd::read_link(beneath.as_deref(), src).ok(),
+            || rd::stat(beneath.as_deref(), src),
         ) else {
             return;
         };
@@ -804,8 +836,9 @@ impl Scanner {
     /// The filters inside `dir`, its per-directory merge files read.
     fn enter(&mut self, f: Option<&FilterSet>, dir: &Path, name: &[u8]) -> Option<FilterSet> {
         let f = f?;
+        let beneath = self.beneath.clone();
         let mut read = |n: &[u8]| -> io::Result<Option<Vec<u8>>> {
-            Ok(fs::read(dir.join(OsStr::from_bytes(n))).ok())
+            Ok(rd::read(beneath.as_deref(), &dir.join(OsStr::from_bytes(n))).ok())
         };
         match f.enter_dir(name, &mut read) {
             Ok(c) => Some(c),
@@ -831,11 +864,8 @@ impl Scanner {
         filters: Option<&FilterSet>,
     ) {
         let filters = self.enter(filters, dir, prefix);
-        let fd = match rustix::fs::open(
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let beneath = self.beneath.clone();
+        let fd = match rd::open_dir(self.beneath.as_deref(), dir) {
             Ok(fd) => fd,
             Err(e) => {
                 self.out.io_error |= errno_bit(e);
@@ -886,7 +916,10 @@ impl Scanner {
                         .ok()
                         .map(std::ffi::CString::into_bytes)
                 },
-                || rustix::fs::statat(dirfd, cname, AtFlags::empty()),
+                || match beneath.as_deref() {
+                    Some(b) => b.stat(&full),
+                    None => rustix::fs::statat(dirfd, cname, AtFlags::empty()),
+                },
             ) else {
                 continue;
             };
@@ -901,8 +934,13 @@ impl Scanner {
                 let other_fs = self.opts.one_file_system && meta.dev != root_dev;
                 let descend = recurse && !other_fs;
                 if descend {
+                    let listed = self.out.entries.len();
                     self.add(name.clone(), path.clone(), &meta, 0, None);
-                    subdirs.push((path, name));
+                    // A directory left out (its xattrs or ACLs unreadable,
+                    // or gone) is not entered, as rsync.
+                    if self.out.entries.len() > listed {
+                        subdirs.push((path, name));
+                    }
                 } else {
                     self.add(name, path, &meta, XMIT_NO_CONTENT_DIR, None);
                 }
@@ -955,15 +993,13 @@ impl Scanner {
                 Some((dirfd, cname)) => rustix::fs::readlinkat(dirfd, cname, Vec::new())
                     .map(std::ffi::CString::into_bytes)
                     .map_err(errno_bit),
-                None => fs::read_link(&path)
-                    .map(|t| t.into_os_string().into_vec())
-                    .map_err(|err| {
-                        if err.kind() == io::ErrorKind::NotFound {
-                            IOERR_VANISHED
-                        } else {
-                            IOERR_GENERAL
-                        }
-                    }),
+                None => rd::read_link(self.beneath.as_deref(), &path).map_err(|err| {
+                    if err.kind() == io::ErrorKind::NotFound {
+                        IOERR_VANISHED
+                    } else {
+                        IOERR_GENERAL
+                    }
+                }),
             };
             match target {
                 Ok(t) => {
@@ -985,12 +1021,15 @@ impl Scanner {
         }
         if self.opts.acls && kind != FileKind::Symlink {
             let (users, groups) = (&mut self.users, &mut self.groups);
-            let read = super::acls::read_for_send(&path, e.mode, |is_user, id| {
-                if is_user {
-                    users.get(id).map(|n| n.to_vec())
-                } else {
-                    groups.get(id).map(|n| n.to_vec())
-                }
+            let follow = kind != FileKind::Symlink;
+            let read = rd::with_xattr_path(self.beneath.as_deref(), &path, follow, |p| {
+                super::acls::read_for_send(p, e.mode, |is_user, id| {
+                    if is_user {
+                        users.get(id).map(|n| n.to_vec())
+                    } else {
+                        groups.get(id).map(|n| n.to_vec())
+                    }
+                })
             });
             match read {
                 Ok(a) => e.extra_mut().acls = Some(Box::new(a)),
@@ -1011,7 +1050,11 @@ impl Scanner {
                 level: self.opts.xattrs,
                 am_root: false,
             };
-            match super::xattrs::read_for_send(&path, &rules) {
+            let follow = kind != FileKind::Symlink;
+            let read = rd::with_xattr_path(self.beneath.as_deref(), &path, follow, |p| {
+                super::xattrs::read_for_send(p, &rules)
+            });
+            match read {
                 Ok(list) => e.extra_mut().xattrs = Some(list),
                 Err(err) => {
                     self.out.io_error |= IOERR_GENERAL;

@@ -40,9 +40,15 @@ impl RemoteCommand {
         } else {
             v.push(self.rsync_path.clone());
         }
-        v.extend(server_args.iter().cloned());
-        v.push(".".into());
         let through_shell = !self.shell.is_empty();
+        v.extend(server_args.iter().map(|a| {
+            if through_shell {
+                safe_option_arg(a)
+            } else {
+                a.clone()
+            }
+        }));
+        v.push(".".into());
         v.extend(paths.iter().map(|p| {
             if p.is_empty() {
                 ".".to_string()
@@ -117,6 +123,45 @@ pub fn safe_path_arg(arg: &str) -> String {
                 out.push('\\');
             }
         } else if SHELL_CHARS.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A server option word as rsync's client hands it to the remote shell
+/// (upstream options.c `safe_arg` for an option): in `--name=value` the
+/// value, in any other word all of it, gets a backslash before every
+/// character the remote shell would act on, wildcard characters
+/// included (an option value is never expanded remotely). A newline,
+/// which a backslash would turn into a line continuation (and which
+/// rsync leaves as it is, splitting the remote command), is put in
+/// single quotes so that it arrives as itself.
+///
+/// ```
+/// use ferrsync::transport::pipe::safe_option_arg;
+/// assert_eq!(safe_option_arg("-logDtpr"), "-logDtpr");
+/// assert_eq!(safe_option_arg("--suffix=~"), "--suffix=~");
+/// assert_eq!(safe_option_arg("--backup-dir=a b;$(id)"), "--backup-dir=a\\ b\\;\\$\\(id\\)");
+/// assert_eq!(safe_option_arg("--usermap=*:u"), "--usermap=\\*:u");
+/// assert_eq!(safe_option_arg("--suffix=a\nb"), "--suffix=a'\n'b");
+/// ```
+#[must_use]
+pub fn safe_option_arg(word: &str) -> String {
+    const ESCAPED: &str = "*?[]!#$&;|<>(){}\"'` \t\r\\";
+    let (head, value) = match word.find('=') {
+        Some(i) if word.starts_with("--") => word.split_at(i + 1),
+        _ => ("", word),
+    };
+    let mut out = String::with_capacity(word.len() + 8);
+    out.push_str(head);
+    for c in value.chars() {
+        if c == '\n' {
+            out.push_str("'\n'");
+            continue;
+        }
+        if ESCAPED.contains(c) {
             out.push('\\');
         }
         out.push(c);
