@@ -170,7 +170,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 "password-file" => d.password_file = Some(value()?),
                 "no-motd" => d.no_motd = true,
                 "log-file" => d.log_file = Some(value()?),
-                "verbose" => o.verbose += 1,
+                "verbose" => o.verbose = o.verbose.saturating_add(1),
                 "quiet" => o.quiet = true,
                 "archive" => set_archive(&mut o),
                 "recursive" => {
@@ -337,7 +337,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                     rsync_path_given = true;
                 }
                 "timeout" => o.timeout = num("--timeout", &value()?)?,
-                "itemize-changes" => o.itemize += 1,
+                "itemize-changes" => o.itemize = o.itemize.saturating_add(1),
                 "stats" => o.stats = true,
                 "progress" => o.progress = true,
                 "help" => {
@@ -381,7 +381,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 Ok(v)
             };
             match ch {
-                'v' => o.verbose += 1,
+                'v' => o.verbose = o.verbose.saturating_add(1),
                 'q' => o.quiet = true,
                 'a' => set_archive(&mut o),
                 'r' => {
@@ -405,7 +405,7 @@ pub fn parse_client_args_onto(base: Options, argv: &[String]) -> Result<ClientAr
                 'W' => o.whole_file = Some(true),
                 'c' => o.checksum = true,
                 'I' => o.ignore_times = true,
-                'i' => o.itemize += 1,
+                'i' => o.itemize = o.itemize.saturating_add(1),
                 'u' => o.update = true,
                 'H' => o.hard_links = true,
                 'X' => o.xattrs = o.xattrs.saturating_add(1),

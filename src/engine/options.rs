@@ -1105,7 +1105,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
             for (pos, ch) in cluster.char_indices() {
                 let rest = &cluster[pos + ch.len_utf8()..];
                 match ch {
-                    'v' => o.verbose += 1,
+                    'v' => o.verbose = o.verbose.saturating_add(1),
                     'q' => o.quiet = true,
                     'n' => o.dry_run = true,
                     'l' => o.links = true,
@@ -1124,7 +1124,7 @@ pub fn parse_server_args<S: AsRef<str>>(argv: &[S]) -> Result<ServerArgs> {
                     'C' => o.cvs_exclude = true,
                     'I' => o.ignore_times = true,
                     'O' => o.omit_dir_times = true,
-                    'i' => o.itemize += 1,
+                    'i' => o.itemize = o.itemize.saturating_add(1),
                     's' => sa.secluded = true,
                     'z' => o.compress = true,
                     'u' => o.update = true,
@@ -1227,6 +1227,19 @@ mod tests {
             o.server_args(false),
             ["--server", "-logDtpre.LfxCvu", "--delete", "--numeric-ids"]
         );
+    }
+
+    #[test]
+    fn repeated_counting_letters_saturate() {
+        // A fuzz find (daemon_argv): 300 `i` letters overflowed a u8.
+        let many = format!("-{}{}", "i".repeat(300), "v".repeat(300));
+        let sa = parse_server_args(&["--server", many.as_str(), ".", "d"]).unwrap();
+        assert_eq!(sa.options.itemize, u8::MAX);
+        assert_eq!(sa.options.verbose, u8::MAX);
+        let argv: Vec<String> =
+            ["-".to_string() + &"i".repeat(300), "a".into(), "b".into()].to_vec();
+        let ca = crate::engine::client_args::parse_client_args(&argv).unwrap();
+        assert_eq!(ca.opts.itemize, u8::MAX);
     }
 
     #[test]
