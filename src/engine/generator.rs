@@ -592,7 +592,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         self.wait_for(1).await?;
         let redo = std::mem::take(&mut self.redo);
         for i in redo {
-            self.request(i, true).await?;
+            self.request(i, true, None).await?;
         }
         self.ndx.encode(self.w.buf(), NDX_DONE);
         if protocol >= 29 {
@@ -1084,16 +1084,24 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
                 return Ok(());
             }
         }
-        self.request(i, false).await
+        self.request(i, false, Some(st)).await
     }
 
-    /// Sends a transfer request for entry `i`.
-    async fn request(&mut self, i: usize, redo: bool) -> Result<()> {
+    /// Sends a transfer request for entry `i`. `known`: the destination's
+    /// `lstat` as the caller already has it (`None`: take it now).
+    async fn request(
+        &mut self,
+        i: usize,
+        redo: bool,
+        known: Option<Option<fs::Metadata>>,
+    ) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
         let rel = ctx.rel(i);
         let protocol = ctx.setup.protocol;
-        let st = ctx.root.lstat(rel).ok().filter(fs::Metadata::is_file);
+        let st = known
+            .unwrap_or_else(|| ctx.root.lstat(rel).ok())
+            .filter(fs::Metadata::is_file);
         let mut flags = item::TRANSFER;
         match &st {
             None => flags |= item::IS_NEW,
