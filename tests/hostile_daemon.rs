@@ -832,13 +832,16 @@ fn a_pull_from_an_unchrooted_module_never_reads_outside() {
             let sub_held = module.join("sub.held");
             while !stop.load(Ordering::Relaxed) {
                 let _ = fs::rename(&held, &d);
-                std::thread::yield_now();
+                // The real directory stays in place for a while, so that
+                // some pulls see it even on a loaded machine (a bare
+                // yield left it there too briefly: 52 pulls, none saw it).
+                std::thread::sleep(Duration::from_millis(3));
                 let _ = fs::rename(&d, &held);
                 let _ = std::os::unix::fs::symlink(&outside, &d);
                 // A deeper directory swapped too (relative link out).
                 let _ = fs::rename(&sub, &sub_held);
                 let _ = std::os::unix::fs::symlink("../../outside", &sub);
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_millis(1));
                 let _ = fs::remove_file(&d);
                 let _ = fs::remove_file(&sub);
                 let _ = fs::rename(&sub_held, &sub);
