@@ -1,12 +1,14 @@
 //! File-list hot paths for many small files: sorting 100,000 entries with
 //! rsync's protocol 31 order (shuffled and already sorted input), and
-//! scanning a generated tree of about 20,000 files.
+//! scanning a generated tree of about 20,000 files; encoding and decoding
+//! a 100,000-entry list on the wire (protocol 31, `-a` fields).
 
 use std::path::PathBuf;
 
-use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
-use ferrsync::flist::{FileEntry, sort_file_list};
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use ferrsync::flist::{FileEntry, FileListDecoder, FileListEncoder, FlistOptions, sort_file_list};
 use ferrsync::fs::{ScanOptions, scan_sources};
+use ferrsync::wire::{Decoded, Limits};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -135,5 +137,71 @@ fn bench_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_sort, bench_scan);
+/// The options of `rsync -a` at protocol 31 (what a real transfer uses).
+fn archive_opts() -> FlistOptions {
+    FlistOptions {
+        protocol: 31,
+        varint_flags: true,
+        safe_flist: true,
+        preserve_uid: true,
+        preserve_gid: true,
+        preserve_links: true,
+        preserve_devices: true,
+        preserve_specials: true,
+        ..FlistOptions::default()
+    }
+}
+
+fn encode_list(o: FlistOptions, list: &[FileEntry]) -> Vec<u8> {
+    let mut enc = FileListEncoder::new(o);
+    let mut buf = Vec::with_capacity(list.len() * 24);
+    for e in list {
+        enc.encode_entry(&mut buf, e).unwrap();
+    }
+    enc.encode_end(&mut buf, 0);
+    buf
+}
+
+fn bench_codec(c: &mut Criterion) {
+    let mut list = gen_entries(100_000);
+    sort_file_list(&mut list, 31);
+    let mut rng = StdRng::seed_from_u64(9);
+    for e in &mut list {
+        e.mtime = 1_700_000_000 + rng.gen_range(0..100_000);
+        e.uid = 1000;
+        e.gid = 1000;
+        if !e.is_dir() {
+            e.size = rng.gen_range(0..100_000);
+        }
+    }
+    let o = archive_opts();
+    let wire = encode_list(o, &list);
+    let mut g = c.benchmark_group("flist_codec");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(list.len() as u64));
+    g.bench_function("encode_100k_p31", |b| {
+        b.iter(|| encode_list(o, black_box(&list)))
+    });
+    g.bench_function("decode_100k_p31", |b| {
+        b.iter(|| {
+            let mut dec = FileListDecoder::new(o, Limits::default());
+            let mut at = 0;
+            let mut n = 0usize;
+            while let Ok(Decoded::Done {
+                value: Some(e),
+                used,
+            }) = dec.decode(&wire[at..])
+            {
+                at += used;
+                n += 1;
+                black_box(e);
+            }
+            assert_eq!(n, list.len());
+            n
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_sort, bench_scan, bench_codec);
 criterion_main!(benches);
