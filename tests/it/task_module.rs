@@ -365,9 +365,18 @@ fn progress_totals_and_whole_run_eta() {
     const PART: usize = 512 << 10;
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
+    // Incompressible (xorshift64*): the transfer is compressed, and data
+    // an LZ window can shrink (an earlier multiplicative pattern) made the
+    // throttled file move in 50 ms, with no progress step in between.
     let noise = |seed: u32, len: usize| -> Vec<u8> {
-        (0..len as u32)
-            .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed).wrapping_mul(0x1000_0001);
+        (0..len)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
             .collect()
     };
     let src = t.join("src");
