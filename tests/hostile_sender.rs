@@ -412,6 +412,9 @@ fn run_case_over(
         if name.contains("[K]") {
             o.keep_dirlinks = true;
         }
+        if name.contains("[safe]") {
+            o.safe_links = true;
+        }
         let mut module_path = String::new();
         if let Some(a) = &ask {
             o.recursive = a.recursive;
@@ -721,6 +724,82 @@ fn keep_dirlinks_never_follows_a_symlink_out_of_the_destination() {
         );
         assert!(r.is_ok(), "{r:?}");
         assert!(s.outside.join("secret").exists());
+    }
+}
+
+/// CVE-2024-12088: under `--safe-links` a sender lists `deep/a -> ..`
+/// (safe on its own: it names the top of the destination) and then links
+/// that climb through it (`deep/a/../outside/secret` counts as staying
+/// inside but resolves outside). None of the climbing links is made, as
+/// rsync 3.4+ does; no symlink in the destination resolves outside; a
+/// file sent through one lands nowhere outside.
+#[test]
+fn safe_links_refuses_links_that_climb_through_another_link() {
+    let through = |s: &Site| {
+        let top = fs::canonicalize(&s.dest).unwrap();
+        for (p, _) in snapshot(&s.dest) {
+            if fs::symlink_metadata(&p).unwrap().is_symlink()
+                && let Ok(c) = fs::canonicalize(&p)
+            {
+                assert!(c.starts_with(&top), "{p:?} resolves to {c:?}");
+            }
+        }
+    };
+    for protocol in PROTOCOLS {
+        let s = site();
+        let list = vec![
+            dir("."),
+            dir("deep"),
+            link("deep/a", ".."),
+            link("lnk", "deep/a/../outside/secret"),
+            link("esc", "deep/a/../outside"),
+            link("d2", "deep/a/.."),
+            link("dot", "./../outside"),
+            file("plain", 7),
+        ];
+        let r = run_case(
+            "cve-2024-12088[safe]",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"payload".to_vec()),
+        );
+        assert!(r.is_ok(), "p{protocol}: {r:?}");
+        through(&s);
+        assert!(
+            fs::symlink_metadata(s.dest.join("deep/a"))
+                .unwrap()
+                .is_symlink()
+        );
+        for gone in ["lnk", "esc", "d2", "dot"] {
+            assert!(
+                fs::symlink_metadata(s.dest.join(gone)).is_err(),
+                "p{protocol}: {gone} was made"
+            );
+        }
+        assert_eq!(fs::read(s.dest.join("plain")).unwrap(), b"payload");
+        // Then a file "through" the climbing link: refused or written
+        // inside, never outside (run_case compares the outside).
+        let s = site();
+        let list = vec![
+            dir("."),
+            dir("deep"),
+            link("deep/a", ".."),
+            link("esc", "deep/a/../outside"),
+            file("esc/secret", 7),
+        ];
+        let _ = run_case(
+            "cve-2024-12088-through[safe]",
+            protocol,
+            &s,
+            list,
+            Act::Serve(b"pwned!!".to_vec()),
+        );
+        through(&s);
+        assert_eq!(
+            fs::read(s.outside.join("secret")).unwrap(),
+            b"outside secret"
+        );
     }
 }
 

@@ -690,9 +690,17 @@ pub fn files_from_remote(v: &str) -> Option<&str> {
     Some(path.strip_prefix(':').unwrap_or(path))
 }
 
-/// rsync's `unsafe_symlink`: whether the symlink `name` (relative to the
-/// transfer root) with target `target` points outside the tree: absolute
-/// or empty targets, or `..` components that climb above the root.
+/// rsync's `unsafe_symlink` (3.4.0 and later): whether the symlink `name`
+/// (relative to the transfer root) with target `target` may point outside
+/// the tree: absolute or empty targets, `..` components that climb above
+/// the root, and any `..` that is not part of the leading run of `../`
+/// (or a target ending in `/..`).
+///
+/// The last rule is CVE-2024-12088: `a/../x` looks like it stays at the
+/// link's level, but when `a` is itself a symlink (one the same transfer
+/// created, say `a -> ..`), the `..` is taken from where `a` points, and
+/// the link reaches outside. Counting components cannot see that, so
+/// rsync treats every such target as unsafe, and so do we.
 ///
 /// ```
 /// use ferrsync::engine::options::unsafe_symlink;
@@ -700,12 +708,29 @@ pub fn files_from_remote(v: &str) -> Option<&str> {
 /// assert!(unsafe_symlink(b"../x", b"l"));
 /// assert!(!unsafe_symlink(b"../x", b"d/l"));
 /// assert!(unsafe_symlink(b"../../x", b"d/l"));
-/// assert!(!unsafe_symlink(b"a/../b", b"l"));
+/// assert!(!unsafe_symlink(b"a/b", b"l"));
+/// assert!(unsafe_symlink(b"a/../b", b"l"));
+/// assert!(unsafe_symlink(b"a/..", b"d/l"));
 /// assert!(unsafe_symlink(b"", b"l"));
 /// ```
 #[must_use]
 pub fn unsafe_symlink(target: &[u8], name: &[u8]) -> bool {
     if target.is_empty() || target.first() == Some(&b'/') {
+        return true;
+    }
+    // A `..` anywhere but in the leading run of `../` (extra slashes
+    // allowed), or a target ending in `/..`.
+    let mut rest = target;
+    while let Some(r) = rest.strip_prefix(b"../") {
+        rest = r;
+        while let Some(r) = rest.strip_prefix(b"/") {
+            rest = r;
+        }
+    }
+    if rest.windows(4).any(|w| w == b"/../") {
+        return true;
+    }
+    if target.len() > 3 && target.ends_with(b"/..") {
         return true;
     }
     // The link's depth below the root: its directory components.
@@ -1210,6 +1235,43 @@ fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsafe_symlink_follows_rsync_3_4_rules() {
+        // (target, link name, unsafe?) as rsync 3.4+'s unsafe_symlink.
+        let cases: &[(&str, &str, bool)] = &[
+            ("x", "l", false),
+            ("a/b/c", "l", false),
+            ("./x", "l", false),
+            ("../x", "d/l", false),
+            ("..//..///x", "d/e/l", false),
+            ("../../x", "d/e/l", false),
+            ("../../../x", "d/e/l", true),
+            ("..", "d/l", false),
+            ("../..", "d/e/l", true),
+            ("../", "d/l", false),
+            ("a/../x", "l", true),
+            ("a/../x", "d/e/l", true),
+            ("./../x", "d/l", true),
+            ("../a/../x", "d/e/l", true),
+            ("a/..", "d/l", true),
+            ("a/../", "d/l", true),
+            ("a/..b/c", "l", false),
+            ("a/b..", "l", false),
+            ("deep/a/../outside", "l", true),
+            ("", "l", true),
+            ("/etc", "d/l", true),
+            ("x", "../l", false),
+            ("../x", "../d/l", false),
+        ];
+        for &(t, n, want) in cases {
+            assert_eq!(
+                unsafe_symlink(t.as_bytes(), n.as_bytes()),
+                want,
+                "{t:?} as {n:?}"
+            );
+        }
+    }
 
     #[test]
     fn archive_pull_args_match_rsync() {

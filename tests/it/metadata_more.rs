@@ -415,6 +415,21 @@ fn links_src(src: &Path) {
     fix_times(src, 1_700_000_000);
 }
 
+/// [`links_src`] plus targets rsync 3.4+ calls unsafe although counting
+/// components says they stay inside: CVE-2024-12088's chain (`deep/a ->
+/// ..`, then `lnk -> deep/a/../outside/ofile`, which resolves outside),
+/// and `..` after a normal component that happens to resolve inside.
+fn tricky_links_src(src: &Path) {
+    links_src(src);
+    fs::create_dir_all(src.join("deep")).unwrap();
+    std::os::unix::fs::symlink("..", src.join("deep/a")).unwrap();
+    std::os::unix::fs::symlink("deep/a/../outside/ofile", src.join("lnk")).unwrap();
+    std::os::unix::fs::symlink("dir/../file", src.join("up-and-back")).unwrap();
+    std::os::unix::fs::symlink("./../file", src.join("dir/l3")).unwrap();
+    std::os::unix::fs::symlink("../../file", src.join("dir/sub/up2")).unwrap();
+    fix_times(src, 1_700_000_000);
+}
+
 fn keep_dirlinks_dst(dst: &Path) {
     fs::create_dir_all(dst.join("real/sub")).unwrap();
     std::os::unix::fs::symlink("real", dst.join("dir")).unwrap();
@@ -444,6 +459,46 @@ fn copy_links_options_match_rsync_every_way() {
                 assert!(d.join("safe-file-link").is_symlink(), "{way:?}");
                 assert!(!d.join("unsafe-file-link").is_symlink(), "{way:?}");
                 assert!(d.join("unsafe-dir-link/x").is_file(), "{way:?}");
+            },
+            fails: false,
+        },
+        // CVE-2024-12088: with --safe-links no link that reaches outside
+        // through another link is made; the same links rsync skips.
+        Case {
+            args: &["-a", "--safe-links"],
+            set: |o| o.safe_links = true,
+            src: tricky_links_src,
+            dst: empty_dst,
+            cmp: all_cmp,
+            check: |way, _, ours| {
+                let d = ours.join("dst");
+                assert!(d.join("deep/a").is_symlink(), "{way:?}");
+                assert!(d.join("dir/sub/up2").is_symlink(), "{way:?}");
+                for gone in ["lnk", "up-and-back", "dir/l3", "unsafe-file-link"] {
+                    assert!(
+                        fs::symlink_metadata(d.join(gone)).is_err(),
+                        "{way:?} {gone}"
+                    );
+                }
+            },
+            fails: false,
+        },
+        Case {
+            args: &["-a", "--copy-unsafe-links"],
+            set: |o| o.copy_unsafe_links = true,
+            src: tricky_links_src,
+            dst: empty_dst,
+            cmp: all_cmp,
+            check: |way, _, ours| {
+                let d = ours.join("dst");
+                assert!(d.join("deep/a").is_symlink(), "{way:?}");
+                assert_eq!(
+                    fs::read(d.join("lnk")).unwrap(),
+                    b"outside the tree",
+                    "{way:?}"
+                );
+                assert!(!d.join("lnk").is_symlink(), "{way:?}");
+                assert!(!d.join("up-and-back").is_symlink(), "{way:?}");
             },
             fails: false,
         },
