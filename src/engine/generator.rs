@@ -586,6 +586,7 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             let st = pre.take(ctx, i);
             self.generate(i, st).await?;
             self.w.maybe_flush().await?;
+            self.w.keepalive().await?;
         }
         self.ndx.encode(self.w.buf(), NDX_DONE);
         self.w.flush().await?;
@@ -1210,6 +1211,9 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
             }
             sb.feed(&buf[..n]);
             total += n as u64;
+            // A huge basis takes a while; what is buffered (requests before
+            // this one, our ndx) may go out meanwhile.
+            self.w.keepalive().await?;
         }
         if total != len {
             // The basis changed under us: send no sums rather than wrong ones.

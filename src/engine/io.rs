@@ -453,6 +453,11 @@ pub struct MuxWriter<W> {
     timeout: Option<Duration>,
     /// `--bwlimit`: bytes per second, and when and where counting began.
     rate: Option<(u64, std::time::Instant, u64)>,
+    /// Keep-alives: the longest lull in our output before
+    /// [`keepalive`](Self::keepalive) writes something, and when we last
+    /// wrote.
+    lull: Option<Duration>,
+    last_out: std::time::Instant,
 }
 
 /// The largest payload one frame can carry (24-bit length).
@@ -468,7 +473,54 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
             bytes_written: 0,
             timeout: None,
             rate: None,
+            lull: None,
+            last_out: std::time::Instant::now(),
         }
+    }
+
+    /// Turns keep-alives on for an idle timeout of `timeout`, or off with
+    /// `None`. rsync waits `(timeout + 1) / 2` whole seconds
+    /// (`allowed_lull`); we write after two fifths of the timeout, because
+    /// rsync checks in whole seconds (`now - last >= timeout` on
+    /// `time()`): a gap of just over a second already counts as two at
+    /// `--timeout=2`.
+    pub fn set_keepalive(&mut self, timeout: Option<Duration>) {
+        self.lull = timeout
+            .filter(|t| !t.is_zero())
+            .map(|t| (t * 2 / 5).max(Duration::from_millis(200)));
+    }
+
+    /// Whether keep-alives are on ([`set_keepalive`](Self::set_keepalive)).
+    pub fn keepalive_on(&self) -> bool {
+        self.lull.is_some()
+    }
+
+    /// Keeps a peer with an idle timeout from giving up on us while we
+    /// work without writing (rsync's `maybe_send_keepalive`): once no
+    /// output went out for half the timeout, the buffered data is written,
+    /// or, with nothing buffered, an empty `MSG_DATA` frame (without
+    /// multiplexing nothing can be sent but data). Cheap when nothing is
+    /// due: call it as often as convenient.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn keepalive(&mut self) -> Result<()> {
+        let Some(lull) = self.lull else {
+            return Ok(());
+        };
+        if self.last_out.elapsed() < lull {
+            return Ok(());
+        }
+        if self.pending() > 0 {
+            return self.flush().await;
+        }
+        if self.muxed {
+            let mut frame = Vec::with_capacity(4);
+            encode_frame_header(&mut frame, MsgCode::Data, 0);
+            self.write_raw(&frame).await?;
+            self.inner.flush().await.map_err(Error::Connection)?;
+        }
+        Ok(())
     }
 
     /// Limits the average output rate (`--bwlimit`, in bytes per second;
@@ -549,7 +601,11 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
                 .map_err(|_| Error::Timeout)?,
             None => fut.await,
         }
-        .map_err(Error::Connection)
+        .map_err(Error::Connection)?;
+        if self.lull.is_some() {
+            self.last_out = std::time::Instant::now();
+        }
+        Ok(())
     }
 
     async fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
@@ -562,6 +618,9 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
         }
         .map_err(Error::Connection)?;
         self.bytes_written += bytes.len() as u64;
+        if self.lull.is_some() {
+            self.last_out = std::time::Instant::now();
+        }
         Ok(())
     }
 
@@ -646,5 +705,51 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
     pub async fn shutdown(&mut self) -> Result<()> {
         self.flush().await?;
         self.inner.shutdown().await.map_err(Error::Connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn keepalive_writes_an_empty_data_frame_only_when_due() {
+        rt().block_on(async {
+            let mut w = MuxWriter::new(Vec::new());
+            w.set_muxed(true);
+            // Off: nothing, however long the lull.
+            w.keepalive().await.expect("keepalive");
+            assert!(w.inner.is_empty());
+            w.set_keepalive(Some(Duration::from_secs(1)));
+            assert!(w.keepalive_on());
+            // Not due yet: a write just happened.
+            w.put(b"abc");
+            w.flush().await.expect("flush");
+            let after_data = w.inner.len();
+            w.keepalive().await.expect("keepalive");
+            assert_eq!(w.inner.len(), after_data);
+            // Due (two fifths of a second): an empty MSG_DATA frame.
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            w.keepalive().await.expect("keepalive");
+            assert_eq!(&w.inner[after_data..], &[0, 0, 0, 7]);
+            // Due with data buffered: the data goes instead.
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            w.put(b"xy");
+            w.keepalive().await.expect("keepalive");
+            assert_eq!(&w.inner[after_data + 4..], &[2, 0, 0, 7, b'x', b'y']);
+            // Unmultiplexed: only data can go, so nothing without data.
+            let mut u = MuxWriter::new(Vec::new());
+            u.set_keepalive(Some(Duration::from_secs(1)));
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            u.keepalive().await.expect("keepalive");
+            assert!(u.inner.is_empty());
+        });
     }
 }

@@ -153,6 +153,36 @@ pub fn build_send_list_from(
     Ok(list)
 }
 
+/// Builds the sender's list (or its `--checksum` sums) on a blocking
+/// thread while keeping the peer alive (`--timeout`): a big tree, or
+/// `--checksum`, can take longer than
+/// the peer's timeout before the first entry is out, and rsync's receiver
+/// gives up on a silent sender. Without keep-alives the list is built
+/// right here, as before.
+pub(crate) async fn list_keeping_alive<W, T>(
+    w: &mut MuxWriter<W>,
+    build: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T>
+where
+    W: AsyncWrite + Unpin,
+    T: Send + 'static,
+{
+    if !w.keepalive_on() {
+        return build();
+    }
+    let mut job = tokio::task::spawn_blocking(build);
+    loop {
+        tokio::select! {
+            done = &mut job => {
+                return done.map_err(|e| {
+                    Error::FileSelect(format!("rsync: building the file list failed: {e}"))
+                })?;
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => w.keepalive().await?,
+        }
+    }
+}
+
 fn scan_options(opts: &Options, protocol: u8) -> crate::fs::ScanOptions {
     crate::fs::ScanOptions {
         recursive: opts.recursive,
@@ -281,6 +311,15 @@ fn set_timeouts<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         let t = Some(Duration::from_secs(u64::from(secs)));
         r.set_timeout(t);
         w.set_timeout(t);
+    }
+    // Keep-alives go with an explicit `--timeout` (a daemon module's
+    // timeout, or the daemon's default, is one too), as in rsync: the peer
+    // then times out as well, and must hear from us while we work.
+    // `FERRSYNC_NO_KEEPALIVE=1` turns them off (for tests that show a peer
+    // timing out without them).
+    let off = std::env::var_os("FERRSYNC_NO_KEEPALIVE").is_some_and(|v| !v.is_empty() && v != "0");
+    if opts.timeout > 0 && !off {
+        w.set_keepalive(Some(Duration::from_secs(u64::from(opts.timeout))));
     }
     w.set_bwlimit(opts.bwlimit);
 }
@@ -426,10 +465,18 @@ where
                     .unwrap_or_else(|| PathBuf::from("."));
                 let first = filters::first_send_dir(&sources, opts, Some(&names));
                 let set = filters::with_parents(set, first);
-                build_send_list_from(&base, &names, opts, setup.protocol, set.as_ref())?
+                let (o, p) = (opts.clone(), setup.protocol);
+                list_keeping_alive(&mut w, move || {
+                    build_send_list_from(&base, &names, &o, p, set.as_ref())
+                })
+                .await?
             } else {
                 let set = filters::with_parents(set, filters::first_send_dir(&sources, opts, None));
-                build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
+                let (o, p, srcs) = (opts.clone(), setup.protocol, sources.clone());
+                list_keeping_alive(&mut w, move || {
+                    build_send_list_filtered(&srcs, &o, p, set.as_ref())
+                })
+                .await?
             };
             sender::run_sender(&mut r, &mut w, &setup, opts, list, hooks.events.as_ref()).await?
         }
@@ -581,12 +628,20 @@ where
             let first = filters::first_send_dir(&sources, opts, Some(&names))
                 .filter(|_| opts.module_root.is_none());
             let set = filters::with_parents(set, first);
-            build_send_list_from(&sources[0], &names, opts, setup.protocol, set.as_ref())?
+            let (o, p, base) = (opts.clone(), setup.protocol, sources[0].clone());
+            list_keeping_alive(w, move || {
+                build_send_list_from(&base, &names, &o, p, set.as_ref())
+            })
+            .await?
         } else {
             let first = filters::first_send_dir(&sources, opts, None)
                 .filter(|_| opts.module_root.is_none());
             let set = filters::with_parents(set, first);
-            build_send_list_filtered(&sources, opts, setup.protocol, set.as_ref())?
+            let (o, p) = (opts.clone(), setup.protocol);
+            list_keeping_alive(w, move || {
+                build_send_list_filtered(&sources, &o, p, set.as_ref())
+            })
+            .await?
         };
         sender::run_sender(r, w, setup, opts, list, hooks.events.as_ref()).await
     } else {

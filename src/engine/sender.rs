@@ -201,7 +201,12 @@ where
         }
     }
     if opts.checksum {
-        fill_file_sums(&mut list, setup, opts);
+        let (s, o) = (*setup, opts.clone());
+        list = super::list_keeping_alive(w, move || {
+            fill_file_sums(&mut list, &s, &o);
+            Ok(list)
+        })
+        .await?;
     }
     if opts.hard_links && protocol >= 30 {
         // Followers name their group's first entry by its sending index.

@@ -38,6 +38,7 @@ mod flist_sort_rsync;
 mod fs_scan;
 mod fuzz_smoke;
 mod interop;
+mod keepalive;
 mod metadata;
 mod metadata_more;
 mod options_vs_rsync;
