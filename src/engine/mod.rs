@@ -170,12 +170,23 @@ where
     if !w.keepalive_on() {
         return build();
     }
-    let mut job = tokio::task::spawn_blocking(build);
+    // A thread of our own, started from this one, not tokio's blocking
+    // pool: a daemon connection's thread is chrooted and runs with the
+    // module's uid/gid (both per thread on Linux), and a new thread starts
+    // with its creator's root directory and credentials, where a pooled
+    // one keeps whatever it had.
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("ferrsync-list".into())
+        .spawn(move || {
+            let _ = tx.send(build());
+        })
+        .map_err(|e| Error::FileSelect(format!("rsync: building the file list failed: {e}")))?;
     loop {
         tokio::select! {
-            done = &mut job => {
-                return done.map_err(|e| {
-                    Error::FileSelect(format!("rsync: building the file list failed: {e}"))
+            done = &mut rx => {
+                return done.map_err(|_| {
+                    Error::FileSelect("rsync: building the file list failed: the thread died".into())
                 })?;
             }
             () = tokio::time::sleep(Duration::from_millis(200)) => w.keepalive().await?,
