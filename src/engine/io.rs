@@ -712,44 +712,42 @@ impl<W: AsyncWrite + Unpin> MuxWriter<W> {
 mod tests {
     use super::*;
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
+    #[test]
+    fn keepalive_writes_an_empty_data_frame_only_when_due() -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime")
-    }
-
-    #[test]
-    fn keepalive_writes_an_empty_data_frame_only_when_due() {
-        rt().block_on(async {
+            .map_err(Error::Connection)?;
+        rt.block_on(async {
             let mut w = MuxWriter::new(Vec::new());
             w.set_muxed(true);
             // Off: nothing, however long the lull.
-            w.keepalive().await.expect("keepalive");
+            w.keepalive().await?;
             assert!(w.inner.is_empty());
             w.set_keepalive(Some(Duration::from_secs(1)));
             assert!(w.keepalive_on());
             // Not due yet: a write just happened.
             w.put(b"abc");
-            w.flush().await.expect("flush");
+            w.flush().await?;
             let after_data = w.inner.len();
-            w.keepalive().await.expect("keepalive");
+            w.keepalive().await?;
             assert_eq!(w.inner.len(), after_data);
             // Due (two fifths of a second): an empty MSG_DATA frame.
             tokio::time::sleep(Duration::from_millis(450)).await;
-            w.keepalive().await.expect("keepalive");
+            w.keepalive().await?;
             assert_eq!(&w.inner[after_data..], &[0, 0, 0, 7]);
             // Due with data buffered: the data goes instead.
             tokio::time::sleep(Duration::from_millis(450)).await;
             w.put(b"xy");
-            w.keepalive().await.expect("keepalive");
+            w.keepalive().await?;
             assert_eq!(&w.inner[after_data + 4..], &[2, 0, 0, 7, b'x', b'y']);
             // Unmultiplexed: only data can go, so nothing without data.
             let mut u = MuxWriter::new(Vec::new());
             u.set_keepalive(Some(Duration::from_secs(1)));
             tokio::time::sleep(Duration::from_millis(450)).await;
-            u.keepalive().await.expect("keepalive");
+            u.keepalive().await?;
             assert!(u.inner.is_empty());
-        });
+            Ok(())
+        })
     }
 }
