@@ -153,12 +153,11 @@ pub fn build_send_list_from(
     Ok(list)
 }
 
-/// Builds the sender's list (or its `--checksum` sums) on a blocking
-/// thread while keeping the peer alive (`--timeout`): a big tree, or
-/// `--checksum`, can take longer than
-/// the peer's timeout before the first entry is out, and rsync's receiver
-/// gives up on a silent sender. Without keep-alives the list is built
-/// right here, as before.
+/// Builds the sender's list (or its `--checksum` sums) on a thread of its
+/// own while keeping the peer alive (`--timeout`): a big tree, or
+/// `--checksum`, can take longer than the peer's timeout before the first
+/// entry is out, and rsync's receiver gives up on a silent sender. Without
+/// keep-alives the list is built right here, as before.
 pub(crate) async fn list_keeping_alive<W, T>(
     w: &mut MuxWriter<W>,
     build: impl FnOnce() -> Result<T> + Send + 'static,
