@@ -354,12 +354,22 @@ const PARAMS: &[(&str, Class)] = &[
     ("use chroot", Class::Local),
 ];
 
-/// Lower case without white space: how rsync compares names (`strwiEQ`).
-fn squash(s: &str) -> String {
+/// The characters of `s` lower-cased, white space left out.
+fn squashed(s: &str) -> impl Iterator<Item = char> + '_ {
     s.chars()
         .filter(|c| !c.is_whitespace())
         .flat_map(char::to_lowercase)
-        .collect()
+}
+
+/// Lower case without white space: how rsync compares names (`strwiEQ`).
+fn squash(s: &str) -> String {
+    squashed(s).collect()
+}
+
+/// Whether two parameter or module names are the same to rsync (case
+/// and white space ignored, as its `strwiEQ`), without allocating.
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    squashed(a).eq(squashed(b))
 }
 
 /// rsync's own name of a parameter written as `key` (any case and
@@ -374,8 +384,13 @@ fn lookup(key: &str) -> Option<(&'static str, Class)> {
     if key.starts_with('-') {
         return None;
     }
+    // Our names are lower-case ASCII with single spaces: squash the key
+    // once and compare bytes, out at the first mismatch.
     let k = squash(key);
-    PARAMS.iter().copied().find(|(name, _)| squash(name) == k)
+    PARAMS
+        .iter()
+        .copied()
+        .find(|(name, _)| name.bytes().filter(|&b| b != b' ').eq(k.bytes()))
 }
 
 /// Context for one parameter assignment, for error messages.
@@ -590,7 +605,7 @@ fn open_section(
             message: "empty section name".to_owned(),
         });
     }
-    if squash(&name) == "global" {
+    if same_name(&name, "global") {
         return Ok(None);
     }
     if name.contains('/') {
@@ -599,9 +614,7 @@ fn open_section(
             message: format!("invalid section name in configuration file: {name}"),
         });
     }
-    let existing = modules
-        .iter()
-        .position(|m| squash(&m.name) == squash(&name));
+    let existing = modules.iter().position(|m| same_name(&m.name, &name));
     Ok(Some(existing.unwrap_or_else(|| {
         let mut m = template.clone();
         m.name = name;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Invalid, Problems, account};
-use crate::daemon::config::{DaemonConfig, known_parameter};
+use crate::daemon::config::{DaemonConfig, known_parameter, same_name};
 use crate::daemon::hosts::HostList;
 
 /// What clients may do with a module.
@@ -457,18 +457,9 @@ fn host_words(v: &str) -> Vec<String> {
 }
 
 fn check_modules(p: &mut Problems, modules: &[Module]) {
-    let squash = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !c.is_whitespace())
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
     for (i, m) in modules.iter().enumerate() {
         m.check(p, &format!("modules[{i}]."));
-        if modules[..i]
-            .iter()
-            .any(|o| squash(&o.name) == squash(&m.name))
-        {
+        if modules[..i].iter().any(|o| same_name(&o.name, &m.name)) {
             p.add(
                 format!("modules[{i}].name"),
                 format!("\"{}\" is not unique", m.name),

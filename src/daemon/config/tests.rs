@@ -264,3 +264,19 @@ fn paths_ending_in_blanks_round_trip() {
     let (back, _) = DaemonConfig::parse(&cfg.to_conf_string()).unwrap();
     assert_eq!(back, cfg);
 }
+
+#[test]
+fn every_parameter_is_found_in_any_case_and_spacing() {
+    for &(name, class) in PARAMS {
+        let squeezed: String = name.split(' ').collect();
+        let shouting = format!(" {} ", name.to_uppercase().replace(' ', "\t "));
+        for key in [name, squeezed.as_str(), shouting.as_str()] {
+            assert_eq!(lookup(key), Some((name, class)), "{key:?}");
+        }
+    }
+    assert_eq!(lookup("read onlyx"), None);
+    assert_eq!(lookup("rea"), None);
+    assert_eq!(lookup("-read only"), None);
+    assert!(same_name("My Module", "mymodule") && same_name("GLOBAL", " glo bal"));
+    assert!(!same_name("global", "globals") && !same_name("", "x"));
+}
