@@ -541,6 +541,14 @@ fn path_value(p: &Path) -> String {
     v
 }
 
+/// A value as it can stand on a line: a trailing backslash (possibly
+/// before blanks) would continue the line into the next parameter, and
+/// rsync has no way to escape it, so it is left out (with the blanks
+/// before it), as rsync's reader would drop it anyway.
+fn line_safe(v: &str) -> &str {
+    v.trim_end_matches(|c: char| c == '\\' || c_isspace(c))
+}
+
 /// One logical line: continued physical lines joined.
 struct Logical {
     line: usize,
@@ -551,6 +559,7 @@ struct Logical {
 fn logical_lines(text: &str) -> Vec<Logical> {
     let mut out = Vec::new();
     let mut pending: Option<Logical> = None;
+    let last = text.split('\n').count().saturating_sub(1);
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.replace('\r', "");
         let joined = if let Some(mut p) = pending.take() {
@@ -567,8 +576,10 @@ fn logical_lines(text: &str) -> Vec<Logical> {
                 text: raw,
             }
         };
-        let trimmed = joined.text.trim_end();
-        if let Some(body) = trimmed.strip_suffix('\\') {
+        let trimmed = joined.text.trim_end_matches(c_isspace);
+        // Only a line break continues: params.c keeps a backslash that
+        // ends the file.
+        if let Some(body) = trimmed.strip_suffix('\\').filter(|_| i < last) {
             pending = Some(Logical {
                 line: joined.line,
                 text: body.to_owned(),
@@ -766,7 +777,7 @@ impl DaemonConfig {
         let g = &self.global;
         let d = Global::default();
         let kv = |out: &mut String, k: &str, v: &str| {
-            let _ = writeln!(out, "{k} = {v}");
+            let _ = writeln!(out, "{k} = {}", line_safe(v));
         };
         if g.port != d.port {
             kv(&mut out, "port", &g.port.to_string());
@@ -804,7 +815,7 @@ fn yes_no(b: bool) -> &'static str {
 fn render_module(out: &mut String, m: &Module) {
     let d = Module::new("", "");
     let mut kv = |k: &str, v: &str| {
-        let _ = writeln!(out, "    {k} = {v}");
+        let _ = writeln!(out, "    {k} = {}", line_safe(v));
     };
     if !m.path.as_os_str().is_empty() {
         kv("path", &path_value(&m.path));

@@ -280,3 +280,31 @@ fn every_parameter_is_found_in_any_case_and_spacing() {
     assert!(same_name("My Module", "mymodule") && same_name("GLOBAL", " glo bal"));
     assert!(!same_name("global", "globals") && !same_name("", "x"));
 }
+
+#[test]
+fn a_trailing_backslash_continues_only_before_a_line_break() -> Result<(), ConfigError> {
+    // At the end of the file it stays in the value, as params.c keeps it.
+    let (cfg, _) = DaemonConfig::parse("[m]\npath = /x\ncomment = a\\")?;
+    let missing = || ConfigError::Syntax {
+        line: 0,
+        message: "no module m".into(),
+    };
+    let m = cfg.module("m").ok_or_else(missing)?;
+    assert_eq!(m.comment, "a\\");
+    // Rendered, it must not swallow the next parameter: rsync cannot
+    // express it, so it is left out.
+    let mut m = m.clone();
+    m.comment = "ends in \\ \\".into();
+    m.hosts_allow =
+        HostList::parse("127.0.0.1").map_err(|message| ConfigError::Syntax { line: 0, message })?;
+    let again = DaemonConfig {
+        modules: vec![m],
+        ..cfg
+    }
+    .to_conf_string();
+    let (back, _) = DaemonConfig::parse(&again)?;
+    let b = back.module("m").ok_or_else(missing)?;
+    assert_eq!(b.comment, "ends in", "{again}");
+    assert_eq!(b.hosts_allow.as_str(), "127.0.0.1", "{again}");
+    Ok(())
+}
