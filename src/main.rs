@@ -714,7 +714,13 @@ fn main() {
                 Ok(code) => code,
                 Err(e) => {
                     let code = e.exit_code();
-                    eprintln!("rsync: {e}");
+                    let text = e.to_string();
+                    if text.starts_with("ERROR: ") {
+                        // rsync prints its "ERROR: rejecting ..." lines bare.
+                        eprintln!("{text}");
+                    } else {
+                        eprintln!("rsync: {text}");
+                    }
                     eprintln!("rsync error: {} (code {})", code.describe(), code.code());
                     code.code()
                 }

@@ -344,6 +344,13 @@ fn run_case(
     for t in TRANSPORTS {
         // Each transport starts from the same destination.
         reset(s, &links);
+        PRE.with(|pre| {
+            for (path, data) in pre.borrow().iter() {
+                let p = s.dest.join(path);
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, data).unwrap();
+            }
+        });
         last = Some(run_case_over(
             t,
             name,
@@ -376,7 +383,7 @@ fn reset(s: &Site, links: &[(PathBuf, PathBuf)]) {
 
 /// What a pull asked for (CVE-2022-29154 cases): the source word over a
 /// pipe, the path inside the module over the daemon transport, `-r`,
-/// `-R`, `--trust-sender`.
+/// `-R`, `--trust-sender`, the client's `--filter` rules.
 #[derive(Clone, Debug, Default)]
 struct Ask {
     word: String,
@@ -384,10 +391,13 @@ struct Ask {
     recursive: bool,
     relative: bool,
     trust: bool,
+    filters: Vec<String>,
 }
 
 thread_local! {
     static ASK: std::cell::RefCell<Option<Ask>> = const { std::cell::RefCell::new(None) };
+    /// Files put into the destination before each transport's run.
+    static PRE: std::cell::RefCell<Vec<(String, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn run_case_over(
@@ -420,6 +430,11 @@ fn run_case_over(
             o.recursive = a.recursive;
             o.relative = a.relative;
             o.trust_sender = a.trust;
+            o.filters = a
+                .filters
+                .iter()
+                .map(|f| ferrsync::filter::FilterArg::Filter(f.clone()))
+                .collect();
             if transport == Transport::Pipe {
                 o.requested = vec![a.word.clone()];
             }
@@ -909,6 +924,7 @@ fn unrequested_names_are_refused() {
         recursive,
         relative,
         trust: false,
+        filters: Vec::new(),
     };
     // (case, what was asked, list, the unrequested name or None)
     let cases: Vec<(&str, Ask, Vec<FileEntry>, Option<&str>)> = vec![
@@ -1027,5 +1043,175 @@ fn unrequested_names_are_refused() {
                 }
             }
         }
+    }
+}
+
+fn dir_flagged(name: &str, xflags: u32) -> FileEntry {
+    let mut e = dir(name);
+    e.xflags = xflags;
+    e
+}
+
+/// rsync 3.5.0's receiver checks (flist.c `recv_file_entry`): a sender
+/// that flags a parent the pull asked for only as a `-R` parent (or the
+/// top) as a content directory does not widen `--delete` to its other
+/// entries; below protocol 30 only a top directory and the directories
+/// under it are content; a listed name the client's own rules exclude is
+/// refused ("rejecting excluded file-list name", exit 4) unless rsync
+/// would trust the sender's filtering; `.` as a non-directory is refused
+/// (exit 2). Pipe and daemon transports, protocols 29-32.
+#[test]
+fn a_sender_cannot_widen_delete_or_list_excluded_names() {
+    use ferrsync::flist::entry::{XMIT_NO_CONTENT_DIR as NC, XMIT_TOP_DIR as TOP};
+    let ask = |word: &str, module_path: &str, relative: bool, filters: &[&str]| Ask {
+        word: word.into(),
+        module_path: module_path.into(),
+        recursive: true,
+        relative,
+        trust: false,
+        filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+    };
+    let served = |f: &str| vec![dir_flagged(f, TOP), file(&format!("{f}/f"), 7)];
+    let rel = ask("/srv/./a/b", "./a/b", true, &[]);
+    // (case, asked, list): the honest one first.
+    let delete_cases: Vec<(&str, Ask, Vec<FileEntry>)> = vec![
+        ("delete-honest-relative", rel.clone(), {
+            let mut l = vec![dir_flagged("a", TOP | NC)];
+            l.extend(served("a/b"));
+            l
+        }),
+        ("delete-parent-flagged-top-content", rel.clone(), {
+            let mut l = vec![dir_flagged("a", TOP)];
+            l.extend(served("a/b"));
+            l
+        }),
+        ("delete-parent-flagged-content", rel.clone(), {
+            let mut l = vec![dir_flagged("a", 0)];
+            l.extend(served("a/b"));
+            l
+        }),
+        ("delete-root-flagged-content", rel.clone(), {
+            let mut l = vec![dir_flagged(".", TOP), dir_flagged("a", TOP | NC)];
+            l.extend(served("a/b"));
+            l
+        }),
+    ];
+    PRE.with(|p| {
+        *p.borrow_mut() = vec![
+            ("a/sib".into(), b"sibling".to_vec()),
+            ("a/b/stale".into(), b"stale".to_vec()),
+        ];
+    });
+    for protocol in PROTOCOLS {
+        for (name, a, list) in &delete_cases {
+            let s = site();
+            let what = format!("{name} p{protocol}");
+            ASK.with(|c| *c.borrow_mut() = Some(a.clone()));
+            let r = run_case(
+                name,
+                protocol,
+                &s,
+                list.clone(),
+                Act::Serve(b"payload".to_vec()),
+            );
+            ASK.with(|c| *c.borrow_mut() = None);
+            let rep = r.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(rep.exit_code().code(), 0, "{what}: {:?}", rep.errors);
+            assert_eq!(
+                fs::read(s.dest.join("a/b/f")).unwrap(),
+                b"payload",
+                "{what}"
+            );
+            // --delete works in the requested directory...
+            assert!(!s.dest.join("a/b/stale").exists(), "{what}: not deleted");
+            // ...and nowhere the pull did not ask for.
+            assert_eq!(
+                fs::read(s.dest.join("a/sib")).unwrap(),
+                b"sibling",
+                "{what}"
+            );
+            assert_eq!(fs::read(s.dest.join("old")).unwrap(), b"old file", "{what}");
+        }
+    }
+    PRE.with(|p| p.borrow_mut().clear());
+
+    let top = |filters: &[&str]| ask("/srv/", "", false, filters);
+    let list = vec![dir_flagged(".", TOP), file("f", 7), file("x.secret", 7)];
+    // (case, asked, whether the list is refused)
+    let filter_cases: Vec<(&str, Ask, bool)> = vec![
+        ("excluded", top(&["- *.secret"]), true),
+        ("hidden", top(&["H *.secret"]), true),
+        ("excluded-dir-of-name", top(&["- x.secret"]), true),
+        ("protected-only", top(&["P *.secret"]), false),
+        ("not-matching", top(&["- *.other"]), false),
+        (
+            "per-dir-rules-trust-the-sender",
+            top(&["- *.secret", ": .rules"]),
+            false,
+        ),
+        (
+            "trust-sender",
+            Ask {
+                trust: true,
+                ..top(&["- *.secret"])
+            },
+            false,
+        ),
+    ];
+    for protocol in PROTOCOLS {
+        for (name, a, refused) in &filter_cases {
+            let s = site();
+            let what = format!("{name} p{protocol}");
+            ASK.with(|c| *c.borrow_mut() = Some(a.clone()));
+            let r = run_case(
+                name,
+                protocol,
+                &s,
+                list.clone(),
+                Act::Serve(b"payload".to_vec()),
+            );
+            ASK.with(|c| *c.borrow_mut() = None);
+            if *refused {
+                let e = r.expect_err(&what);
+                assert_eq!(e.exit_code().code(), 4, "{what}: {e}");
+                assert!(
+                    e.to_string()
+                        .contains("ERROR: rejecting excluded file-list name: x.secret"),
+                    "{what}: {e}"
+                );
+                assert!(
+                    !s.dest.join("f").exists() && !s.dest.join("x.secret").exists(),
+                    "{what}"
+                );
+            } else {
+                let rep = r.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(rep.exit_code().code(), 0, "{what}: {:?}", rep.errors);
+                assert_eq!(
+                    fs::read(s.dest.join("x.secret")).unwrap(),
+                    b"payload",
+                    "{what}"
+                );
+            }
+        }
+    }
+
+    for protocol in PROTOCOLS {
+        let s = site();
+        let what = format!("root-as-file p{protocol}");
+        let r = run_case(
+            "root-as-file",
+            protocol,
+            &s,
+            vec![file(".", 7)],
+            Act::Serve(b"payload".to_vec()),
+        );
+        let e = r.expect_err(&what);
+        assert_eq!(e.exit_code().code(), 2, "{what}: {e}");
+        assert!(
+            e.to_string()
+                .contains("ERROR: rejecting non-directory transfer-root entry: ."),
+            "{what}: {e}"
+        );
+        assert!(s.dest.is_dir(), "{what}");
     }
 }

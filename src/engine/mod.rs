@@ -421,6 +421,11 @@ where
                 .map_err(Error::Protocol)?;
             setup::send_filter_list(&mut w, &wire).await?;
             let mut requested = implied_requests(opts);
+            if let Some(req) = &mut requested {
+                if let Some(rules) = sender_view(&fl, &wire, opts, setup.protocol) {
+                    req.set_sender_rules(rules);
+                }
+            }
             if let Some(ff) = opts
                 .files_from
                 .as_deref()
@@ -717,6 +722,30 @@ fn implied_requests(opts: &Options) -> Option<requested::Requested> {
         }
     }
     Some(req)
+}
+
+/// The client's rules as the sender will parse them off the wire, for
+/// the receiving client's "rejecting excluded file-list name" check
+/// (rsync 3.2.5+). `None` where rsync trusts the sender's filtering, or
+/// where the check could refuse what an honest sender lists: no rules, a
+/// per-directory merge rule (its files are on the sender), `-C` (one of
+/// those), or a rule anchored at the sender's absolute path.
+fn sender_view(
+    fl: &crate::filter::FilterList,
+    wire: &[Vec<u8>],
+    opts: &Options,
+    protocol: u8,
+) -> Option<crate::filter::FilterList> {
+    use crate::filter::{Entry, RuleFlags};
+    let absolute = fl.entries().iter().any(|e| match e {
+        Entry::Rule(r) | Entry::Cvs(r) | Entry::PerDir { rule: r, .. } => {
+            r.flags.contains(RuleFlags::ABS_PATH)
+        }
+    });
+    if wire.is_empty() || fl.has_per_dir() || opts.cvs_exclude || absolute {
+        return None;
+    }
+    filters::server_list(wire, opts, Side::Sender, protocol, None).ok()
 }
 
 /// Aborts the spawned task when the owner is dropped (cancellation).

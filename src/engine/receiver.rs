@@ -20,6 +20,7 @@ use super::io::{MuxReader, MuxWriter};
 use super::local::{self, IdMap, Preserve};
 use super::options::Options;
 use super::report::{Event, EventSink, Report, item};
+use super::requested::Requested;
 use super::sender::flist_options;
 use super::setup::Setup;
 use crate::delta::{
@@ -219,6 +220,86 @@ fn merge_duplicate_dirs(list: &mut [FileEntry], active: &[bool]) {
     }
 }
 
+/// The checks rsync 3.5.0's receiver makes of each listed name, in its
+/// order: `.` must be a directory (a file there would let `--force`
+/// remove the destination to make it); then, on a pull, a name the
+/// client's own rules exclude, or one it did not ask for (CVE-2022-29154),
+/// is refused before anything is written.
+fn check_sender_list(list: &[FileEntry], requested: Option<&Requested>) -> Result<()> {
+    for e in list {
+        let lossy = || String::from_utf8_lossy(&e.name);
+        if matches!(e.name.as_slice(), b"." | b"/.") && !e.is_dir() {
+            // rsync's RERR_PROTOCOL (exit 2).
+            return Err(Error::Version(format!(
+                "ERROR: rejecting non-directory transfer-root entry: {}",
+                lossy()
+            )));
+        }
+        let Some(req) = requested else { continue };
+        if req.excluded(&e.name, e.is_dir()) {
+            return Err(Error::Unsupported(format!(
+                "ERROR: rejecting excluded file-list name: {}",
+                lossy()
+            )));
+        }
+        if !req.allows(&e.name, e.is_dir()) {
+            return Err(Error::Unsupported(format!(
+                "ERROR: rejecting unrequested file-list name: {}",
+                lossy()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Below protocol 30 the list carries no content-directory flag: as
+/// rsync's `recv_file_entry`, in the order received, a directory flagged
+/// top starts a hierarchy (`-r`) whose directories below it are content;
+/// any other directory is not (so `--delete` leaves it alone). The result
+/// is written as the protocol-30 flags (`XMIT_NO_CONTENT_DIR`, and with
+/// `XMIT_TOP_DIR` for an implied parent).
+fn pre30_content_dirs(
+    list: &mut [FileEntry],
+    recursive: bool,
+    relative: bool,
+    requested: Option<&Requested>,
+) {
+    use crate::flist::entry::{XMIT_NO_CONTENT_DIR as NC, XMIT_TOP_DIR as TOP};
+    // The top of the current hierarchy (empty: everything below).
+    let mut hier: Option<Vec<u8>> = None;
+    for e in list.iter_mut().filter(|e| e.is_dir()) {
+        let name = e.name.strip_prefix(b"/").unwrap_or(&e.name);
+        if e.xflags & TOP != 0 {
+            if requested.is_some_and(|r| r.is_implied_parent(name)) {
+                e.xflags = TOP | NC;
+                continue;
+            }
+            hier = recursive.then(|| {
+                let top = if name == b"." { &b""[..] } else { name };
+                let top = if relative {
+                    top.strip_suffix(b"/.").unwrap_or(top)
+                } else {
+                    top
+                };
+                top.to_vec()
+            });
+            e.xflags = TOP;
+        } else if let Some(top) = &hier {
+            let inside = !relative
+                || top.is_empty()
+                || (name.starts_with(top) && name.get(top.len()) == Some(&b'/'));
+            if inside {
+                e.xflags = 0;
+            } else {
+                hier = None;
+                e.xflags = NC;
+            }
+        } else {
+            e.xflags = NC;
+        }
+    }
+}
+
 /// Runs the receiving side (generator + receiver) after the setup.
 ///
 /// # Errors
@@ -233,7 +314,7 @@ pub(crate) async fn run_receiving_side<R, W>(
     whole_file: bool,
     events: Option<&EventSink>,
     filters: Option<&crate::filter::FilterSet>,
-    requested: Option<&super::requested::Requested>,
+    requested: Option<&Requested>,
 ) -> Result<Report>
 where
     R: AsyncRead + Unpin,
@@ -248,14 +329,20 @@ where
         }
     }
     let (mut list, ids, io_error) = recv_file_list(r, setup, opts).await?;
-    if let Some(req) = requested {
-        // CVE-2022-29154: a sender may list only what the pull asked for.
-        if let Some(e) = list.iter().find(|e| !req.allows(&e.name, e.is_dir())) {
-            return Err(Error::Unsupported(format!(
-                "ERROR: rejecting unrequested file-list name: {}",
-                String::from_utf8_lossy(&e.name)
-            )));
+    check_sender_list(&list, requested)?;
+    if let Some(req) = requested.filter(|_| setup.protocol >= 30) {
+        // rsync 3.5.0: a parent the pull asked for only as a parent stays
+        // an implied directory, whatever the sender flagged, so that
+        // `--delete` cannot sweep its other entries.
+        use crate::flist::entry::{XMIT_NO_CONTENT_DIR as NC, XMIT_TOP_DIR as TOP};
+        for e in list.iter_mut().filter(|e| e.is_dir()) {
+            if e.xflags & (TOP | NC) != TOP | NC && req.is_implied_parent(&e.name) {
+                e.xflags |= TOP | NC;
+            }
         }
+    }
+    if setup.protocol < 30 {
+        pre30_content_dirs(&mut list, opts.recursive, opts.relative, requested);
     }
     if list.is_empty() && !setup.is_server {
         // rsync's client stops here ("nothing to do"), and an rsync sender

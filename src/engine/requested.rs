@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 
+use crate::filter::FilterList;
 use crate::filter::wildmatch::wildmatch;
 
 /// The names a pull may receive.
@@ -31,6 +32,9 @@ pub struct Requested {
     wild: Vec<(Vec<u8>, bool)>,
     /// Whether any rule was added (no rule: nothing is checked).
     any: bool,
+    /// The client's filter rules as the sender applies them: a listed
+    /// name they exclude is refused too.
+    sender_rules: Option<FilterList>,
 }
 
 impl Requested {
@@ -43,7 +47,26 @@ impl Requested {
     /// Whether names are checked at all.
     #[must_use]
     pub fn is_active(&self) -> bool {
-        self.any
+        self.any || self.sender_rules.is_some()
+    }
+
+    /// Also refuses names that `rules` (the client's rules as the sender
+    /// parses them off the wire) exclude: rsync 3.2.5+'s "rejecting
+    /// excluded file-list name" check.
+    pub fn set_sender_rules(&mut self, rules: FilterList) {
+        self.sender_rules = Some(rules);
+    }
+
+    /// Whether the sender listed `name` although the rules it was given
+    /// exclude it. `.` (the transfer root) is never excluded.
+    #[must_use]
+    pub fn excluded(&self, name: &[u8], is_dir: bool) -> bool {
+        if matches!(name, b"." | b"/.") {
+            return false;
+        }
+        self.sender_rules
+            .as_ref()
+            .is_some_and(|f| f.is_excluded(name, is_dir))
     }
 
     /// Adds one requested argument (`skip_module`: a daemon path, whose
@@ -116,10 +139,32 @@ impl Requested {
         if !self.any || name == b"." || name.is_empty() {
             return true;
         }
-        if self.exact.contains(name) || (is_dir && self.dirs.contains(name)) {
-            return true;
+        self.leaf_match(name) || (is_dir && self.dir_match(name))
+    }
+
+    /// Whether `name` is a directory the pull only asked for as the parent
+    /// of something (a `-R` parent), never as content: rsync 3.5.0's
+    /// `is_implied_parent_dir`. The receiver then treats it as an implied
+    /// directory whatever the sender flagged, so `--delete` cannot sweep
+    /// its other entries. `.` is one unless the pull asked for the whole
+    /// top (`host:dir/` with `-r` or `--dirs`).
+    #[must_use]
+    pub fn is_implied_parent(&self, name: &[u8]) -> bool {
+        let name = name.strip_prefix(b"/").unwrap_or(name);
+        if !self.any {
+            return false;
         }
-        if self.below.contains(b"".as_slice()) {
+        if name == b"." || name.is_empty() {
+            let top: &[u8] = b"";
+            return !(self.below.contains(top) || self.children.contains(top));
+        }
+        self.dir_match(name) && !self.leaf_match(name)
+    }
+
+    /// A rule for the name itself or what contains it (rsync's include
+    /// rules without the directory-only flag).
+    fn leaf_match(&self, name: &[u8]) -> bool {
+        if self.exact.contains(name) || self.below.contains(b"".as_slice()) {
             return true;
         }
         let parent = match name.iter().rposition(|&c| c == b'/') {
@@ -139,7 +184,16 @@ impl Requested {
         }
         self.wild
             .iter()
-            .any(|(pat, dir_only)| (is_dir || !dir_only) && wildmatch(pat, name))
+            .any(|(pat, dir_only)| !dir_only && wildmatch(pat, name))
+    }
+
+    /// A directory-only rule (a parent of a `-R` argument) for the name.
+    fn dir_match(&self, name: &[u8]) -> bool {
+        self.dirs.contains(name)
+            || self
+                .wild
+                .iter()
+                .any(|(pat, dir_only)| *dir_only && wildmatch(pat, name))
     }
 }
 
@@ -222,5 +276,46 @@ mod tests {
         let mut r = Requested::new();
         r.add(b"mod", true, false, true, false);
         assert!(r.allows(b"anything", false));
+    }
+
+    #[test]
+    fn implied_parents_are_the_relative_parents_only() {
+        let r = req(&["/srv/./a/b/c"], true, true, false);
+        assert!(r.is_implied_parent(b"a") && r.is_implied_parent(b"a/b"));
+        assert!(r.is_implied_parent(b"."), "the top is a parent only");
+        assert!(!r.is_implied_parent(b"a/b/c"), "the argument itself");
+        assert!(!r.is_implied_parent(b"a/b/c/d"), "below the argument");
+        assert!(!r.is_implied_parent(b"x"));
+        // Asked for as well as a parent: content.
+        let r = req(&["/srv/./a/b", "/srv/./a"], true, true, false);
+        assert!(!r.is_implied_parent(b"a"));
+        // The whole top asked for: "." is content.
+        let r = req(&["/srv/"], false, true, false);
+        assert!(!r.is_implied_parent(b"."));
+        let r = req(&["/srv/"], false, false, true);
+        assert!(!r.is_implied_parent(b"."));
+        let r = req(&["/srv/f"], false, true, false);
+        assert!(r.is_implied_parent(b".") && !r.is_implied_parent(b"f"));
+        // Wildcard parents.
+        let r = req(&["/srv/./d*/x"], true, false, false);
+        assert!(r.is_implied_parent(b"dir") && !r.is_implied_parent(b"dir/x"));
+        assert!(!Requested::new().is_implied_parent(b"a"));
+    }
+
+    #[test]
+    fn names_the_senders_rules_exclude_are_caught() -> Result<(), crate::filter::ParseError> {
+        let mut fl = FilterList::new(crate::filter::Side::Sender);
+        fl.add_exclude(b"*.secret")?;
+        let mut r = Requested::new();
+        assert!(!r.is_active());
+        r.set_sender_rules(fl);
+        assert!(r.is_active());
+        assert!(r.excluded(b"x.secret", false) && r.excluded(b"d/y.secret", true));
+        assert!(!r.excluded(b"x.txt", false) && !r.excluded(b".", true));
+        assert!(
+            r.allows(b"anything", false),
+            "no requested names: all allowed"
+        );
+        Ok(())
     }
 }

@@ -299,8 +299,13 @@ impl FileListEncoder {
         let mut x = if is_dir {
             if p >= 30 {
                 e.xflags & (XMIT_TOP_DIR | XMIT_NO_CONTENT_DIR)
-            } else {
+            } else if e.xflags & XMIT_NO_CONTENT_DIR == 0 {
                 e.xflags & XMIT_TOP_DIR
+            } else {
+                // An implied `-R` parent is no top directory below 30
+                // (rsync clears the flag), or the receiver would treat
+                // it as one and `--delete` in it.
+                0
             }
         } else {
             0

@@ -75,6 +75,12 @@ fn write_dst(root: &Path) {
         let t = filetime::FileTime::from_unix_time(T - 100, 0);
         filetime::set_file_mtime(&path, t).unwrap();
     }
+    // The directories too (deepest first), so that one no transfer
+    // touches has the same time in every copy.
+    for d in ["a/b/c/d", "a/b/c", "a/b", "a"] {
+        let t = filetime::FileTime::from_unix_time(T - 200, 0);
+        filetime::set_file_mtime(root.join(d), t).unwrap();
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -287,6 +293,25 @@ fn relative_delete_only_in_content_dirs() {
         all(),
         None,
     );
+}
+
+/// Below protocol 30 the list has no content-directory flag: a top
+/// directory and the directories under it are content, an implied `-R`
+/// parent or a `--dirs` subdirectory is not, so `--delete` leaves them
+/// alone (found: we deleted in `-R` parents at 29, both as receiver and,
+/// by flagging the parents top, as sender). Every way against rsync alone.
+#[test]
+fn delete_scope_at_protocols_29_and_30() {
+    for p in ["--protocol=29", "--protocol=30"] {
+        check_case(
+            &["-a", "-R", "--delete", p],
+            &["{S}/./a/b/c/"],
+            true,
+            all(),
+            None,
+        );
+        check_case(&["-lptd", "--delete", p], &["{S}/"], true, all(), None);
+    }
 }
 
 #[test]
