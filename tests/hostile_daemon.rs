@@ -935,3 +935,92 @@ fn a_pull_from_an_unchrooted_module_never_reads_outside() {
         "the racy directory was never pulled ({total} pulls)"
     );
 }
+
+/// Issue 10: a daemon-side `--files-from` list (a path in a module that
+/// is not chrooted) is read beneath the module's handle: a list reached
+/// through a symlink to the outside is refused, and while a local user
+/// keeps swapping the list's directory for such a symlink, the outside
+/// list (which names a file that exists in the module) is never used.
+/// Real rsync is the client; both resolvers.
+#[test]
+fn a_daemon_side_files_from_list_is_read_beneath_the_module() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("module");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(module.join("lists.real")).unwrap();
+    fs::write(outside.join("names"), b"canary\n").unwrap();
+    fs::write(module.join("lists.real/names"), b"ok\n").unwrap();
+    fs::write(module.join("ok"), b"listed inside").unwrap();
+    fs::write(module.join("canary"), b"only the outside list names this").unwrap();
+    std::os::unix::fs::symlink("../outside", module.join("outlists")).unwrap();
+    let conf = tmp.path().join("ferrsyncd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[m]\npath = {}\nuse chroot = no\nread only = yes\nuid = root\ngid = root\n",
+            module.display()
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        let module = module.clone();
+        std::thread::spawn(move || {
+            let (d, held) = (module.join("lists"), module.join("lists.real"));
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::rename(&held, &d);
+                std::thread::sleep(Duration::from_millis(3));
+                let _ = fs::rename(&d, &held);
+                let _ = std::os::unix::fs::symlink("../outside", &d);
+                std::thread::sleep(Duration::from_millis(1));
+                let _ = fs::remove_file(&d);
+            }
+        })
+    };
+    let (mut total, mut listed) = (0, 0);
+    for walk in [false, true] {
+        let (mut child, port) = binary_daemon(&conf, walk);
+        let pull = |list: &str, dest: &Path| {
+            std::process::Command::new("rsync")
+                .args(["-a", "--timeout=20"])
+                .arg(format!("--files-from=:{list}"))
+                .arg(format!("rsync://127.0.0.1:{port}/m/"))
+                .arg(format!("{}/", dest.display()))
+                .output()
+                .unwrap()
+        };
+        // Through a symlink that leads out: refused, nothing sent.
+        let dest = tmp.path().join(format!("static{walk}"));
+        let out = pull("outlists/names", &dest);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "walk {walk}: {err}");
+        assert!(!dest.join("canary").exists(), "walk {walk}: {err}");
+        let t0 = Instant::now();
+        let mut runs = 0;
+        while runs < 5 || (t0.elapsed() < Duration::from_secs(3) && runs < 60) {
+            runs += 1;
+            total += 1;
+            let dest = tmp.path().join(format!("dest{total}"));
+            let out = pull("lists/names", &dest);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !dest.join("canary").exists() && !err.contains("canary"),
+                "walk {walk}: the outside list was read: {err}"
+            );
+            if out.status.code() == Some(0) {
+                assert_eq!(fs::read(dest.join("ok")).unwrap(), b"listed inside");
+                listed += 1;
+            }
+            let _ = fs::remove_dir_all(&dest);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    assert!(listed > 0, "the inside list was never read ({total} pulls)");
+}

@@ -121,16 +121,41 @@ pub fn read_local_names(file: &str, from0: bool, relative: bool) -> Result<Vec<V
         .collect())
 }
 
+/// rsync's text for a files-from list that cannot be read.
+fn open_error(file: &str, e: &std::io::Error) -> Error {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    Error::FileSelect(format!("failed to open files-from file {file}: {text}"))
+}
+
+/// A daemon's files-from list (`file` a path in the module), read
+/// beneath the module's handle: a directory on the way that is, or is
+/// swapped for, a symlink leading out of the module is never followed
+/// out. Cleaned as [`read_local_names`].
+///
+/// # Errors
+/// The file cannot be opened beneath the module, with rsync's text.
+pub fn read_names_beneath(
+    root: &crate::fs::beneath_read::ReadRoot,
+    file: &str,
+    from0: bool,
+    relative: bool,
+) -> Result<Vec<Vec<u8>>> {
+    let data = root
+        .read(std::path::Path::new(file))
+        .map_err(|e| open_error(file, &e))?;
+    Ok(split_names(&data, from0, true)
+        .iter()
+        .map(|n| sanitize_name(n, relative))
+        .collect())
+}
+
 /// A local files-from list as bytes (`-` is standard input).
 ///
 /// # Errors
 /// The file cannot be opened, with rsync's text.
 pub fn read_list(file: &str) -> Result<Vec<u8>> {
-    let fail = |e: std::io::Error| {
-        let text = e.to_string();
-        let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-        Error::FileSelect(format!("failed to open files-from file {file}: {text}"))
-    };
+    let fail = |e: std::io::Error| open_error(file, &e);
     match super::filters::read_local(file.as_bytes()) {
         Ok(Some(d)) => Ok(d),
         Ok(None) => Err(fail(std::io::Error::from(std::io::ErrorKind::NotFound))),

@@ -636,6 +636,9 @@ where
         let list = if let Some(ff) = &opts.files_from {
             let names = if ff == "-" {
                 files_from::receive(r, setup.protocol, opts.relative).await?
+            } else if let Some(root) = read_root(opts)? {
+                // A daemon's list: a path in the module, read beneath it.
+                files_from::read_names_beneath(&root, ff, opts.from0, opts.relative)?
             } else {
                 files_from::read_local_names(ff, opts.from0, opts.relative)?
             };
