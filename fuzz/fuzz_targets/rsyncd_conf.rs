@@ -1,6 +1,9 @@
 //! The `rsyncd.conf` parser: any text. `DaemonConfig::parse` must never
 //! panic; a config it accepts renders (`to_conf_string`) to text that
-//! parses again to the same modules and global section.
+//! parses again to the same modules and global section, unless the text
+//! ends in a backslash: the one way to get a value ending in one, which
+//! no line of a rendered file can hold (it would continue the line), so
+//! the renderer leaves it out and the value may change.
 #![no_main]
 
 use ferrsync::daemon::config::DaemonConfig;
@@ -11,6 +14,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok((cfg, _warnings)) = DaemonConfig::parse(&text) else {
         return;
     };
+    let tail = text.rsplit('\n').next().unwrap_or_default();
+    if tail
+        .trim_end_matches([' ', '\t', '\u{b}', '\u{c}', '\r'])
+        .ends_with('\\')
+    {
+        return;
+    }
     let again = cfg.to_conf_string();
     let (back, _) = DaemonConfig::parse(&again)
         .unwrap_or_else(|e| panic!("rendered config does not parse: {e}\n{again}"));
