@@ -1,9 +1,10 @@
 //! The `rsyncd.conf` parser: any text. `DaemonConfig::parse` must never
 //! panic; a config it accepts renders (`to_conf_string`) to text that
 //! parses again to the same modules and global section, unless the text
-//! ends in a backslash: the one way to get a value ending in one, which
-//! no line of a rendered file can hold (it would continue the line), so
-//! the renderer leaves it out and the value may change.
+//! ends in a backslash (blanks and line breaks after it aside): the one
+//! way to get a value ending in one, which no line of a rendered file can
+//! hold (it would continue the line), so the renderer leaves it out and
+//! the value may change.
 #![no_main]
 
 use ferrsync::daemon::config::DaemonConfig;
@@ -14,9 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok((cfg, _warnings)) = DaemonConfig::parse(&text) else {
         return;
     };
-    let tail = text.rsplit('\n').next().unwrap_or_default();
-    if tail
-        .trim_end_matches([' ', '\t', '\u{b}', '\u{c}', '\r'])
+    // Only a backslash before the end of the text (blanks and line
+    // breaks aside: each line break after one continues the line) can
+    // end a value.
+    if text
+        .trim_end_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r'])
         .ends_with('\\')
     {
         return;
