@@ -723,6 +723,21 @@ fn a_silent_server_times_out_by_default() {
 
 /// Our `ferrsync --daemon` binary (not chrooted) with `FERRSYNC_BENEATH_WALK`
 /// set or not, on a free port.
+/// A configuration with module `m` at `module`, read-only and not
+/// chrooted, run as root.
+fn unchrooted_module_conf(dir: &Path, module: &Path) -> PathBuf {
+    let conf = dir.join("ferrsyncd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "[m]\npath = {}\nuse chroot = no\nread only = yes\nuid = root\ngid = root\n",
+            module.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 fn binary_daemon(conf: &Path, walk: bool) -> (std::process::Child, u16) {
     for _ in 0..8 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -812,15 +827,7 @@ fn a_pull_from_an_unchrooted_module_never_reads_outside() {
     ln(Path::new("d/../../outside/secretdir"), "climb");
     ln(Path::new("d/e/f"), "insidefile");
     ln(Path::new("d"), "insidedir");
-    let conf = tmp.path().join("ferrsyncd.conf");
-    fs::write(
-        &conf,
-        format!(
-            "[m]\npath = {}\nuse chroot = no\nread only = yes\nuid = root\ngid = root\n",
-            module.display()
-        ),
-    )
-    .unwrap();
+    let conf = unchrooted_module_conf(tmp.path(), &module);
     let stop = Arc::new(AtomicBool::new(false));
     let racer = {
         let stop = Arc::clone(&stop);
@@ -956,15 +963,7 @@ fn a_daemon_side_files_from_list_is_read_beneath_the_module() {
     fs::write(module.join("ok"), b"listed inside").unwrap();
     fs::write(module.join("canary"), b"only the outside list names this").unwrap();
     std::os::unix::fs::symlink("../outside", module.join("outlists")).unwrap();
-    let conf = tmp.path().join("ferrsyncd.conf");
-    fs::write(
-        &conf,
-        format!(
-            "[m]\npath = {}\nuse chroot = no\nread only = yes\nuid = root\ngid = root\n",
-            module.display()
-        ),
-    )
-    .unwrap();
+    let conf = unchrooted_module_conf(tmp.path(), &module);
     let stop = Arc::new(AtomicBool::new(false));
     let racer = {
         let stop = Arc::clone(&stop);

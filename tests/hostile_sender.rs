@@ -1046,6 +1046,26 @@ fn unrequested_names_are_refused() {
     }
 }
 
+/// [`run_case`] of a pull that asked for `a`, serving `list`.
+fn run_asked(
+    name: &str,
+    protocol: u8,
+    s: &Site,
+    a: &Ask,
+    list: &[FileEntry],
+) -> Result<ferrsync::Report, ferrsync::Error> {
+    ASK.with(|c| *c.borrow_mut() = Some(a.clone()));
+    let r = run_case(
+        name,
+        protocol,
+        s,
+        list.to_vec(),
+        Act::Serve(b"payload".to_vec()),
+    );
+    ASK.with(|c| *c.borrow_mut() = None);
+    r
+}
+
 fn dir_flagged(name: &str, xflags: u32) -> FileEntry {
     let mut e = dir(name);
     e.xflags = xflags;
@@ -1106,15 +1126,7 @@ fn a_sender_cannot_widen_delete_or_list_excluded_names() {
         for (name, a, list) in &delete_cases {
             let s = site();
             let what = format!("{name} p{protocol}");
-            ASK.with(|c| *c.borrow_mut() = Some(a.clone()));
-            let r = run_case(
-                name,
-                protocol,
-                &s,
-                list.clone(),
-                Act::Serve(b"payload".to_vec()),
-            );
-            ASK.with(|c| *c.borrow_mut() = None);
+            let r = run_asked(name, protocol, &s, a, list);
             let rep = r.unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(rep.exit_code().code(), 0, "{what}: {:?}", rep.errors);
             assert_eq!(
@@ -1162,15 +1174,7 @@ fn a_sender_cannot_widen_delete_or_list_excluded_names() {
         for (name, a, refused) in &filter_cases {
             let s = site();
             let what = format!("{name} p{protocol}");
-            ASK.with(|c| *c.borrow_mut() = Some(a.clone()));
-            let r = run_case(
-                name,
-                protocol,
-                &s,
-                list.clone(),
-                Act::Serve(b"payload".to_vec()),
-            );
-            ASK.with(|c| *c.borrow_mut() = None);
+            let r = run_asked(name, protocol, &s, a, &list);
             if *refused {
                 let e = r.expect_err(&what);
                 assert_eq!(e.exit_code().code(), 4, "{what}: {e}");
