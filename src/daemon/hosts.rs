@@ -167,7 +167,9 @@ impl HostList {
             }
         }
         Ok(HostList {
-            text: s.trim().to_owned(),
+            // Only the separators: a Unicode blank kept at the end keeps
+            // a backslash before it from ending the rendered line.
+            text: s.trim_matches([' ', '\t', '\r', '\n']).to_owned(),
             entries,
         })
     }
