@@ -550,13 +550,13 @@ fn line_safe(v: &str) -> &str {
 }
 
 /// One logical line: continued physical lines joined.
-struct Logical {
-    line: usize,
-    text: String,
+pub(crate) struct Logical {
+    pub(crate) line: usize,
+    pub(crate) text: String,
 }
 
 /// Joins `\`-continued lines and drops `\r`, as params.c does.
-fn logical_lines(text: &str) -> Vec<Logical> {
+pub(crate) fn logical_lines(text: &str) -> Vec<Logical> {
     let mut out = Vec::new();
     let mut pending: Option<Logical> = None;
     let last = text.split('\n').count().saturating_sub(1);

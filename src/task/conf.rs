@@ -469,36 +469,13 @@ fn check_modules(p: &mut Problems, modules: &[Module]) {
 }
 
 /// `(line number, text)` of each logical line (continuations joined;
-/// comments and blank lines dropped), as rsync's params.c reads them.
+/// comments and blank lines dropped), as rsync's params.c reads them: the
+/// daemon reader's, trimmed.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.split('\n').enumerate() {
-        let raw = raw.replace('\r', "");
-        let (line, joined) = match pending.take() {
-            Some((l, mut t)) => {
-                t.push_str(&raw);
-                (l, t)
-            }
-            None => {
-                let first = raw.trim_start();
-                if first.is_empty() || first.starts_with(['#', ';']) {
-                    continue;
-                }
-                (i + 1, raw)
-            }
-        };
-        let trimmed = joined.trim_end();
-        if let Some(body) = trimmed.strip_suffix('\\') {
-            pending = Some((line, body.to_string()));
-        } else {
-            out.push((line, joined.trim().to_string()));
-        }
-    }
-    if let Some((l, t)) = pending {
-        out.push((l, t.trim().to_string()));
-    }
-    out
+    crate::daemon::config::logical_lines(text)
+        .into_iter()
+        .map(|l| (l.line, l.text.trim().to_string()))
+        .collect()
 }
 
 #[cfg(test)]
