@@ -114,11 +114,16 @@ pub fn sanitize_name(name: &[u8], keep_dots: bool) -> Vec<u8> {
 /// # Errors
 /// The file cannot be opened, with rsync's text.
 pub fn read_local_names(file: &str, from0: bool, relative: bool) -> Result<Vec<Vec<u8>>> {
-    let data = read_list(file)?;
-    Ok(split_names(&data, from0, true)
+    Ok(cleaned_names(&read_list(file)?, from0, relative))
+}
+
+/// The names of a list read on the sending side, comments dropped and
+/// each one cleaned.
+fn cleaned_names(data: &[u8], from0: bool, relative: bool) -> Vec<Vec<u8>> {
+    split_names(data, from0, true)
         .iter()
         .map(|n| sanitize_name(n, relative))
-        .collect())
+        .collect()
 }
 
 /// rsync's text for a files-from list that cannot be read.
@@ -144,10 +149,7 @@ pub fn read_names_beneath(
     let data = root
         .read(std::path::Path::new(file))
         .map_err(|e| open_error(file, &e))?;
-    Ok(split_names(&data, from0, true)
-        .iter()
-        .map(|n| sanitize_name(n, relative))
-        .collect())
+    Ok(cleaned_names(&data, from0, relative))
 }
 
 /// A local files-from list as bytes (`-` is standard input).
