@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::filter::{FilterList, FilterSet, RuleFlags, Side};
+use crate::fs::beneath::Root;
 
 use super::options::Options;
 
@@ -36,10 +37,24 @@ fn read_path(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// A reader for per-directory merge files in `dir`: a missing or
-/// unreadable file counts as absent.
-pub fn dir_reader(dir: &Path) -> impl FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>> + '_ {
-    move |name: &[u8]| Ok(read_path(&dir.join(std::ffi::OsStr::from_bytes(name))).unwrap_or(None))
+/// A reader for the per-directory merge files of destination directory
+/// `dir` (relative to `root`), resolved beneath the root: symlinks are
+/// followed only while they stay inside it. A missing or unreadable file
+/// counts as absent (as in rsync); one reached only by leaving the
+/// destination is an error, never read.
+pub fn dir_reader<'a>(
+    root: &'a Root,
+    dir: &'a [u8],
+) -> impl FnMut(&[u8]) -> std::io::Result<Option<Vec<u8>>> + 'a {
+    move |name: &[u8]| {
+        let mut rel = Vec::with_capacity(dir.len() + 1 + name.len());
+        if !dir.is_empty() && dir != b"." {
+            rel.extend_from_slice(dir);
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name);
+        root.read_inside(&rel)
+    }
 }
 
 fn syntax(e: &crate::filter::ParseError) -> Error {
@@ -309,42 +324,53 @@ fn module_relative_root(opts: &Options, root: Option<&[u8]>) -> Option<Vec<u8>> 
 /// so that a merge file is read once, when its directory is first
 /// entered (rsync keeps a directory's rules while it works below it: a
 /// merge file deleted by then still counts).
+///
+/// # Errors
+/// As [`filters_for_dir`] (an error is not remembered).
 pub fn filters_for_dir_cached(
     set: &FilterSet,
-    root: &Path,
+    root: &Root,
     name: &[u8],
     cache: &mut std::collections::HashMap<Vec<u8>, FilterSet>,
-) -> FilterSet {
+) -> std::result::Result<FilterSet, crate::filter::ParseError> {
     let key: &[u8] = if name.is_empty() { b"." } else { name };
     if let Some(f) = cache.get(key) {
-        return f.clone();
+        return Ok(f.clone());
     }
     let made = if key == b"." {
-        filters_for_dir(set, root, b".")
+        filters_for_dir(set, root, b".")?
     } else {
         let parent: &[u8] = match key.iter().rposition(|&c| c == b'/') {
             Some(p) => key.get(..p).unwrap_or(b"."),
             None => b".",
         };
-        let up = filters_for_dir_cached(set, root, parent, cache);
-        let here = root.join(std::ffi::OsStr::from_bytes(key));
-        let mut rd = dir_reader(&here);
-        up.enter_dir(key, &mut rd).unwrap_or(up)
+        let up = filters_for_dir_cached(set, root, parent, cache)?;
+        let mut rd = dir_reader(root, key);
+        up.enter_dir(key, &mut rd)?
     };
     cache.insert(key.to_vec(), made.clone());
-    made
+    Ok(made)
 }
 
-/// The filters in effect in directory `name` (relative to `root`), with
-/// the per-directory merge files of it and its parents read from disk.
-#[must_use]
-pub fn filters_for_dir(set: &FilterSet, root: &Path, name: &[u8]) -> FilterSet {
+/// The filters in effect in destination directory `name` (relative to
+/// `root`), with the per-directory merge files of it and its parents
+/// read beneath the root.
+///
+/// # Errors
+/// A merge file does not parse, or is reached only by leaving the
+/// destination: the directory's rules are unknown (the caller deletes
+/// nothing there).
+pub fn filters_for_dir(
+    set: &FilterSet,
+    root: &Root,
+    name: &[u8],
+) -> std::result::Result<FilterSet, crate::filter::ParseError> {
     let mut cur = {
-        let mut rd = dir_reader(root);
-        set.enter_dir(b".", &mut rd).unwrap_or_else(|_| set.clone())
+        let mut rd = dir_reader(root, b".");
+        set.enter_dir(b".", &mut rd)?
     };
     if name == b"." || name.is_empty() {
-        return cur;
+        return Ok(cur);
     }
     let mut rel: Vec<u8> = Vec::new();
     for comp in name.split(|&c| c == b'/') {
@@ -352,11 +378,8 @@ pub fn filters_for_dir(set: &FilterSet, root: &Path, name: &[u8]) -> FilterSet {
             rel.push(b'/');
         }
         rel.extend_from_slice(comp);
-        let p: PathBuf = root.join(std::ffi::OsStr::from_bytes(&rel));
-        let mut rd = dir_reader(&p);
-        if let Ok(next) = cur.enter_dir(&rel, &mut rd) {
-            cur = next;
-        }
+        let mut rd = dir_reader(root, &rel);
+        cur = cur.enter_dir(&rel, &mut rd)?;
     }
-    cur
+    Ok(cur)
 }

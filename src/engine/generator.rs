@@ -1238,10 +1238,19 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let ctx = self.ctx;
         let mut names: Vec<Vec<u8>> = ctx.root.read_dir(rel).unwrap_or_default();
         names.sort();
-        let inner = filters.map(|f| {
-            let mut rd = super::filters::dir_reader(p);
-            f.enter_dir(rel, &mut rd).unwrap_or_else(|_| f.clone())
-        });
+        let inner = match filters {
+            Some(f) => {
+                let mut rd = super::filters::dir_reader(ctx.root, rel);
+                match f.enter_dir(rel, &mut rd) {
+                    Ok(inner) => Some(inner),
+                    Err(e) => {
+                        self.merge_failed(rel, &e).await?;
+                        return Ok(false);
+                    }
+                }
+            }
+            None => None,
+        };
         let mut kept = false;
         for n in names {
             let child = p.join(OsStr::from_bytes(&n));
@@ -1352,6 +1361,23 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         Ok(true)
     }
 
+    /// A per-directory merge file of destination directory `rel` could not
+    /// be used. One that does not parse ends the run as rsync's does
+    /// (`Unknown filter rule`, exit 1). One reached only by leaving the
+    /// destination (rsync would follow it) is not read: that directory's
+    /// rules are unknown, so nothing there is deleted (exit 23).
+    async fn merge_failed(&mut self, rel: &[u8], e: &crate::filter::ParseError) -> Result<()> {
+        if !matches!(e, crate::filter::ParseError::MergeFile { .. }) {
+            return Err(Error::Syntax(e.to_string()));
+        }
+        let dir = if rel.is_empty() { b"." as &[u8] } else { rel };
+        self.fail(format!(
+            "rsync: {e} -- skipping deletion in {}",
+            String::from_utf8_lossy(dir)
+        ))
+        .await
+    }
+
     async fn delete_in_dir(&mut self, i: usize) -> Result<()> {
         let ctx = self.ctx;
         let e = &ctx.list[i];
@@ -1359,9 +1385,20 @@ impl<'a, 'b, W: AsyncWrite + Unpin> Generator<'a, 'b, W> {
         let Ok(rd) = ctx.root.read_dir(ctx.rel(i)) else {
             return Ok(());
         };
-        let filters = ctx.filters.map(|f| {
-            super::filters::filters_for_dir_cached(f, ctx.dest, &e.name, &mut self.dir_filters)
-        });
+        let filters = match ctx.filters {
+            Some(f) => {
+                match super::filters::filters_for_dir_cached(
+                    f,
+                    ctx.root,
+                    &e.name,
+                    &mut self.dir_filters,
+                ) {
+                    Ok(f) => Some(f),
+                    Err(err) => return self.merge_failed(&e.name, &err).await,
+                }
+            }
+            None => None,
+        };
         let keep = self.children.get(e.name.as_slice());
         let mut doomed: Vec<Vec<u8>> = rd
             .into_iter()

@@ -589,12 +589,18 @@ where
             let role = if sa.sender { "sender" } else { "Receiver" };
             let text = match &e {
                 // A refusal (e.g. `ERROR: module is read only`) is said as
-                // is, then the exit reason, as rsync does.
-                Error::Syntax(msg) => format!(
-                    "{msg}\nrsync error: {} (code {code}) [{role}=ferrsync {}]\n",
-                    e.exit_code().describe(),
-                    env!("CARGO_PKG_VERSION")
-                ),
+                // is, then the exit reason, as rsync does: one message per
+                // line (rsync's client shows a line break inside one as
+                // `\#012`).
+                Error::Syntax(msg) => {
+                    let said = format!("{msg}\n");
+                    let _ = w.send_msg(MsgCode::Error, said.as_bytes()).await;
+                    format!(
+                        "rsync error: {} (code {code}) [{role}=ferrsync {}]\n",
+                        e.exit_code().describe(),
+                        env!("CARGO_PKG_VERSION")
+                    )
+                }
                 _ => format!(
                     "rsync error: {e} (code {code}) [server=ferrsync {}]\n",
                     env!("CARGO_PKG_VERSION")
@@ -829,8 +835,15 @@ pub async fn run_local(
     let server = (&mut server.0)
         .await
         .map_err(|e| Error::Protocol(format!("local receiver failed: {e}")))?;
-    let mut report = client?;
-    let srv = server?;
+    // The in-process receiver's own error says more than the sending
+    // side's "remote error" about it.
+    let (mut report, srv) = match (client, server) {
+        (Err(Error::Remote { .. }), Err(e)) => return Err(e),
+        (client, server) => (client?, server?),
+    };
+    // The sending side kept the receiver's last error message, which the
+    // receiver's own list has too: shown once.
+    report.errors.retain(|e| !srv.errors.contains(e));
     report.errors.extend(srv.errors);
     report.io_error |= srv.io_error;
     report.stats.deleted += srv.stats.deleted;

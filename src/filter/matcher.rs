@@ -915,7 +915,18 @@ fn enter_entries(
         };
         let name = rule.pattern.strip_prefix(b"/").unwrap_or(&rule.pattern);
         let mut local = Vec::new();
-        if let Ok(Some(data)) = read(name) {
+        // A missing file is `Ok(None)`; an error is one the reader refuses
+        // to treat as absent (a file reached by leaving the destination).
+        let found = read(name).map_err(|e| ParseError::MergeFile {
+            kind: if rule.flags.contains(RuleFlags::INCLUDE) {
+                "in"
+            } else {
+                "ex"
+            },
+            name: lossy(name),
+            err: e.to_string(),
+        })?;
+        if let Some(data) = found {
             parse_file(
                 &mut local,
                 cvs,

@@ -406,6 +406,67 @@ impl Root {
         Ok(f)
     }
 
+    /// The contents of regular file `rel`, following symlinks (in its
+    /// directories and its last component) only while they stay inside
+    /// the root: a per-directory merge file of the destination, which
+    /// rsync opens by name and follows. `Ok(None)` when it is missing,
+    /// unreadable or not a regular file (rsync skips such a file).
+    ///
+    /// # Errors
+    /// Reaching it would leave the root: an absolute link target, `..`
+    /// above the root, more than 40 links.
+    pub fn read_inside(&self, rel: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read as _;
+        // An OS error is the file's absence; only an escape is an error.
+        let absent = |e: io::Error| {
+            if e.raw_os_error().is_some() {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        };
+        let mut cur = trim_slashes(rel).to_vec();
+        for _ in 0..=MAX_LINKS {
+            let (dir, name) = split(&cur);
+            let pd = match self.dir_with(dir, Links::Inside) {
+                Ok(pd) => pd,
+                Err(e) => return absent(e),
+            };
+            let flags = OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::CLOEXEC;
+            match rustix::fs::openat(&pd, os(name), flags, Mode::empty()) {
+                Ok(fd) => {
+                    let mut f = fs::File::from(fd);
+                    if !f.metadata().is_ok_and(|m| m.is_file()) {
+                        return Ok(None);
+                    }
+                    let mut v = Vec::new();
+                    return Ok(f.read_to_end(&mut v).ok().map(|_| v));
+                }
+                Err(Errno::LOOP) => {
+                    let Ok(target) = rustix::fs::readlinkat(&pd, os(name), Vec::new()) else {
+                        return Ok(None);
+                    };
+                    let target = target.as_bytes();
+                    if target.first() == Some(&b'/') {
+                        return Err(escape(rel, &Errno::XDEV.into()));
+                    }
+                    let mut next = dir.to_vec();
+                    if !next.is_empty() {
+                        next.push(b'/');
+                    }
+                    next.extend_from_slice(target);
+                    cur = next;
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        Err(escape(rel, &Errno::LOOP.into()))
+    }
+
     /// Opens `rel` for an in-place update: created (mode 0600) if
     /// missing, never truncated, never through a symlink.
     ///
@@ -893,6 +954,51 @@ mod tests {
             assert!(err.to_string().contains("through a symlink"), "{err}");
             assert!(!f.dest.join("real/sub/a").exists());
         }
+    }
+
+    #[test]
+    fn merge_files_are_read_through_inside_links_only() {
+        let f = fixture();
+        fs::write(f.dest.join("real/rules"), b"P x\n").unwrap();
+        symlink("../rules", f.dest.join("real/sub/up")).unwrap();
+        symlink("sub/up", f.dest.join("real/chain")).unwrap();
+        symlink("../../outside/secret", f.dest.join("real/climb")).unwrap();
+        symlink(f.outside.join("secret"), f.dest.join("real/absolute")).unwrap();
+        symlink("loop", f.dest.join("real/loop")).unwrap();
+        symlink("/dev/zero", f.dest.join("real/zero")).unwrap();
+        for links in [Links::Never, Links::Inside] {
+            for r in roots(&f.dest, links) {
+                for name in [
+                    &b"real/rules"[..],
+                    b"real/sub/up",
+                    b"real/chain",
+                    b"inside/rules",
+                ] {
+                    assert_eq!(r.read_inside(name).unwrap().unwrap(), b"P x\n");
+                }
+                for absent in [
+                    &b"real/none"[..],
+                    b"none/rules",
+                    b"real/sub",
+                    b"real/rules/x",
+                ] {
+                    assert!(r.read_inside(absent).unwrap().is_none());
+                }
+                for escape in [
+                    &b"real/climb"[..],
+                    b"real/absolute",
+                    b"real/loop",
+                    b"real/zero",
+                    b"abs/secret",
+                    b"rel/secret",
+                    b"../outside/secret",
+                ] {
+                    let err = r.read_inside(escape).unwrap_err();
+                    assert!(err.to_string().contains("outside the destination"), "{err}");
+                }
+            }
+        }
+        outside_untouched(&f);
     }
 
     #[test]

@@ -424,3 +424,161 @@ fn receiver_reads_destination_merge_files_and_their_parents() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A destination's per-directory merge file is read beneath the
+/// destination: a symlink to it that stays inside is followed as rsync
+/// follows it; one that leads outside (absolute, or climbing above the
+/// destination) is never read, and nothing in that directory is deleted
+/// (an error, exit 23), where rsync alone would read the outside file.
+/// Our receiver in each role: the local copy, our client pulling from
+/// `rsync --server`, real rsync pushing to `ferrsync --server`.
+#[test]
+fn destination_merge_files_are_read_beneath_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let shim = common::tree::write_shim(&base);
+    let src = base.join("src");
+    write_tree(
+        &src,
+        &[
+            ("in/", ""),
+            ("d/", ""),
+            ("d/x", "x"),
+            ("o/", ""),
+            ("o/x", "x"),
+            ("c/", ""),
+            ("c/x", "x"),
+        ],
+    );
+    let outside = base.join("outside");
+    write_tree(&outside, &[("rules", "P victim\n")]);
+    let fresh = |name: &str| {
+        let t = base.join(name);
+        write_tree(
+            &t,
+            &[
+                ("in/.rsync-filter", "P victim\n"),
+                ("d/victim", "v"),
+                ("d/gone", "g"),
+                ("o/victim", "v"),
+                ("o/gone", "g"),
+                ("c/victim", "v"),
+                ("c/gone", "g"),
+            ],
+        );
+        std::os::unix::fs::symlink("../in/.rsync-filter", t.join("d/.rsync-filter")).unwrap();
+        std::os::unix::fs::symlink(outside.join("rules"), t.join("o/.rsync-filter")).unwrap();
+        std::os::unix::fs::symlink("../../outside/rules", t.join("c/.rsync-filter")).unwrap();
+        t
+    };
+    let flags = ["-a", "-FF", "--delete"].map(String::from);
+    let from = format!("{}/", src.display());
+    // rsync alone follows all three links: the outside rules protect
+    // `victim` and `gone` goes, in every directory.
+    let reference = fresh("ref");
+    let mut ra = flags.to_vec();
+    ra.push(from.clone());
+    ra.push(format!("{}/", reference.display()));
+    run("rsync", &ra);
+    for dir in ["d", "o", "c"] {
+        assert!(
+            reference.join(dir).join("victim").exists(),
+            "rsync: {dir}/victim"
+        );
+        assert!(
+            !reference.join(dir).join("gone").exists(),
+            "rsync: {dir}/gone"
+        );
+    }
+    let ours = ferrsync_bin();
+    let mut failures = Vec::new();
+    // (program, arguments) of one way into `dst`.
+    let way = |how: &str, dst: &Path| {
+        let mut a = flags.to_vec();
+        let prog = if how == "rpush" { "rsync" } else { ours };
+        let d = format!("{}/", dst.display());
+        match how {
+            "pull" => {
+                a.extend([
+                    "-e".into(),
+                    shim.display().to_string(),
+                    "--rsync-path=rsync".into(),
+                ]);
+                a.extend([format!("localhost:{from}"), d]);
+            }
+            "rpush" => {
+                a.extend([
+                    "-e".into(),
+                    shim.display().to_string(),
+                    format!("--rsync-path={ours}"),
+                ]);
+                a.extend([from.clone(), format!("localhost:{d}")]);
+            }
+            _ => a.extend([from.clone(), d]),
+        }
+        (prog, a)
+    };
+    let ways = ["local", "pull", "rpush"];
+    for (how, walk) in ways.iter().flat_map(|h| [(*h, "0"), (*h, "1")]) {
+        let dst = fresh(&format!("{how}-{walk}"));
+        let (prog, a) = way(how, &dst);
+        // Both resolvers: `openat2`, and the `openat` walk.
+        let out = Command::new(prog)
+            .args(&a)
+            .env("FERRSYNC_BENEATH_WALK", walk)
+            .output()
+            .unwrap();
+        let how = format!("{how} (walk {walk})");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(23) {
+            failures.push(format!("{how}: exit {:?}: {err}", out.status.code()));
+        }
+        for dir in ["o", "c"] {
+            // Shown once (a local copy used to show it twice).
+            if err.matches(&format!("skipping deletion in {dir}")).count() != 1 {
+                failures.push(format!("{how}: not one error for {dir}: {err}"));
+            }
+            // Not read: nothing deleted there, and the files still came.
+            for name in ["victim", "gone", "x"] {
+                if !dst.join(dir).join(name).exists() {
+                    failures.push(format!("{how}: {dir}/{name} missing"));
+                }
+            }
+        }
+        // The link that stays inside is followed, as by rsync.
+        if !dst.join("d/victim").exists()
+            || dst.join("d/gone").exists()
+            || !dst.join("d/x").exists()
+        {
+            failures.push(format!("{how}: d/ not as rsync leaves it"));
+        }
+    }
+    // A merge file that does not parse ends the run, as in rsync (exit
+    // 1, nothing deleted); it used to be skipped, and its directory
+    // cleaned under the parent's rules only.
+    for how in ["rsync", "local", "pull", "rpush"] {
+        let dst = fresh(&format!("bad-{how}"));
+        fs::remove_file(dst.join("d/.rsync-filter")).unwrap();
+        fs::write(dst.join("d/.rsync-filter"), "Q victim\n").unwrap();
+        let (prog, mut a) = way(how, &dst);
+        if how == "rsync" {
+            a = flags.to_vec();
+            a.extend([from.clone(), format!("{}/", dst.display())]);
+        }
+        let out = Command::new(if how == "rsync" { "rsync" } else { prog })
+            .args(&a)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(1) || !err.contains("Unknown filter rule") {
+            failures.push(format!(
+                "bad rule, {how}: exit {:?}: {err}",
+                out.status.code()
+            ));
+        }
+        if !dst.join("d/gone").exists() {
+            failures.push(format!("bad rule, {how}: d/gone deleted"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
