@@ -50,6 +50,9 @@ pub fn dest_start(root: &Path, under: &str) {
     let base = root.join(under);
     fs::create_dir_all(base.join("sub")).unwrap();
     fs::write(base.join("extraneous.txt"), b"delete me?\n").unwrap();
+    // Kept without --delete: the same time in both trees (written at
+    // different instants, they could straddle a second).
+    set_mtime(&base.join("extraneous.txt"), 1_500_000_000);
     fs::write(base.join("sub/changed.txt"), b"old\n").unwrap();
     set_mtime(&base.join("sub/changed.txt"), 1_500_000_000);
 }
