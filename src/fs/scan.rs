@@ -842,6 +842,12 @@ impl Scanner {
         };
         match f.enter_dir(name, &mut read) {
             Ok(c) => Some(c),
+            // A rule that does not parse ends the transfer, as rsync's
+            // sender exits on it (`Unknown filter rule`, exit 1).
+            Err(e) if !matches!(e, crate::filter::ParseError::MergeFile { .. }) => {
+                self.out.fatal.get_or_insert_with(|| e.to_string());
+                Some(f.clone())
+            }
             Err(e) => {
                 self.out.io_error |= IOERR_GENERAL;
                 if self.out.errors.len() < MAX_SCAN_ERRORS {
@@ -864,6 +870,9 @@ impl Scanner {
         filters: Option<&FilterSet>,
     ) {
         let filters = self.enter(filters, dir, prefix);
+        if self.out.fatal.is_some() {
+            return;
+        }
         let beneath = self.beneath.clone();
         let fd = match rd::open_dir(self.beneath.as_deref(), dir) {
             Ok(fd) => fd,

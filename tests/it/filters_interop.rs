@@ -582,3 +582,65 @@ fn destination_merge_files_are_read_beneath_the_destination() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A source's per-directory merge file that does not parse ends the run
+/// before anything is sent, as rsync's sender does (`Unknown filter
+/// rule`, exit 1); ours used to report it, go on with the parent's rules
+/// and exit 23. Rsync alone, our local copy, our push to `rsync
+/// --server`, real rsync pulling from `ferrsync --server`.
+#[test]
+fn a_source_merge_file_that_does_not_parse_ends_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let shim = common::tree::write_shim(&base);
+    let src = base.join("src");
+    write_tree(
+        &src,
+        &[
+            ("a", "a"),
+            ("p/", ""),
+            ("p/x", "x"),
+            ("p/.rsync-filter", "Q x\n"),
+        ],
+    );
+    let from = format!("{}/", src.display());
+    let ours = ferrsync_bin();
+    let mut failures = Vec::new();
+    for how in ["rsync", "local", "push", "rpull"] {
+        let dst = base.join(how);
+        fs::create_dir(&dst).unwrap();
+        let d = format!("{}/", dst.display());
+        let mut a: Vec<String> = ["-a", "-F"].map(String::from).to_vec();
+        let prog = match how {
+            "rsync" | "rpull" => "rsync",
+            _ => ours,
+        };
+        match how {
+            "push" => a.extend([
+                "-e".into(),
+                shim.display().to_string(),
+                "--rsync-path=rsync".into(),
+                from.clone(),
+                format!("localhost:{d}"),
+            ]),
+            "rpull" => a.extend([
+                "-e".into(),
+                shim.display().to_string(),
+                format!("--rsync-path={ours}"),
+                format!("localhost:{from}"),
+                d,
+            ]),
+            _ => a.extend([from.clone(), d]),
+        }
+        let out = Command::new(prog).args(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(1) || !err.contains("Unknown filter rule") {
+            failures.push(format!("{how}: exit {:?}: {err}", out.status.code()));
+        }
+        let left: Vec<_> = fs::read_dir(&dst).unwrap().collect();
+        if !left.is_empty() {
+            failures.push(format!("{how}: {} entries written", left.len()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
